@@ -1,0 +1,14 @@
+"""Settings for the test suite: PostgreSQL by default (DATABASE_URL), fast hashing."""
+
+import os
+
+os.environ.setdefault("DEBUG", "1")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/hone")
+
+from config.settings.base import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory: the end-to-end tests' worker process opens the same database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-hone.sqlite3")}

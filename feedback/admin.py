@@ -1,0 +1,70 @@
+from django.contrib import admin
+
+from feedback.models import (
+    Assignment,
+    Comparison,
+    Completion,
+    LabelAudit,
+    Membership,
+    PreferenceLabel,
+    Project,
+    Prompt,
+)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "base_model", "labels_per_comparison", "trigger_new_labels"]
+    search_fields = ["slug", "name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "split", "source", "__str__"]
+    list_filter = ["project", "split"]
+
+
+@admin.register(Completion)
+class CompletionAdmin(admin.ModelAdmin):
+    list_display = ["id", "prompt", "policy_version", "token_count", "finish_reason"]
+    list_filter = ["policy_version__project"]
+    raw_id_fields = ["prompt"]
+
+
+@admin.register(Comparison)
+class ComparisonAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "status", "required_labels", "priority", "created_at"]
+    list_filter = ["project", "kind", "status"]
+    raw_id_fields = ["prompt", "completion_a", "completion_b"]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "comparison", "annotator", "status", "a_shown_left", "expires_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["comparison"]
+
+
+class LabelAuditInline(admin.TabularInline):
+    model = LabelAudit
+    extra = 0
+    can_delete = False
+    readonly_fields = ["actor", "action", "before", "after", "at"]
+
+
+@admin.register(PreferenceLabel)
+class PreferenceLabelAdmin(admin.ModelAdmin):
+    list_display = ["id", "comparison", "annotator", "choice", "strength", "review_status"]
+    list_filter = ["choice", "review_status", "comparison__project"]
+    raw_id_fields = ["comparison", "assignment"]
+    inlines = [LabelAuditInline]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # labels are never deleted; reviewers reject them instead

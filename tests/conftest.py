@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from feedback.models import Membership
+from feedback.services import membership_set, project_create, prompts_import
+
+PROMPTS = [
+    {"prompt": "Say hello.", "split": "train"},
+    {"prompt": "Name a colour.", "split": "train"},
+    {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]},
+    {"prompt": "Count to three.", "split": "eval"},
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    from training.ml.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str, **fields):
+        return get_user_model().objects.create_user(username=username, password="pw", **fields)
+
+    return make
+
+
+@pytest.fixture
+def project(db, tmp_path, settings):
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    project = project_create(slug="demo", name="Demo", base_model="unused-in-this-test")
+    prompts_import(project=project, records=PROMPTS, source="test")
+    return project
+
+
+@pytest.fixture
+def annotator(make_user, project):
+    user = make_user("ann")
+    membership_set(project=project, user=user, role=Membership.Role.ANNOTATOR)
+    return user
+
+
+@pytest.fixture
+def admin_member(make_user, project):
+    user = make_user("boss")
+    membership_set(project=project, user=user, role=Membership.Role.ADMIN)
+    return user

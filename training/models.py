@@ -1,0 +1,193 @@
+"""Policy versions, reward models, dataset snapshots, loop iterations and training runs."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class DatasetSnapshot(models.Model):
+    """The preference data one iteration trained on: a JSONL file and exactly which labels."""
+
+    project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE)
+    path = models.CharField(max_length=500, help_text="Relative to the artifact root.")
+    sha256 = models.CharField(max_length=64)
+    pair_count = models.PositiveIntegerField()
+    label_ids = models.JSONField(help_text="Primary keys of every label used.")
+    counts = models.JSONField(default=dict, help_text="Pairs, ties and both-bad left out, ...")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Snapshot {self.pk} ({self.pair_count} pairs)"
+
+
+class RewardModelVersion(models.Model):
+    project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE)
+    number = models.PositiveIntegerField()
+    adapter_path = models.CharField(max_length=500, help_text="Relative to the artifact root.")
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT)
+    training_run = models.OneToOneField("TrainingRun", on_delete=models.PROTECT)
+    heldout_accuracy = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="unique_reward_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"RM{self.number}"
+
+
+class PolicyVersion(models.Model):
+    class Status(models.TextChoices):
+        TRAINING = "training"
+        CANDIDATE = "candidate"
+        ACTIVE = "active"
+        RETIRED = "retired"
+        REJECTED = "rejected"
+        ROLLED_BACK = "rolled_back"
+
+    project = models.ForeignKey(
+        "feedback.Project", on_delete=models.CASCADE, related_name="policy_versions"
+    )
+    number = models.PositiveIntegerField(help_text="0 is the base model without an adapter.")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT)
+    adapter_path = models.CharField(
+        max_length=500, blank=True, help_text="LoRA adapter folder, relative to the artifact root."
+    )
+    status = models.CharField(max_length=12, choices=Status.choices)
+    reward_model = models.ForeignKey(
+        RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT
+    )
+    training_run = models.OneToOneField(
+        "TrainingRun", null=True, blank=True, on_delete=models.PROTECT, related_name="policy"
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="unique_policy_number"),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(status="active"), name="one_active_policy"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.number}"
+
+
+class LoopIteration(models.Model):
+    """One turn of the loop: snapshot, reward model, PPO, promotion, new comparisons."""
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual"
+        LABELS = "labels"
+        SCHEDULE = "schedule"
+
+    class Status(models.TextChoices):
+        COLLECTING = "collecting"
+        REWARD = "reward", "Training the reward model"
+        PPO = "ppo", "PPO"
+        PROMOTING = "promoting"
+        GENERATING = "generating", "Generating new comparisons"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE_STATUSES = ("collecting", "reward", "ppo", "promoting", "generating")
+
+    project = models.ForeignKey(
+        "feedback.Project", on_delete=models.CASCADE, related_name="iterations"
+    )
+    number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.COLLECTING)
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT
+    )
+    reward_model = models.ForeignKey(
+        RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT
+    )
+    policy = models.ForeignKey(PolicyVersion, null=True, blank=True, on_delete=models.PROTECT)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="unique_iteration_number"),
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["collecting", "reward", "ppo", "promoting", "generating"]),
+                name="one_running_iteration",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Iteration {self.number}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class TrainingRun(models.Model):
+    """A job on a worker. The row is the source of truth; the queue carries only its id."""
+
+    class Kind(models.TextChoices):
+        GENERATE = "generate"
+        REWARD = "reward"
+        PPO = "ppo"
+        EVALUATE = "evaluate"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    project = models.ForeignKey(
+        "feedback.Project", on_delete=models.CASCADE, related_name="training_runs"
+    )
+    iteration = models.ForeignKey(
+        LoopIteration, null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    config = models.JSONField(default=dict, blank=True)
+    summary = models.JSONField(default=dict, blank=True, help_text="Final metrics.")
+    log_tail = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} run {self.pk} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at or self.heartbeat_at or self.started_at
+        return (end - self.started_at).total_seconds()
+
+
+class RunMetric(models.Model):
+    """One logging step of a run: {"loss": ..., "objective/kl": ...}."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metrics")
+    step = models.PositiveIntegerField()
+    values = models.JSONField()
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "step", "id"]
+        indexes = [models.Index(fields=["run", "step"])]

@@ -1,0 +1,49 @@
+"""Reads of the training app."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from feedback.models import PreferenceLabel, Project
+from training.models import LoopIteration, PolicyVersion, RunMetric, TrainingRun
+
+
+def policy_active(*, project: Project) -> PolicyVersion:
+    return PolicyVersion.objects.get(project=project, status=PolicyVersion.Status.ACTIVE)
+
+
+def labels_for_training(*, project: Project) -> QuerySet[PreferenceLabel]:
+    """Labels that may train a reward model: every label a reviewer has not rejected."""
+    return (
+        PreferenceLabel.objects.filter(comparison__project=project)
+        .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
+        .select_related(
+            "comparison__prompt", "comparison__completion_a", "comparison__completion_b"
+        )
+        .order_by("comparison_id", "id")
+    )
+
+
+def labels_since_last_iteration(*, project: Project) -> int:
+    """Labels created after the start of the project's latest iteration."""
+    labels = PreferenceLabel.objects.filter(comparison__project=project)
+    last = LoopIteration.objects.filter(project=project).order_by("-number").first()
+    if last is not None:
+        labels = labels.filter(created_at__gt=last.created_at)
+    return labels.count()
+
+
+def iterations_for_project(*, project: Project) -> QuerySet[LoopIteration]:
+    return (
+        LoopIteration.objects.filter(project=project)
+        .select_related("policy", "reward_model", "snapshot")
+        .order_by("-number")
+    )
+
+
+def runs_for_project(*, project: Project) -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.filter(project=project).order_by("-queued_at")
+
+
+def run_metrics(*, run: TrainingRun) -> QuerySet[RunMetric]:
+    return RunMetric.objects.filter(run=run).order_by("step", "id")

@@ -1,0 +1,362 @@
+"""Every write of the training app: policies, reward models, snapshots, iterations, runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from feedback.events import event_publish
+from feedback.models import Comparison, Completion, PreferenceLabel, Project, Prompt
+from feedback.services import comparisons_create
+from training.models import (
+    DatasetSnapshot,
+    LoopIteration,
+    PolicyVersion,
+    RewardModelVersion,
+    RunMetric,
+    TrainingRun,
+)
+from training.selectors import labels_for_training
+
+LOG_TAIL_CHARS = 20_000
+
+
+def artifact_path(relative: str) -> Path:
+    return Path(settings.ARTIFACT_ROOT) / relative
+
+
+# --- Policies -----------------------------------------------------------------------------
+
+
+def policy_create_base(*, project: Project) -> PolicyVersion:
+    """Version 0: the base model without an adapter, active from the start."""
+    return PolicyVersion.objects.create(
+        project=project, number=0, status=PolicyVersion.Status.ACTIVE, promoted_at=timezone.now()
+    )
+
+
+def policy_register(
+    *,
+    project: Project,
+    parent: PolicyVersion,
+    run: TrainingRun,
+    reward_model: RewardModelVersion | None,
+    adapter_path: str,
+    metrics: dict[str, Any],
+) -> PolicyVersion:
+    """A trained adapter becomes a candidate version. The adapter must already be on disk."""
+    if not (artifact_path(adapter_path) / "adapter_config.json").exists():
+        raise ValidationError({"adapter_path": f"No adapter at {adapter_path}."})
+    with transaction.atomic():
+        number = (
+            PolicyVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
+        ) + 1
+        return PolicyVersion.objects.create(
+            project=project,
+            number=number,
+            parent=parent,
+            adapter_path=adapter_path,
+            status=PolicyVersion.Status.CANDIDATE,
+            reward_model=reward_model,
+            training_run=run,
+            metrics=metrics,
+        )
+
+
+def policy_promote(*, policy: PolicyVersion) -> PolicyVersion:
+    """Make `policy` the project's active version; the previous one retires. All or nothing."""
+    with transaction.atomic():
+        versions = PolicyVersion.objects.select_for_update().filter(project_id=policy.project_id)
+        current = [v for v in versions if v.status == PolicyVersion.Status.ACTIVE]
+        if any(v.pk == policy.pk for v in current):
+            return policy
+        for old in current:
+            old.status = PolicyVersion.Status.RETIRED
+            old.save(update_fields=["status"])
+        policy.status = PolicyVersion.Status.ACTIVE
+        policy.promoted_at = timezone.now()
+        policy.save(update_fields=["status", "promoted_at"])
+        event_publish(
+            project_id=policy.project_id,
+            event="policy_live",
+            data={"version": policy.number, "policy_id": policy.pk},
+        )
+    return policy
+
+
+# --- Dataset snapshots ------------------------------------------------------------------
+
+
+def _majority(labels: list[PreferenceLabel]) -> tuple[str, float] | None:
+    """Strength-weighted vote between A and B: (winner, margin) or None for no preference.
+
+    Ties and both-bad votes count as abstentions; the margin is the winner's weighted lead
+    per label, on the strength scale (1 slight .. 3 strong).
+    """
+    score = 0
+    for label in labels:
+        if label.choice == PreferenceLabel.Choice.A:
+            score += label.strength
+        elif label.choice == PreferenceLabel.Choice.B:
+            score -= label.strength
+    if score == 0:
+        return None
+    return ("a" if score > 0 else "b"), abs(score) / len(labels)
+
+
+def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
+    """Write the project's preference data as TRL explicit-prompt JSONL and record it."""
+    by_comparison: dict[int, list[PreferenceLabel]] = defaultdict(list)
+    for label in labels_for_training(project=project):
+        by_comparison[label.comparison_id].append(label)
+
+    rows: list[dict[str, Any]] = []
+    used: list[int] = []
+    no_preference = 0
+    for labels in by_comparison.values():
+        vote = _majority(labels)
+        if vote is None:
+            no_preference += 1
+            continue
+        winner, margin = vote
+        comparison = labels[0].comparison
+        a, b = comparison.completion_a.text, comparison.completion_b.text
+        chosen, rejected = (a, b) if winner == "a" else (b, a)
+        rows.append(
+            {
+                "prompt": comparison.prompt.messages,
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "margin": margin,
+            }
+        )
+        used.extend(label.pk for label in labels)
+    if not rows:
+        raise ValidationError(
+            f"Project {project.slug} has no comparison with a preference yet "
+            f"({no_preference} without one): label some comparisons first."
+        )
+
+    relative = f"projects/{project.pk}/snapshots/{name}.jsonl"
+    path = artifact_path(relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(payload)
+    tmp.replace(path)
+    return DatasetSnapshot.objects.create(
+        project=project,
+        path=relative,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        pair_count=len(rows),
+        label_ids=used,
+        counts={
+            "pairs": len(rows),
+            "labels": len(used),
+            "comparisons_without_preference": no_preference,
+        },
+    )
+
+
+# --- Loop iterations ---------------------------------------------------------------------
+
+
+def iteration_start(*, project: Project, trigger: str) -> LoopIteration | None:
+    """Start an iteration unless one is running: the database allows one per project."""
+    from training.tasks import loop_iteration_task
+
+    if trigger not in LoopIteration.Trigger.values:
+        raise ValidationError({"trigger": f"Unknown trigger {trigger!r}."})
+    try:
+        with transaction.atomic():
+            number = (
+                LoopIteration.objects.filter(project=project).aggregate(n=Max("number"))["n"]
+                or 0
+            ) + 1
+            iteration = LoopIteration.objects.create(
+                project=project, number=number, trigger=trigger
+            )
+            event_publish(
+                project_id=project.pk,
+                event="iteration_status",
+                data={"iteration": number, "status": iteration.status},
+            )
+            transaction.on_commit(lambda: loop_iteration_task.delay(iteration.pk))
+    except IntegrityError:  # one is running (the partial unique index said so)
+        return None
+    return iteration
+
+
+def iteration_advance(
+    *, iteration: LoopIteration, status: str, **fields: Any
+) -> LoopIteration:
+    """Move an iteration to its next state, recording what the finished step produced."""
+    iteration.status = status
+    for name, value in fields.items():
+        setattr(iteration, name, value)
+    if status in (LoopIteration.Status.DONE, LoopIteration.Status.FAILED):
+        iteration.finished_at = timezone.now()
+    with transaction.atomic():
+        iteration.save()
+        event_publish(
+            project_id=iteration.project_id,
+            event="iteration_status",
+            data={"iteration": iteration.number, "status": status, "error": iteration.error},
+        )
+    return iteration
+
+
+# --- Training runs -----------------------------------------------------------------------
+
+
+def run_create(
+    *,
+    project: Project,
+    kind: str,
+    config: dict[str, Any],
+    iteration: LoopIteration | None = None,
+) -> TrainingRun:
+    return TrainingRun.objects.create(
+        project=project, iteration=iteration, kind=kind, config=config
+    )
+
+
+def run_start(*, run: TrainingRun, worker: str) -> TrainingRun:
+    now = timezone.now()
+    run.status = TrainingRun.Status.RUNNING
+    run.worker = worker
+    run.started_at = run.started_at or now
+    run.heartbeat_at = now
+    run.error = ""
+    run.save(update_fields=["status", "worker", "started_at", "heartbeat_at", "error"])
+    _run_event(run)
+    return run
+
+
+def run_record_metrics(*, run: TrainingRun, values: dict[str, Any]) -> RunMetric:
+    """Store one logging step, beat the heart, and stream the numbers to browsers."""
+    step = int(values.get("step", 0))
+    clean = {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool))}
+    with transaction.atomic():
+        metric = RunMetric.objects.create(run=run, step=step, values=clean)
+        TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+        event_publish(
+            project_id=run.project_id,
+            event="run_progress",
+            data={"run_id": run.pk, "kind": run.kind, "step": step, "values": clean},
+        )
+    return metric
+
+
+def run_log(*, run: TrainingRun, line: str) -> None:
+    run.log_tail = (run.log_tail + line.rstrip("\n") + "\n")[-LOG_TAIL_CHARS:]
+    run.heartbeat_at = timezone.now()
+    run.save(update_fields=["log_tail", "heartbeat_at"])
+
+
+def run_succeed(*, run: TrainingRun, summary: dict[str, Any]) -> TrainingRun:
+    run.status = TrainingRun.Status.SUCCEEDED
+    run.summary = summary
+    run.finished_at = timezone.now()
+    with transaction.atomic():
+        run.save(update_fields=["status", "summary", "finished_at"])
+        _run_event(run)
+    return run
+
+
+def run_fail(*, run: TrainingRun, error: str) -> TrainingRun:
+    run.status = TrainingRun.Status.FAILED
+    run.error = error
+    run.finished_at = timezone.now()
+    with transaction.atomic():
+        run.save(update_fields=["status", "error", "finished_at"])
+        _run_event(run)
+    return run
+
+
+def _run_event(run: TrainingRun) -> None:
+    event_publish(
+        project_id=run.project_id,
+        event="run_status",
+        data={"run_id": run.pk, "kind": run.kind, "status": run.status, "error": run.error},
+    )
+
+
+# --- Artifacts that become rows ------------------------------------------------------------
+
+
+def reward_model_register(
+    *,
+    project: Project,
+    run: TrainingRun,
+    snapshot: DatasetSnapshot,
+    adapter_path: str,
+    metrics: dict[str, Any],
+) -> RewardModelVersion:
+    with transaction.atomic():
+        number = (
+            RewardModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"]
+            or 0
+        ) + 1
+        return RewardModelVersion.objects.create(
+            project=project,
+            number=number,
+            adapter_path=adapter_path,
+            snapshot=snapshot,
+            training_run=run,
+            heldout_accuracy=metrics.get("eval_accuracy"),
+            metrics=metrics,
+        )
+
+
+def artifact_commit(*, tmp_dir: Path, relative: str) -> str:
+    """Move a finished artifact folder into place; a crash before this leaves no artifact."""
+    final = artifact_path(relative)
+    if final.exists():
+        shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir.replace(final)
+    return relative
+
+
+def generation_record(
+    *,
+    project: Project,
+    policy: PolicyVersion,
+    prompts: list[Prompt],
+    samples: list[list[dict[str, Any]]],
+    sampling: dict[str, Any],
+) -> list[Comparison]:
+    """Store two samples per prompt as completions and pair them into comparisons.
+
+    Pairs whose two answers are identical teach nothing and are left out.
+    """
+    with transaction.atomic():
+        pairs: list[tuple[Completion, Completion]] = []
+        for prompt, prompt_samples in zip(prompts, samples, strict=True):
+            completions = Completion.objects.bulk_create(
+                [
+                    Completion(
+                        prompt=prompt,
+                        policy_version=policy,
+                        text=sample["text"],
+                        sampling=sampling,
+                        token_count=sample["token_count"],
+                        finish_reason=sample["finish_reason"],
+                    )
+                    for sample in prompt_samples
+                ]
+            )
+            if len(completions) >= 2 and completions[0].text != completions[1].text:
+                pairs.append((completions[0], completions[1]))
+        return comparisons_create(project=project, pairs=pairs)

@@ -1,0 +1,30 @@
+"""Celery tasks: take ids, load rows, call a job. Routed to the `gpu` queue (settings)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from training import jobs
+from training.models import LoopIteration, TrainingRun
+
+# A whole iteration on a big model can take hours; the limits stop a hung job for good.
+ITERATION_TIME_LIMIT = 12 * 3600
+
+
+@shared_task(acks_late=True, time_limit=ITERATION_TIME_LIMIT)
+def loop_iteration_task(iteration_id: int) -> None:
+    iteration = LoopIteration.objects.select_related("project").filter(pk=iteration_id).first()
+    if iteration is None:
+        return
+    jobs.iteration_run(iteration=iteration)
+
+
+@shared_task(acks_late=True, time_limit=3 * 3600)
+def generate_comparisons_task(run_id: int) -> None:
+    run = TrainingRun.objects.select_related("project").filter(pk=run_id).first()
+    if run is None or run.status != TrainingRun.Status.QUEUED:
+        return  # already handled: a redelivered message does nothing twice
+    try:
+        jobs.generation_run(run=run)
+    except Exception:
+        return  # recorded on the run by the job; nothing to retry blindly
