@@ -146,9 +146,7 @@ class Assignment(models.Model):
         SUBMITTED = "submitted"
         EXPIRED = "expired"
 
-    comparison = models.ForeignKey(
-        Comparison, on_delete=models.CASCADE, related_name="assignments"
-    )
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
     )
@@ -164,6 +162,9 @@ class Assignment(models.Model):
             )
         ]
         indexes = [models.Index(fields=["annotator", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on comparison {self.comparison_id} ({self.status})"
 
 
 class PreferenceLabel(models.Model):
@@ -222,3 +223,6 @@ class LabelAudit(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.action} label {self.label_id} by {self.actor}"

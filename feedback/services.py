@@ -41,7 +41,9 @@ def project_create(*, slug: str, name: str, base_model: str, **fields: Any) -> P
 
 def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
     if role not in Membership.Role.values:
-        raise ValidationError({"role": f"Unknown role {role!r}; use one of {Membership.Role.values}."})
+        raise ValidationError(
+            {"role": f"Unknown role {role!r}; use one of {Membership.Role.values}."}
+        )
     membership, _ = Membership.objects.update_or_create(
         project=project, user=user, defaults={"role": role}
     )
@@ -74,9 +76,7 @@ def _prompt_messages(record: Any, where: str) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in prompt]
 
 
-def prompts_import(
-    *, project: Project, records: list[Any], source: str = ""
-) -> list[Prompt]:
+def prompts_import(*, project: Project, records: list[Any], source: str = "") -> list[Prompt]:
     """Validate every record first, then write all of them or none."""
     prompts: list[Prompt] = []
     problems: list[str] = []
@@ -86,7 +86,9 @@ def prompts_import(
             messages = _prompt_messages(record, where)
             split = record.get("split", Prompt.Split.TRAIN)
             if split not in Prompt.Split.values:
-                raise ValidationError(f"{where}: field 'split' must be one of {Prompt.Split.values}.")
+                raise ValidationError(
+                    f"{where}: field 'split' must be one of {Prompt.Split.values}."
+                )
         except ValidationError as error:
             problems.extend(error.messages)
             continue
@@ -262,4 +264,3 @@ def _maybe_trigger_iteration(*, project: Project) -> None:
 
     if labels_since_last_iteration(project=project) >= project.trigger_new_labels:
         iteration_start(project=project, trigger="labels")
-

@@ -39,7 +39,10 @@ def label_page(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("feedback:label", slug=slug)
 
     assignment = assignment_next(project=project, user=request.user)
-    context = {"project": project, "progress": annotator_progress(project=project, user=request.user)}
+    context = {
+        "project": project,
+        "progress": annotator_progress(project=project, user=request.user),
+    }
     if assignment is not None:
         assignment = Assignment.objects.select_related(
             "comparison__prompt", "comparison__completion_a", "comparison__completion_b"

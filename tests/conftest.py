@@ -1,10 +1,9 @@
+"""Shared fixtures. Django is imported inside them, so that `training/ml` tests can run
+without Django (`pytest tests/training/ml -p no:django`), as on a bare GPU worker."""
+
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-
-from feedback.models import Membership
-from feedback.services import membership_set, project_create, prompts_import
 
 PROMPTS = [
     {"prompt": "Say hello.", "split": "train"},
@@ -23,6 +22,8 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 @pytest.fixture
 def make_user(db):
+    from django.contrib.auth import get_user_model
+
     def make(username: str, **fields):
         return get_user_model().objects.create_user(username=username, password="pw", **fields)
 
@@ -31,6 +32,8 @@ def make_user(db):
 
 @pytest.fixture
 def project(db, tmp_path, settings):
+    from feedback.services import project_create, prompts_import
+
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     project = project_create(slug="demo", name="Demo", base_model="unused-in-this-test")
     prompts_import(project=project, records=PROMPTS, source="test")
@@ -39,13 +42,17 @@ def project(db, tmp_path, settings):
 
 @pytest.fixture
 def annotator(make_user, project):
+    from feedback.services import membership_set
+
     user = make_user("ann")
-    membership_set(project=project, user=user, role=Membership.Role.ANNOTATOR)
+    membership_set(project=project, user=user, role="annotator")
     return user
 
 
 @pytest.fixture
 def admin_member(make_user, project):
+    from feedback.services import membership_set
+
     user = make_user("boss")
-    membership_set(project=project, user=user, role=Membership.Role.ADMIN)
+    membership_set(project=project, user=user, role="admin")
     return user

@@ -106,9 +106,7 @@ class LoopIteration(models.Model):
     number = models.PositiveIntegerField()
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.COLLECTING)
-    snapshot = models.ForeignKey(
-        DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT
-    )
+    snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT)
     reward_model = models.ForeignKey(
         RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT
     )
@@ -191,3 +189,6 @@ class RunMetric(models.Model):
     class Meta:
         ordering = ["run", "step", "id"]
         indexes = [models.Index(fields=["run", "step"])]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} step {self.step}"

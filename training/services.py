@@ -180,8 +180,7 @@ def iteration_start(*, project: Project, trigger: str) -> LoopIteration | None:
     try:
         with transaction.atomic():
             number = (
-                LoopIteration.objects.filter(project=project).aggregate(n=Max("number"))["n"]
-                or 0
+                LoopIteration.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
             ) + 1
             iteration = LoopIteration.objects.create(
                 project=project, number=number, trigger=trigger
@@ -197,9 +196,7 @@ def iteration_start(*, project: Project, trigger: str) -> LoopIteration | None:
     return iteration
 
 
-def iteration_advance(
-    *, iteration: LoopIteration, status: str, **fields: Any
-) -> LoopIteration:
+def iteration_advance(*, iteration: LoopIteration, status: str, **fields: Any) -> LoopIteration:
     """Move an iteration to its next state, recording what the finished step produced."""
     iteration.status = status
     for name, value in fields.items():
@@ -305,8 +302,7 @@ def reward_model_register(
 ) -> RewardModelVersion:
     with transaction.atomic():
         number = (
-            RewardModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"]
-            or 0
+            RewardModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
         ) + 1
         return RewardModelVersion.objects.create(
             project=project,
@@ -314,7 +310,7 @@ def reward_model_register(
             adapter_path=adapter_path,
             snapshot=snapshot,
             training_run=run,
-            heldout_accuracy=metrics.get("eval_accuracy"),
+            heldout_accuracy=metrics.get("heldout_accuracy"),
             metrics=metrics,
         )
 

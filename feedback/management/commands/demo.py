@@ -37,8 +37,19 @@ def start_private_redis(var_dir: Path) -> tuple[subprocess.Popen, str]:
     """Start a throw-away Redis on 127.0.0.1 and wait until it answers."""
     port = free_port()
     process = subprocess.Popen(
-        [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", str(var_dir)],
+        [
+            redis_server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(var_dir),
+        ],
         stdout=subprocess.DEVNULL,
     )
     import redis
@@ -90,22 +101,54 @@ class Command(BaseCommand):
             subprocess.run([*manage, "seed_demo"], env=env, check=True)
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q",
-                     "default,gpu", "--pool", "solo", "-n", "demo@%h", "--loglevel", "INFO"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "config",
+                        "worker",
+                        "-Q",
+                        "default,gpu",
+                        "--pool",
+                        "solo",
+                        "-n",
+                        "demo@%h",
+                        "--loglevel",
+                        "INFO",
+                    ],
                     env=env,
                 )
             )
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel",
-                     "WARNING"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "config",
+                        "beat",
+                        "--loglevel",
+                        "WARNING",
+                    ],
                     env=env,
                 )
             )
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host",
-                     host, "--port", str(port), "--log-level", "warning"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "config.asgi:application",
+                        "--host",
+                        host,
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                    ],
                     env=env,
                 )
             )

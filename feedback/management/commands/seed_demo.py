@@ -31,8 +31,13 @@ Read the user's message, then both answers. Pick the answer you would rather rec
 
 # Small enough for a 2-core CPU: one iteration takes a few minutes on SmolLM2-135M.
 DEMO_TRAINING_CONFIG = {
-    "reward": {"num_epochs": 2, "batch_size": 4, "max_length": 384},
-    "ppo": {"total_episodes": 32, "batch_size": 8, "mini_batch_size": 4, "max_new_tokens": 48},
+    "reward": {"epochs": 2, "batch_size": 4, "max_length": 384},
+    "ppo": {
+        "total_episodes": 32,
+        "rollout_batch_size": 8,
+        "num_mini_batches": 2,
+        "response_length": 48,
+    },
     "generate": {"batch_size": 8},
 }
 

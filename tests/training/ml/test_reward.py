@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.training.ml.conftest import LONG_PROMPTS, REWARD_MAX_LENGTH, write_preferences
+from training.ml.data import PreferencePair, load_preferences, split_by_prompt
+from training.ml.errors import DataError, ModelNotFound
+from training.ml.models import encode_prompt, encode_response, load_tokenizer
+from training.ml.reward import (
+    RewardScorer,
+    RewardTrainConfig,
+    encode_for_reward,
+    train_reward,
+)
+
+# ---- the trained model ranks held-out pairs right ----
+
+
+def test_reward_model_ranks_heldout_pairs(trained_reward: tuple[Path, dict, list[dict]]) -> None:
+    _, result, _ = trained_reward
+
+    assert result["heldout_accuracy"] >= 0.9
+    assert result["pairs"] == 48
+    assert result["train_pairs"] + result["heldout_pairs"] == 48
+    assert result["heldout_pairs"] >= 12  # whole prompts held out until 25% of the pairs are
+    assert (
+        result["heldout_pairs_chosen_shorter"]
+        + result["heldout_pairs_chosen_longer"]
+        + result["heldout_pairs_same_length"]
+        == result["heldout_pairs"]
+    )
+    assert result["heldout_pairs_chosen_shorter"] > 0
+    assert result["heldout_pairs_chosen_longer"] > 0
+
+
+def test_long_prompts_are_cut_from_the_left_and_counted(
+    trained_reward: tuple[Path, dict, list[dict]],
+) -> None:
+    _, result, _ = trained_reward
+
+    assert result["prompts_truncated"] == LONG_PROMPTS
+    assert result["responses_truncated"] == 0
+
+
+def test_lora_weights_changed_and_score_head_saved(
+    trained_reward: tuple[Path, dict, list[dict]],
+) -> None:
+    out, _, _ = trained_reward
+    weights = load_file(out / "adapter_model.safetensors")
+    lora_b = {name: w for name, w in weights.items() if "lora_B" in name}
+
+    # peft starts every lora_B at zero: a non-zero one was trained
+    assert lora_b
+    assert all(w.abs().sum() > 0 for w in lora_b.values())
+    assert [name for name in weights if "score" in name] == ["base_model.model.score.weight"]
+
+
+def test_metrics_stream_every_logging_step(trained_reward: tuple[Path, dict, list[dict]]) -> None:
+    _, result, metrics = trained_reward
+    training_logs = [m for m in metrics if "loss" in m]
+
+    assert [m["step"] for m in training_logs] == list(range(1, result["steps"] + 1))
+    assert {"loss", "accuracy", "margin", "learning_rate"} <= set(training_logs[0])
+    assert metrics[-1]["heldout_accuracy"] == result["heldout_accuracy"]
+
+
+def test_saved_folder_describes_the_reward_model(
+    trained_reward: tuple[Path, dict, list[dict]], tiny_model: str
+) -> None:
+    out, _, _ = trained_reward
+    info = json.loads((out / "hone_reward.json").read_text())
+
+    assert info["format"] == "hone-reward-v1"
+    assert info["base_model"] == tiny_model
+    assert info["max_length"] == REWARD_MAX_LENGTH
+    assert (info["eos_token"], info["pad_token"]) == ("<|im_end|>", "<|endoftext|>")
+    assert (out / "tokenizer.json").is_file()
+    assert not list(out.parent.glob(".rm.*"))  # the work folder is gone
+
+
+def test_scorer_on_saved_folder_matches_the_in_memory_model(
+    trained_reward: tuple[Path, dict, list[dict]], tiny_model: str, preference_file: Path
+) -> None:
+    out, _, _ = trained_reward
+    pairs = {pair.line: pair for pair in load_preferences(preference_file)}
+    heldout = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
+    scorer = RewardScorer.load(tiny_model, out)
+
+    chosen = scorer.score(
+        [pairs[row["line"]].prompt for row in heldout],
+        [pairs[row["line"]].chosen for row in heldout],
+        batch_size=12,
+    )
+    rejected = scorer.score(
+        [pairs[row["line"]].prompt for row in heldout],
+        [pairs[row["line"]].rejected for row in heldout],
+        batch_size=12,
+    )
+
+    # heldout.jsonl was scored by the in-memory model right after training
+    assert chosen == [row["chosen_score"] for row in heldout]
+    assert rejected == [row["rejected_score"] for row in heldout]
+
+
+# ---- the one formatting function ----
+
+
+def test_reward_input_is_prompt_then_answer_then_end_of_turn(tiny_model: str) -> None:
+    tokenizer = load_tokenizer(tiny_model)
+
+    encoded = encode_for_reward(tokenizer, "Hi", "yes good", max_length=64)
+
+    assert encoded.input_ids == (
+        encode_prompt(tokenizer, "Hi") + encode_response(tokenizer, "yes good") + [2]
+    )
+    assert (encoded.prompt_cut, encoded.response_cut) == (0, 0)
+
+
+def test_reward_input_cuts_the_prompt_from_the_left(tiny_model: str) -> None:
+    tokenizer = load_tokenizer(tiny_model)
+    prompt_ids = encode_prompt(tokenizer, "tell me about the sea " * 10)
+    answer_ids = encode_response(tokenizer, "yes good")
+
+    encoded = encode_for_reward(tokenizer, "tell me about the sea " * 10, "yes good", max_length=20)
+
+    kept = 20 - len(answer_ids) - 1
+    assert encoded.input_ids == prompt_ids[-kept:] + answer_ids + [2]
+    assert encoded.prompt_cut == len(prompt_ids) - kept
+    assert encoded.response_cut == 0
+
+
+def test_reward_input_cuts_an_overlong_answer_from_the_right(tiny_model: str) -> None:
+    tokenizer = load_tokenizer(tiny_model)
+    answer_ids = encode_response(tokenizer, "yes good " * 20)
+
+    encoded = encode_for_reward(tokenizer, "Hi", "yes good " * 20, max_length=10)
+
+    assert encoded.input_ids == answer_ids[:9] + [2]
+    assert encoded.response_cut == len(answer_ids) - 9
+
+
+# ---- margins ----
+
+
+def test_margin_column_trains(tiny_model: str, tmp_path: Path) -> None:
+    data = write_preferences(tmp_path / "prefs.jsonl", pairs=8, seed=1)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[1]["margin"] = 1.5  # only some rows have one: the others count as 0
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = RewardTrainConfig(
+        base_model=tiny_model, lora_r=4, epochs=1, batch_size=4, eval_fraction=0
+    )
+
+    result = train_reward(config, data, tmp_path / "rm")
+
+    assert (result["train_pairs"], result["heldout_pairs"], result["steps"]) == (8, 0, 2)
+    assert result["heldout_accuracy"] is None
+
+
+# ---- bad input: one clear error, nothing written ----
+
+GOOD = '{"prompt": "Hi", "chosen": "yes", "rejected": "no"}'
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", r"no preference pairs \(the file is empty\)"),
+        (f"{GOOD}\n{{not json\n", r"line 2: malformed JSON"),
+        (f'{GOOD}\n{{"prompt": "Hi", "chosen": "yes"}}\n', r"line 2: missing field 'rejected'"),
+        (
+            f'{GOOD}\n\n{{"prompt": "Hi", "chosen": "same", "rejected": "same"}}\n',
+            r"line 3: 'chosen' and 'rejected' are identical",
+        ),
+        (
+            f'{GOOD}\n{{"prompt": [{{"role": "robot", "content": "x"}}], "chosen": "a", "rejected": "b"}}\n',
+            r"line 2: field 'prompt', message 0",
+        ),
+        (
+            '{"prompt": "Hi", "chosen": "a", "rejected": "b", "margin": "big"}\n',
+            r"line 1: field 'margin' must be a finite number",
+        ),
+    ],
+    ids=["empty", "malformed", "missing-field", "identical", "bad-role", "bad-margin"],
+)
+def test_bad_data_raises_one_error_naming_file_and_line(
+    tiny_model: str, tmp_path: Path, content: str, message: str
+) -> None:
+    data = tmp_path / "prefs.jsonl"
+    data.write_text(content, encoding="utf-8")
+    out = tmp_path / "rm"
+
+    with pytest.raises(DataError, match=f"^{data}(, )?.*{message}"):
+        train_reward(RewardTrainConfig(base_model=tiny_model), data, out)
+    assert list(tmp_path.iterdir()) == [data]
+
+
+def test_missing_model_folder_raises_naming_the_path(tmp_path: Path, preference_file: Path) -> None:
+    missing = tmp_path / "no-model"
+
+    with pytest.raises(ModelNotFound, match=str(missing)):
+        train_reward(RewardTrainConfig(base_model=str(missing)), preference_file, tmp_path / "rm")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_reward_folder_raises_naming_the_path(tiny_model: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound, match=str(tmp_path / "rm")):
+        RewardScorer.load(tiny_model, tmp_path / "rm")
+
+
+# ---- the held-out split ----
+
+
+def test_split_keeps_each_prompt_on_one_side_whatever_the_order() -> None:
+    pairs = [
+        PreferencePair(prompt=f"p{i % 5}", chosen="a", rejected=f"b{i}", margin=None, line=i + 1)
+        for i in range(20)
+    ]
+
+    train, heldout = split_by_prompt(pairs, eval_fraction=0.25, seed=0)
+    train_reversed, heldout_reversed = split_by_prompt(pairs[::-1], eval_fraction=0.25, seed=0)
+
+    assert {p.prompt for p in train}.isdisjoint({p.prompt for p in heldout})
+    assert (len(train), len(heldout)) == (12, 8)  # whole prompts of 4 pairs until >= 5 pairs
+    assert {p.line for p in heldout_reversed} == {p.line for p in heldout}

@@ -1,0 +1,77 @@
+"""A failing iteration leaves its run marked failed, its error visible, the policy unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from feedback.services import assignment_next, label_submit
+from tests.factories import make_comparisons
+from training import jobs, services
+from training.models import LoopIteration, PolicyVersion, RewardModelVersion, TrainingRun
+
+
+@pytest.fixture
+def iteration(project, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        return services.iteration_start(project=project, trigger="manual")
+
+
+def active_numbers(project) -> list[int]:
+    return list(
+        PolicyVersion.objects.filter(project=project, status="active").values_list(
+            "number", flat=True
+        )
+    )
+
+
+def test_iteration_without_usable_labels_fails_with_its_reason(project, iteration):
+    jobs.iteration_run(iteration=iteration)
+
+    iteration.refresh_from_db()
+    assert iteration.status == LoopIteration.Status.FAILED
+    assert "no comparison with a preference" in iteration.error
+    assert active_numbers(project) == [0]
+
+
+def test_crash_inside_training_marks_the_run_failed(
+    project, annotator, iteration, tiny_model_dir, monkeypatch
+):
+    import training.ml.reward
+
+    project.base_model = tiny_model_dir
+    project.save()
+    make_comparisons(project, [("short", "a long answer")])
+    assignment = assignment_next(project=project, user=annotator)
+    label_submit(user=annotator, assignment_id=assignment.pk, choice="a")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(training.ml.reward, "train_reward", crash)
+
+    jobs.iteration_run(iteration=iteration)
+
+    iteration.refresh_from_db()
+    run = TrainingRun.objects.get(iteration=iteration)
+    assert iteration.status == LoopIteration.Status.FAILED
+    assert (run.kind, run.status) == ("reward", "failed")
+    assert "RuntimeError: CUDA out of memory (simulated)" in run.error
+    assert RewardModelVersion.objects.count() == 0
+    assert active_numbers(project) == [0]
+    assert not list((services.artifact_path(f"projects/{project.pk}")).glob("reward/*"))
+
+
+def test_unknown_training_setting_is_named(project, annotator, iteration, tiny_model_dir):
+    project.base_model = tiny_model_dir
+    project.training_config = {"reward": {"learning_rat": 0.1}}
+    project.save()
+    make_comparisons(project, [("short", "a long answer")])
+    assignment = assignment_next(project=project, user=annotator)
+    label_submit(user=annotator, assignment_id=assignment.pk, choice="a")
+
+    jobs.iteration_run(iteration=iteration)
+
+    iteration.refresh_from_db()
+    assert iteration.status == LoopIteration.Status.FAILED
+    assert "learning_rat" in iteration.error
+    assert active_numbers(project) == [0]

@@ -1,0 +1,689 @@
+"""PPO with LoRA: Hone's own RLHF trainer, one file, readable top to bottom.
+
+Follows "The N Implementation Details of RLHF with PPO" (Huang et al., 2024,
+https://arxiv.org/abs/2403.17031) and the structure of TRL 1.12's `PPOTrainer` (deleted from TRL
+in 1.13), with three choices of our own:
+
+- the policy is the base model plus a LoRA adapter, and the reference policy is the same model
+  with the adapter switched off (`disable_adapter()`): no second copy for the reference;
+- the value model is a second LoRA adapter plus a scalar head on a module tree that shares the
+  frozen base weights with the policy (one copy of the base weights serves policy, reference
+  and value); it starts from the reward model's adapter and head when there is one;
+- the reward is read through `RewardScorer` (or a plain `reward_fn` in tests) on the decoded
+  answer text, so it is read exactly as the reward model was trained to read it.
+
+One update = sample a batch of answers, score them, per-token rewards (KL penalty to the
+reference everywhere, score at the last token), advantages by GAE, then a few epochs of
+clipped policy and value losses over minibatches.
+
+    python -m training.ml.ppo --base var/models/tiny --prompts prompts.jsonl \\
+        --reward-model var/reward/3 --out var/policy/4 --total-episodes 256
+    accelerate launch -m training.ml.ppo ...   # several GPUs: each process samples its share
+
+Importing this module imports torch (the policy/value module is an nn.Module); transformers,
+peft and accelerate are imported when training starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import itertools
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.ml.data import Prompt, add_config_arguments, config_from_arguments, load_prompts
+from training.ml.errors import ModelNotFound
+
+RewardFn = Callable[[list[Prompt], list[str]], list[float]]
+MetricsFn = Callable[[dict[str, Any]], None]
+
+METRICS_FILE = "metrics.jsonl"
+POLICY_FILE = "hone_policy.json"  # written last: its presence marks a finished run
+
+
+@dataclass
+class PPOConfig:
+    """Everything a PPO run needs besides its data; `validate()` checks the invariants."""
+
+    base_model: str = field(default="", metadata={"help": "base model folder (or hub id)"})
+    reward_model: str | None = field(
+        default=None,
+        metadata={"help": "reward model folder made by training.ml.reward (or pass reward_fn)"},
+    )
+    init_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA adapter folder to continue training (the reference stays the base)"
+        },
+    )
+    total_episodes: int = field(
+        default=256, metadata={"help": "answers sampled in the whole run, all processes together"}
+    )
+    rollout_batch_size: int = field(
+        default=8, metadata={"help": "answers sampled per update, per process"}
+    )
+    num_mini_batches: int = field(
+        default=1, metadata={"help": "minibatches (optimizer steps) per PPO epoch"}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "micro-batches accumulated into one optimizer step"}
+    )
+    num_ppo_epochs: int = field(default=4, metadata={"help": "passes over each rollout batch"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
+    max_prompt_tokens: int = field(
+        default=256, metadata={"help": "longer prompts are cut from the left (and counted)"}
+    )
+    response_length: int = field(default=64, metadata={"help": "max new tokens per answer"})
+    temperature: float = field(
+        default=0.7, metadata={"help": "sampling temperature (log-probs use the same one)"}
+    )
+    missing_eos_penalty: float = field(
+        default=1.0,
+        metadata={"help": "subtracted from the score of an answer that never ends (0: off)"},
+    )
+    kl_coef: float = field(
+        default=0.05, metadata={"help": "KL penalty coefficient (the initial one when adaptive)"}
+    )
+    kl_target: float | None = field(
+        default=None,
+        metadata={"help": "target KL per answer: adapts kl_coef (Ziegler et al.); unset: fixed"},
+    )
+    kl_horizon: int = field(
+        default=10000, metadata={"help": "episodes over which the adaptive coefficient reacts"}
+    )
+    gamma: float = field(default=1.0, metadata={"help": "discount factor"})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
+    cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip range"})
+    cliprange_value: float = field(default=0.2, metadata={"help": "value prediction clip range"})
+    vf_coef: float = field(default=0.1, metadata={"help": "value loss weight"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank of a new policy/value adapter"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha of a new adapter"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 weights and autocast (CUDA only)"})
+    seed: int = field(default=0, metadata={"help": "random seed (same seed, same run on CPU)"})
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field that breaks an invariant."""
+        if not self.base_model:
+            raise ValueError("PPOConfig.base_model is required")
+        for name in (
+            "total_episodes",
+            "rollout_batch_size",
+            "num_mini_batches",
+            "gradient_accumulation_steps",
+            "num_ppo_epochs",
+            "max_prompt_tokens",
+            "response_length",
+            "kl_horizon",
+            "lora_r",
+            "lora_alpha",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PPOConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in (
+            "learning_rate",
+            "max_grad_norm",
+            "temperature",
+            "cliprange",
+            "cliprange_value",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("missing_eos_penalty", "kl_coef", "vf_coef"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("gamma", "lam"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.kl_target is not None and not self.kl_target > 0:
+            raise ValueError(f"PPOConfig.kl_target must be > 0 when set, got {self.kl_target}")
+        steps = self.num_mini_batches * self.gradient_accumulation_steps
+        if self.rollout_batch_size % steps:
+            raise ValueError(
+                f"PPOConfig.rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
+                f"num_mini_batches * gradient_accumulation_steps ({steps})"
+            )
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Answers per forward/backward pass."""
+        return self.rollout_batch_size // (self.num_mini_batches * self.gradient_accumulation_steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# PPO arithmetic: small functions on (B, T) tensors, T = answer tokens
+# ---------------------------------------------------------------------------------------------
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over the unmasked entries; masked entries become 0."""
+    mean = masked_mean(values, mask)
+    var = masked_mean((values - mean) ** 2, mask)
+    return (values - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log p(token) under logits: (B, T, V), (B, T) -> (B, T)."""
+    logits = logits.float()
+    picked = torch.gather(logits, -1, tokens.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation (Schulman et al., 2016, https://arxiv.org/abs/1506.02438).
+
+    Positions past an answer's end have mask 0: their value counts as 0, so the last real
+    token bootstraps from 0. Returns (advantages, returns), both (B, T).
+    """
+    values, rewards = values * mask, rewards * mask
+    advantages = torch.zeros_like(values)
+    running = torch.zeros_like(values[:, 0])
+    for t in reversed(range(values.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < values.shape[1] else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = delta + gamma * lam * running
+        advantages[:, t] = running
+    return advantages * mask, (advantages + values) * mask
+
+
+class AdaptiveKLController:
+    """Ziegler et al. (2019, https://arxiv.org/abs/1909.08593) section 2.2: move the KL
+    coefficient so that the KL per answer tracks `target`; a fixed coefficient when None."""
+
+    def __init__(self, init: float, target: float | None, horizon: int) -> None:
+        self.value = init
+        self.target = target
+        self.horizon = horizon
+
+    def update(self, current_kl: float, n_episodes: int) -> None:
+        if self.target is None:
+            return
+        error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n_episodes / self.horizon
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: policy (LoRA), reference (the same, adapter off), value (LoRA + head, shared base)
+# ---------------------------------------------------------------------------------------------
+
+
+class PolicyAndValue(nn.Module):
+    """Policy and value model as one module, so that `accelerator.prepare` wraps both (DDP)
+    and one forward trains both (the layout of TRL's and MOSS-RLHF's PPO)."""
+
+    def __init__(self, policy: nn.Module, value: nn.Module) -> None:
+        super().__init__()
+        self.policy = policy  # peft: causal LM + LoRA
+        self.value = value  # peft: sequence-classification model + LoRA + `score` head
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            self.policy_logits(input_ids, attention_mask, context_length),
+            self.values(input_ids, attention_mask, context_length),
+        )
+
+    def policy_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int
+    ) -> torch.Tensor:
+        """Logits that predict each answer token: (B, P+R) ids -> (B, R, V)."""
+        answer_length = input_ids.shape[1] - context_length
+        out = self.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=_position_ids(attention_mask),
+            logits_to_keep=answer_length + 1,  # (B, R+1, V) instead of (B, P+R, V)
+            use_cache=False,
+        )
+        return out.logits[:, :-1]
+
+    def values(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int
+    ) -> torch.Tensor:
+        """Value of each state that precedes an answer token: (B, P+R) ids -> (B, R)."""
+        classifier = self.value.base_model.model  # under peft's wrappers
+        backbone = getattr(classifier, classifier.base_model_prefix)
+        hidden = backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=_position_ids(attention_mask),
+            use_cache=False,
+        ).last_hidden_state[:, context_length - 1 : -1]  # (B, R, H)
+        return classifier.score(hidden).squeeze(-1).float()
+
+
+def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    # Left padding: a prompt's first real token is position 0 whatever its padding.
+    return (attention_mask.cumsum(1) - 1).clamp(min=0)
+
+
+def build_policy_and_value(
+    config: PPOConfig, *, device: Any = None, dtype: torch.dtype | None = None
+) -> tuple[PolicyAndValue, Any]:
+    """Load the base once and build (PolicyAndValue, tokenizer) on it.
+
+    Memory: ONE copy of the frozen base weights. The policy is base + LoRA; the reference is
+    the policy with its adapter disabled; the value model is a second module tree whose frozen
+    tensors ARE the policy's (`copy.deepcopy` with those tensors pre-seeded in the memo), with
+    its own LoRA and a `score` head. Only LoRA weights and the head are trainable. The reward
+    model, when there is one, is held separately by `RewardScorer`.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    from training.ml.models import LoraSettings, attach_lora, load_adapter, load_causal_lm
+
+    base, tokenizer = load_causal_lm(config.base_model, device=device, dtype=dtype)
+    base.requires_grad_(False)
+    lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=0.0)
+
+    # ---- value model: a sequence classifier around a weight-sharing copy of the backbone ----
+    backbone = getattr(base, base.base_model_prefix)
+    shared = {id(t): t for t in itertools.chain(backbone.parameters(), backbone.buffers())}
+    value_backbone = copy.deepcopy(backbone, memo=shared)  # new modules, same tensors
+    value_config = copy.deepcopy(base.config)
+    value_config.num_labels = 1
+    with torch.device("meta"):  # the classifier's skeleton, allocating no second base
+        classifier = AutoModelForSequenceClassification.from_config(value_config)
+    setattr(classifier, classifier.base_model_prefix, value_backbone)
+    classifier.score = nn.Linear(value_config.hidden_size, 1, bias=False, device=device)
+    nn.init.zeros_(classifier.score.weight)  # a fresh head predicts 0; kept in float32
+    classifier.requires_grad_(False)
+    unallocated = [name for name, t in classifier.state_dict().items() if t.is_meta]
+    assert not unallocated, f"value model parts left on the meta device: {unallocated}"
+    if config.reward_model:
+        # Start the value function from the reward model (adapter + score head): it already
+        # judges whole answers (N implementation details, "value model initialization").
+        value = load_adapter(classifier, config.reward_model, trainable=True)
+    else:
+        value = attach_lora(classifier, lora, task_type="SEQ_CLS")
+
+    # ---- policy: base + LoRA (a new adapter, or the one we continue from) ----
+    if config.init_adapter:
+        policy = load_adapter(base, config.init_adapter, trainable=True)
+    else:
+        policy = attach_lora(base, lora)
+
+    model = PolicyAndValue(policy, value)
+    # PPO's first importance ratio must be exactly 1: no dropout anywhere (also in adapters
+    # trained with dropout, like an SFT or reward adapter).
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def train_ppo(
+    config: PPOConfig,
+    prompts_path: str | Path,
+    out_dir: str | Path,
+    *,
+    reward_fn: RewardFn | None = None,
+    on_metrics: MetricsFn | None = None,
+) -> dict[str, Any]:
+    """Train a LoRA policy with PPO on the prompts in `prompts_path` (JSONL `{"prompt": ...}`).
+
+    The reward is `config.reward_model` (a folder from `training.ml.reward`) or
+    `reward_fn(prompts, answers) -> scores`. Writes to `out_dir`: the LoRA adapter and the
+    tokenizer, `metrics.jsonl` (one line per update: the dicts also sent to `on_metrics`) and,
+    last, `hone_policy.json`. Returns a summary: mean score at the first and the last update,
+    final KL, episodes, seconds.
+
+    Bad input (config, prompts file, model folders) raises a ValueError subclass naming the
+    field, file and line, or path, before anything is written.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import GenerationConfig
+
+    from training.ml.generate import _stop_token_ids, decode
+    from training.ml.models import check_adapter_path, check_model_path, encode_prompt
+    from training.ml.reward import RewardScorer, read_reward_info
+
+    # ---- 0. check everything before touching out_dir ----
+    config.validate()
+    if (config.reward_model is None) == (reward_fn is None):
+        raise ValueError("give exactly one of PPOConfig.reward_model and reward_fn")
+    prompts = load_prompts(prompts_path)
+    check_model_path(config.base_model)
+    if config.init_adapter is not None:
+        check_adapter_path(config.init_adapter)
+    if config.reward_model is not None:
+        if not (Path(config.reward_model) / "adapter_config.json").is_file():
+            raise ModelNotFound(config.reward_model, "reward model")
+        read_reward_info(config.reward_model)  # a Hone reward folder, in a format we read
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"output folder is not empty: {out}")
+
+    use_bf16 = config.bf16 and torch.cuda.is_available()
+    accelerator = Accelerator(
+        mixed_precision="bf16" if use_bf16 else "no",
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
+    device = accelerator.device
+    set_seed(config.seed)  # the same LoRA init on every process
+    model, tokenizer = build_policy_and_value(
+        config, device=device, dtype=torch.bfloat16 if use_bf16 else torch.float32
+    )
+    if reward_fn is None:
+        reward_fn = RewardScorer.load(config.base_model, config.reward_model, device=device).score
+    pad_id = tokenizer.pad_token_id
+    stop_ids = torch.tensor(sorted(_stop_token_ids(model.policy, tokenizer)), device=device)
+
+    # ---- prompts: rendered as every stage renders them, cut from the left ----
+    prompt_ids, truncated = [], 0
+    for prompt in prompts:
+        ids = encode_prompt(tokenizer, prompt)
+        truncated += len(ids) > config.max_prompt_tokens
+        prompt_ids.append(ids[-config.max_prompt_tokens :])
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, eps=1e-5)  # eps: N details
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped: PolicyAndValue = accelerator.unwrap_model(model)
+    # Sampling differs per process (each samples its own share); the prompt order is the same
+    # on all of them (one seeded generator) and each takes its slice of the global batch.
+    set_seed(config.seed + accelerator.process_index * 100003)
+    prompt_order = torch.Generator().manual_seed(config.seed)
+
+    kl_ctl = AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
+    generation_config = GenerationConfig(
+        max_new_tokens=config.response_length,
+        do_sample=True,
+        temperature=config.temperature,
+        top_k=0,
+        top_p=1.0,
+        eos_token_id=stop_ids.tolist(),
+        pad_token_id=pad_id,
+    )
+    global_batch = config.rollout_batch_size * accelerator.num_processes
+    num_updates = math.ceil(config.total_episodes / global_batch)
+    micro = config.micro_batch_size
+    queue: list[int] = []
+
+    history: list[dict[str, Any]] = []
+    start = time.time()
+
+    for update in range(1, num_updates + 1):
+        # ---- 1. prompts: this process's slice of the next global batch ----
+        while len(queue) < global_batch:
+            queue += torch.randperm(len(prompt_ids), generator=prompt_order).tolist()
+        batch = queue[:global_batch][accelerator.process_index :: accelerator.num_processes]
+        del queue[:global_batch]
+        queries, query_mask = _left_pad([prompt_ids[i] for i in batch], pad_id, device)
+        context_length = queries.shape[1]  # P
+        B = len(batch)  # noqa: N806
+
+        with torch.no_grad():
+            # ---- 2. rollouts: sample answers from the policy (adapter on) ----
+            with accelerator.autocast():
+                query_responses = unwrapped.policy.generate(
+                    input_ids=queries,
+                    attention_mask=query_mask,
+                    generation_config=generation_config,
+                )  # (B, P+R), R <= response_length (generate stops when every row has ended)
+            responses = query_responses[:, context_length:]  # (B, R)
+
+            # ---- 3. truncate at the first stop token (kept: it is the answer's last token) ----
+            is_stop = torch.isin(responses, stop_ids)
+            ended = is_stop.any(1)  # (B,)
+            last = torch.where(ended, is_stop.int().argmax(1), responses.shape[1] - 1)  # (B,)
+            positions = torch.arange(responses.shape[1], device=device)
+            mask = (positions.unsqueeze(0) <= last.unsqueeze(1)).float()  # (B, R)
+            responses = responses.masked_fill(mask == 0, pad_id)
+            query_responses = torch.cat([queries, responses], 1)
+            # Tokens after the end sit after everything that matters (causal attention).
+            attention_mask = torch.cat([query_mask, torch.ones_like(responses)], 1)
+
+            # ---- 4. log-probs of policy and reference, values; micro-batch by micro-batch ----
+            logprobs, ref_logprobs, values = [], [], []
+            for i in range(0, B, micro):
+                rows = slice(i, i + micro)
+                with accelerator.autocast():
+                    logits, value = model(
+                        query_responses[rows], attention_mask[rows], context_length
+                    )
+                    with unwrapped.policy.disable_adapter():  # the reference: base, adapter off
+                        ref_logits = unwrapped.policy_logits(
+                            query_responses[rows], attention_mask[rows], context_length
+                        )
+                logprobs.append(token_logprobs(logits / config.temperature, responses[rows]))
+                ref_logprobs.append(
+                    token_logprobs(ref_logits / config.temperature, responses[rows])
+                )
+                values.append(value)
+                del logits, ref_logits
+            logprobs = torch.cat(logprobs) * mask  # (B, R)
+            ref_logprobs = torch.cat(ref_logprobs) * mask
+            values = torch.cat(values) * mask
+
+            # ---- 5. score the answer texts (stop token excluded, as generate() returns them) ----
+            texts = [
+                decode(tokenizer, row[: n + 1 - e])
+                for row, n, e in zip(
+                    responses.tolist(), last.tolist(), ended.int().tolist(), strict=True
+                )
+            ]
+            scores = _score(reward_fn, [prompts[i] for i in batch], texts, device)  # (B,)
+            # An answer that runs out of tokens never ended: penalise it (N details, "EOS trick").
+            scores = scores - config.missing_eos_penalty * (~ended).float()
+
+            # ---- 6. per-token rewards: KL penalty on every token, the score on the last ----
+            kl = (logprobs - ref_logprobs) * mask  # k1 estimator, (B, R)
+            non_score_reward = -kl_ctl.value * kl
+            rewards = non_score_reward.clone()
+            rewards[torch.arange(B, device=device), last] += scores
+
+            # ---- 7. advantages (GAE, whitened over the batch) and returns ----
+            advantages, returns = gae(rewards, values, mask, config.gamma, config.lam)
+            advantages = masked_whiten(advantages, mask)
+
+        # ---- 8. PPO epochs: shuffled micro-batches, one optimizer step per minibatch ----
+        stats: dict[str, list[torch.Tensor]] = {}
+        for _epoch in range(config.num_ppo_epochs):
+            perm = torch.randperm(B, device=device)
+            for i in range(0, B, micro):
+                rows = perm[i : i + micro]
+                m = mask[rows]
+                with accelerator.accumulate(model):
+                    new_logits, vpred = model(
+                        query_responses[rows], attention_mask[rows], context_length
+                    )
+                    new_logits = new_logits.float() / config.temperature
+                    new_logprobs = token_logprobs(new_logits, responses[rows])
+                    log_ratio = (new_logprobs - logprobs[rows]) * m
+                    ratio = torch.exp(log_ratio)
+                    # clipped surrogate (Schulman et al., 2017, https://arxiv.org/abs/1707.06347)
+                    pg_losses = -advantages[rows] * ratio
+                    pg_losses2 = -advantages[rows] * ratio.clamp(
+                        1 - config.cliprange, 1 + config.cliprange
+                    )
+                    pg_loss = masked_mean(torch.max(pg_losses, pg_losses2), m)
+                    # clipped value loss (N details: value clipping, as in OpenAI's baselines)
+                    old_values, target = values[rows], returns[rows]
+                    vpred_clipped = old_values + (vpred - old_values).clamp(
+                        -config.cliprange_value, config.cliprange_value
+                    )
+                    vf_losses = torch.max((vpred - target) ** 2, (vpred_clipped - target) ** 2)
+                    vf_loss = 0.5 * masked_mean(vf_losses, m)
+                    loss = pg_loss + config.vf_coef * vf_loss
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                    optimizer.step()  # skipped by accelerate until the last micro-batch
+                    optimizer.zero_grad()
+                with torch.no_grad():
+                    probs = torch.softmax(new_logits, -1)
+                    entropy = torch.logsumexp(new_logits, -1) - (probs * new_logits).sum(-1)
+                    vf_clipped = ((vpred_clipped - target) ** 2 > (vpred - target) ** 2).float()
+                    for name, x in (
+                        ("approxkl", 0.5 * masked_mean(log_ratio**2, m)),
+                        ("clipfrac", masked_mean((pg_losses2 > pg_losses).float(), m)),
+                        ("entropy", masked_mean(entropy, m)),
+                        ("pg_loss", pg_loss),
+                        ("vf_loss", vf_loss),
+                        ("vf_clipfrac", masked_mean(vf_clipped, m)),
+                        ("ratio", masked_mean(ratio, m)),
+                    ):
+                        stats.setdefault(name, []).append(x.detach())
+                del new_logits, probs, entropy
+
+        # ---- 9. metrics (averaged over processes), then the KL controller ----
+        def mean(t: torch.Tensor) -> float:
+            return accelerator.reduce(t.float().mean(), reduction="mean").item()
+
+        mean_kl = mean(kl.sum(1))
+        metrics = {
+            "step": update,
+            "episode": update * global_batch,
+            "objective/kl": mean_kl,
+            "objective/kl_coef": kl_ctl.value,
+            "objective/entropy": mean(-logprobs.sum(1)),
+            "objective/non_score_reward": mean(non_score_reward.sum(1)),
+            "objective/scores": mean(scores),
+            "objective/rlhf_reward": mean(scores + non_score_reward.sum(1)),
+            "policy/approxkl": mean(torch.stack(stats["approxkl"])),
+            "policy/clipfrac": mean(torch.stack(stats["clipfrac"])),
+            "policy/entropy": mean(torch.stack(stats["entropy"])),
+            "loss/policy": mean(torch.stack(stats["pg_loss"])),
+            "loss/value": mean(torch.stack(stats["vf_loss"])),
+            "val/clipfrac": mean(torch.stack(stats["vf_clipfrac"])),
+            "val/ratio": mean(torch.stack(stats["ratio"])),
+            "val/num_eos_tokens": int(accelerator.reduce(ended.sum(), reduction="sum").item()),
+            "val/response_length": mean(mask.sum(1)),
+        }
+        kl_ctl.update(mean_kl, global_batch)
+        elapsed = time.time() - start
+        metrics["elapsed_seconds"] = round(elapsed, 3)
+        metrics["eps"] = round(metrics["episode"] / elapsed, 3)
+        history.append(metrics)
+        if accelerator.is_main_process and on_metrics is not None:
+            on_metrics(dict(metrics))
+
+    # ---- 10. save: adapter, tokenizer, metrics, hone_policy.json; built aside, then renamed ----
+    summary = {
+        "score_before": history[0]["objective/scores"],
+        "score_after": history[-1]["objective/scores"],
+        "kl": history[-1]["objective/kl"],
+        "kl_coef": kl_ctl.value,
+        "episodes": history[-1]["episode"],
+        "updates": len(history),
+        "seconds": round(time.time() - start, 3),
+        "prompts_truncated": truncated,
+    }
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            unwrapped.policy.save_pretrained(work)
+            tokenizer.save_pretrained(work)
+            with (work / METRICS_FILE).open("w", encoding="utf-8") as f:
+                f.writelines(json.dumps(m) + "\n" for m in history)
+            record = {
+                "kind": "ppo",
+                "base_model": config.base_model,
+                "init_adapter": config.init_adapter,
+                "reward_model": config.reward_model,
+                "config": dataclasses.asdict(config),
+                "summary": summary,
+            }
+            (work / POLICY_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            if out.exists():
+                out.rmdir()  # empty, checked before training
+            os.replace(work, out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> left-padded (ids, attention_mask), both (B, P)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        attention_mask[i, width - len(r) :] = 1
+    return ids.to(device), attention_mask.to(device)
+
+
+def _score(
+    reward_fn: RewardFn, prompts: list[Prompt], texts: list[str], device: Any
+) -> torch.Tensor:
+    scores = [float(s) for s in reward_fn(prompts, texts)]
+    if len(scores) != len(texts) or not all(math.isfinite(s) for s in scores):
+        raise ValueError(
+            f"the reward gave {len(scores)} scores for {len(texts)} answers "
+            "(one finite number per answer is required)"
+        )
+    return torch.tensor(scores, dtype=torch.float32, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: one flag per PPOConfig field; metrics as JSON lines on stdout
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tqdm import tqdm
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ml.ppo",
+        description="PPO with LoRA on a base model; metrics as JSON lines on stdout.",
+    )
+    parser.add_argument(
+        "--prompts", required=True, help="prompts JSONL, one {'prompt': ...} a line"
+    )
+    parser.add_argument("--out", required=True, help="output folder for the adapter")
+    add_config_arguments(parser, PPOConfig, renames={"base_model": "base"})
+    args = parser.parse_args(argv)
+    config = config_from_arguments(PPOConfig, args)
+    bar = tqdm(total=config.total_episodes, unit="ep", file=sys.stderr, disable=None)
+
+    def on_metrics(metrics: dict[str, Any]) -> None:
+        bar.update(min(metrics["episode"], bar.total) - bar.n)
+        bar.set_postfix(
+            score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}"
+        )
+        print(json.dumps(metrics), flush=True)
+
+    try:
+        summary = train_ppo(config, args.prompts, args.out, on_metrics=on_metrics)
+    except ValueError as exc:  # bad input: one clear line, no traceback
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    bar.close()
+    print(json.dumps({"summary": summary}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

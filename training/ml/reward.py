@@ -1,0 +1,484 @@
+"""Reward model: train a LoRA reward head on preference pairs, and score answers with it.
+
+    python -m training.ml.reward --base var/models/smollm2 --data prefs.jsonl --out var/rm/4
+
+Training uses TRL's RewardTrainer (Bradley-Terry loss, -log sigmoid(r_chosen - r_rejected - margin))
+on a sequence-classification view of the base model with a peft LoRA adapter; the `score` head
+is trained in full and saved with the adapter (peft modules_to_save), so the output folder is
+self-contained next to the base model.
+
+The data is tokenized here, not by TRL, by `encode_for_reward`, and `RewardScorer` uses the same
+function: the text is `render_prompt(prompt) + answer + eos` and the reward is read at that eos
+(`<|im_end|>` for ChatML), the token where the policy ends its turn. Two reasons to do it here:
+TRL drops pairs longer than `max_length` where we cut prompts from the left and count the cuts,
+and the reward must be read at the same token in training and in scoring (DESIGN.md pitfalls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from training.ml.data import (
+    PreferencePair,
+    Prompt,
+    add_config_arguments,
+    config_from_arguments,
+    load_preferences,
+    prompt_key,
+    split_by_prompt,
+)
+from training.ml.errors import DataError
+from training.ml.models import LoraSettings, check_adapter_path, check_model_path
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+OnMetrics = Callable[[dict[str, Any]], None]
+
+REWARD_INFO_FILE = "hone_reward.json"
+HELDOUT_FILE = "heldout.jsonl"
+FORMAT = "hone-reward-v1"  # render_prompt + answer + eos, reward read at the eos
+
+
+@dataclass
+class RewardTrainConfig:
+    base_model: str = field(metadata={"help": "base model folder (or cached hub id)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (update scaled by alpha/r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    lora_target_modules: str = field(
+        default="all-linear",
+        metadata={"help": 'layers with adapters: "all-linear" or "q_proj,v_proj"'},
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training pairs"})
+    batch_size: int = field(default=4, metadata={"help": "pairs per device per step"})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "steps whose gradients are summed before an update"}
+    )
+    max_length: int = field(
+        default=512, metadata={"help": "longest prompt+answer in tokens; prompts cut from the left"}
+    )
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "share of pairs held out (whole prompts) for accuracy"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed for the split, the head and the order"})
+    logging_steps: int = field(default=5, metadata={"help": "report metrics every this many steps"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "trade compute for memory (slower; off by default)"}
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 autocast; default on for CUDA with bf16, off on CPU"}
+    )
+    load_in_4bit: bool = field(
+        default=False, metadata={"help": "QLoRA: 4-bit base via bitsandbytes (CUDA only)"}
+    )
+
+    def validate(self) -> None:
+        self.lora_settings().validate()
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("batch_size and gradient_accumulation_steps must be at least 1")
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.logging_steps < 1:
+            raise ValueError(f"logging_steps must be at least 1, got {self.logging_steps}")
+
+    def lora_settings(self) -> LoraSettings:
+        return LoraSettings(
+            r=self.lora_r,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            target_modules=self.lora_target_modules,
+        )
+
+
+# ---- the one formatting function: training and scoring both go through it ----
+
+
+@dataclass(frozen=True)
+class RewardInput:
+    input_ids: list[int]  # render_prompt(prompt) + answer + eos, at most max_length tokens
+    prompt_cut: int  # prompt tokens dropped from the left to fit max_length
+    response_cut: (
+        int  # answer tokens dropped from the right (only when the answer alone is too long)
+    )
+
+
+def encode_for_reward(
+    tokenizer: PreTrainedTokenizerBase, prompt: Prompt, response: str, max_length: int
+) -> RewardInput:
+    """Token ids the reward model reads for (prompt, response); the reward is read at the last.
+
+    Prompt and answer are tokenized apart, as the policy sees them (prompt, then sampled
+    tokens), and the end-of-turn token closes the answer. Over `max_length`, the prompt loses
+    tokens from the left (the question's end matters most); an answer that alone is too long
+    loses its tail, and the eos is always kept.
+    """
+    from training.ml.models import encode_prompt, encode_response
+
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    response_ids = encode_response(tokenizer, response)
+    end = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+
+    response_room = max_length - len(end)
+    response_cut = max(0, len(response_ids) - response_room)
+    response_ids = response_ids[: len(response_ids) - response_cut]
+    prompt_room = max_length - len(end) - len(response_ids)
+    prompt_cut = max(0, len(prompt_ids) - prompt_room)
+    prompt_ids = prompt_ids[prompt_cut:]
+    return RewardInput(prompt_ids + response_ids + end, prompt_cut, response_cut)
+
+
+# ---- scoring ----
+
+
+class RewardScorer:
+    """Scores (prompt, answer) pairs with a trained reward model. Higher is better."""
+
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    @classmethod
+    def load(
+        cls, base_model: str, reward_dir: str | Path, *, device: str | None = None
+    ) -> RewardScorer:
+        """The base model as a sequence classifier, plus the saved LoRA adapter and score head."""
+        from peft import PeftModel
+
+        from training.ml.models import load_sequence_classifier
+
+        check_model_path(base_model)
+        check_adapter_path(reward_dir)
+        info = read_reward_info(reward_dir)
+        # float32 on every device: scores are compared across runs and must not drift with dtype
+        model, tokenizer = load_sequence_classifier(base_model, device=device, dtype="float32")
+        model = PeftModel.from_pretrained(model, str(reward_dir))
+        model.eval()
+        return cls(model, tokenizer, max_length=info["max_length"])
+
+    def score(
+        self, prompts: Sequence[Prompt], responses: Sequence[str], *, batch_size: int = 8
+    ) -> list[float]:
+        """One reward per (prompt, response), in input order."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        encoded = [
+            encode_for_reward(self.tokenizer, p, r, self.max_length).input_ids
+            for p, r in zip(prompts, responses, strict=True)
+        ]
+        return self.score_ids(encoded, batch_size=batch_size)
+
+    def score_ids(self, sequences: Sequence[list[int]], *, batch_size: int = 8) -> list[float]:
+        """Rewards for sequences already built by `encode_for_reward`."""
+        import torch
+
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        pad_id = self.tokenizer.pad_token_id
+        # Similar lengths together: less padding. Right padding as in TRL's collator; the
+        # classifier reads the last token that is not pad (config.pad_token_id).
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        scores = [0.0] * len(sequences)
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                width = max(len(sequences[i]) for i in batch)
+                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
+                    mask[row, : len(sequences[i])] = 1
+                logits = self.model(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+                ).logits  # (B, 1)
+                for row, i in enumerate(batch):
+                    scores[i] = float(logits[row, 0])
+        self.model.train(was_training)
+        return scores
+
+
+def read_reward_info(reward_dir: str | Path) -> dict[str, Any]:
+    path = Path(reward_dir) / REWARD_INFO_FILE
+    if not path.is_file():
+        raise DataError(path, "not a Hone reward model folder (hone_reward.json missing)")
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if info.get("format") != FORMAT:
+        raise DataError(path, f"unknown reward format {info.get('format')!r}, expected {FORMAT}")
+    return info
+
+
+# ---- training ----
+
+
+def train_reward(
+    config: RewardTrainConfig,
+    data_path: str | Path,
+    out_dir: str | Path,
+    *,
+    on_metrics: OnMetrics | None = None,
+    progress_bar: bool = False,
+) -> dict[str, Any]:
+    """Train a reward adapter on the preference JSONL at `data_path` and save it to `out_dir`.
+
+    Everything is checked before any work: the config, the base model path, the whole data
+    file (DataError naming file and line), and that `out_dir` does not already hold files.
+    The folder is built aside and renamed into place at the end, so a failure leaves nothing.
+    Returns counts, truncation counts and held-out accuracy (overall, and split by whether the
+    chosen answer is the shorter or the longer one, in tokens).
+    """
+    # ---- check everything first ----
+    config.validate()
+    check_model_path(config.base_model)
+    pairs = load_preferences(data_path)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"output folder is not empty: {out}")
+    train_pairs, heldout_pairs = split_by_prompt(
+        pairs, eval_fraction=config.eval_fraction, seed=config.seed
+    )
+    if not train_pairs:
+        raise DataError(data_path, "no pairs left for training after the held-out split")
+    started = time.monotonic()
+
+    import datasets
+    import torch
+    from transformers import PrinterCallback, set_seed
+    from trl import RewardConfig, RewardTrainer
+
+    from training.ml.models import load_sequence_classifier, load_tokenizer
+
+    # ---- tokenize: prompts cut from the left, cuts counted ----
+    tokenizer = load_tokenizer(config.base_model)
+    cuts = {"prompts_truncated": 0, "responses_truncated": 0}
+
+    def encode(pair: PreferencePair) -> tuple[list[int], list[int]]:
+        chosen = encode_for_reward(tokenizer, pair.prompt, pair.chosen, config.max_length)
+        rejected = encode_for_reward(tokenizer, pair.prompt, pair.rejected, config.max_length)
+        cuts["prompts_truncated"] += bool(chosen.prompt_cut or rejected.prompt_cut)
+        cuts["responses_truncated"] += bool(chosen.response_cut or rejected.response_cut)
+        return chosen.input_ids, rejected.input_ids
+
+    train_rows = [encode(p) for p in train_pairs]
+    heldout_rows = [encode(p) for p in heldout_pairs]
+    train_columns: dict[str, list[Any]] = {
+        "chosen_ids": [c for c, _ in train_rows],
+        "rejected_ids": [r for _, r in train_rows],
+    }
+    if any(p.margin is not None for p in train_pairs):
+        # TRL's collator uses a margin when the first row has one: give every row one.
+        train_columns["margin"] = [p.margin or 0.0 for p in train_pairs]
+    train_dataset = datasets.Dataset.from_dict(train_columns)
+
+    # ---- model: base as a 1-label classifier; the seed fixes the new score head ----
+    set_seed(config.seed)
+    model, tokenizer = load_sequence_classifier(
+        config.base_model,
+        dtype="float32",  # float32 master weights; bf16 comes from autocast on CUDA
+        load_in_4bit=config.load_in_4bit,
+    )
+    use_bf16 = config.bf16
+    if use_bf16 is None:
+        use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        args = RewardConfig(
+            output_dir=str(work / "trainer"),
+            learning_rate=config.learning_rate,
+            num_train_epochs=config.epochs,
+            per_device_train_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            # TRL defaults gradient_checkpointing to True; transformers 5 renamed the field to
+            # activation_checkpointing (the old name still works, with a FutureWarning).
+            activation_checkpointing=config.gradient_checkpointing,
+            bf16=use_bf16,  # TRL defaults to True, which fails or crawls on a CPU
+            max_length=None,  # TRL would drop longer pairs; encode_for_reward already cut them
+            logging_steps=config.logging_steps,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            seed=config.seed,
+            data_seed=config.seed,
+            disable_tqdm=not progress_bar,
+            use_cpu=not torch.cuda.is_available(),
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            peft_config=config.lora_settings().peft_config("SEQ_CLS"),
+            callbacks=[_metrics_callback(on_metrics)] if on_metrics else None,
+        )
+        if not progress_bar:
+            trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+        train_output = trainer.train()
+
+        # ---- held-out accuracy, scored exactly as RewardScorer will ----
+        scorer = RewardScorer(trainer.model, tokenizer, max_length=config.max_length)
+        heldout = _heldout_report(scorer, heldout_pairs, heldout_rows, config.batch_size)
+
+        # ---- save adapter (with score head), tokenizer, description ----
+        final = work / "reward"
+        trainer.model.save_pretrained(str(final))
+        tokenizer.save_pretrained(str(final))
+        with (final / HELDOUT_FILE).open("w", encoding="utf-8") as f:
+            for row in heldout.pop("rows"):
+                f.write(json.dumps(row) + "\n")
+        result: dict[str, Any] = {
+            "pairs": len(pairs),
+            "train_pairs": len(train_pairs),
+            "train_prompts": len({prompt_key(p.prompt) for p in train_pairs}),
+            "heldout_prompts": len({prompt_key(p.prompt) for p in heldout_pairs}),
+            **cuts,
+            **heldout,
+            "train_loss": train_output.training_loss,
+            "steps": train_output.global_step,
+            "seconds": round(time.monotonic() - started, 2),
+        }
+        info = {
+            "format": FORMAT,
+            "base_model": config.base_model,
+            "max_length": config.max_length,
+            "reward_token": "eos after the answer (tokenizer.eos_token)",
+            "eos_token": tokenizer.eos_token,
+            "pad_token": tokenizer.pad_token,
+            "config": asdict(config),
+            "result": result,
+        }
+        (final / REWARD_INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        if on_metrics is not None:
+            on_metrics({"step": train_output.global_step, **heldout})
+
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(final, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result["out_dir"] = str(out)
+    return result
+
+
+def _heldout_report(
+    scorer: RewardScorer,
+    pairs: Sequence[PreferencePair],
+    rows: Sequence[tuple[list[int], list[int]]],
+    batch_size: int,
+) -> dict[str, Any]:
+    """Accuracy on held-out pairs, overall and by whether the chosen answer is shorter.
+
+    A reward model trained on few pairs leans on length (DESIGN.md): if it is right only when
+    the chosen answer is the shorter one, the split shows it. Length = reward-input tokens, so
+    for one prompt it compares the answers.
+    """
+    chosen = scorer.score_ids([c for c, _ in rows], batch_size=batch_size)
+    rejected = scorer.score_ids([r for _, r in rows], batch_size=batch_size)
+    report_rows = []
+    buckets: dict[str, list[bool]] = {"chosen_shorter": [], "chosen_longer": [], "same_length": []}
+    for pair, (c_ids, r_ids), c, r in zip(pairs, rows, chosen, rejected, strict=True):
+        correct = c > r
+        bucket = (
+            "chosen_shorter"
+            if len(c_ids) < len(r_ids)
+            else "chosen_longer"
+            if len(c_ids) > len(r_ids)
+            else "same_length"
+        )
+        buckets[bucket].append(correct)
+        report_rows.append(
+            {"line": pair.line, "chosen_score": c, "rejected_score": r, "correct": correct}
+        )
+
+    def accuracy(values: list[bool]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    every = [x for values in buckets.values() for x in values]
+    return {
+        "heldout_pairs": len(every),
+        "heldout_accuracy": accuracy(every),
+        "heldout_margin": (
+            sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(every)
+            if every
+            else None
+        ),
+        **{f"heldout_accuracy_{k}": accuracy(v) for k, v in buckets.items()},
+        **{f"heldout_pairs_{k}": len(v) for k, v in buckets.items()},
+        "rows": report_rows,
+    }
+
+
+def _metrics_callback(on_metrics: OnMetrics) -> Any:
+    """A TrainerCallback forwarding the Trainer's logs (loss, accuracy, margin, rewards, lr)."""
+    from transformers import TrainerCallback
+
+    class MetricsCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
+            if logs:
+                on_metrics({"step": state.global_step, **_finite(logs)})
+
+    return MetricsCallback()
+
+
+def _finite(logs: dict[str, Any]) -> dict[str, Any]:
+    # JSON has no NaN/inf: report them as None
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in logs.items()
+    }
+
+
+# ---- command line ----
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train a LoRA reward model on preference pairs.")
+    add_config_arguments(parser, RewardTrainConfig, renames={"base_model": "base"})
+    parser.add_argument("--data", required=True, help="preference JSONL (prompt/chosen/rejected)")
+    parser.add_argument("--out", required=True, help="folder to write the reward adapter into")
+    parser.add_argument("--metrics", help="write metrics JSON lines here instead of stdout")
+    args = parser.parse_args(argv)
+    config = config_from_arguments(RewardTrainConfig, args)
+
+    # stdout carries JSON lines only: the Trainer's progress bar and its own log prints
+    # (tqdm.write goes to stdout) are sent to stderr.
+    stdout = sys.stdout
+    sink = open(args.metrics, "w", encoding="utf-8") if args.metrics else stdout  # noqa: SIM115
+    try:
+
+        def on_metrics(metrics: dict[str, Any]) -> None:
+            sink.write(json.dumps(metrics) + "\n")
+            sink.flush()
+
+        with contextlib.redirect_stdout(sys.stderr):
+            result = train_reward(
+                config, args.data, args.out, on_metrics=on_metrics, progress_bar=True
+            )
+    finally:
+        if sink is not stdout:
+            sink.close()
+    print(json.dumps({"result": result}))
+
+
+if __name__ == "__main__":
+    main()
