@@ -11,7 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from feedback.models import Assignment, PreferenceLabel
+from feedback.models import Assignment, Membership, PreferenceLabel
+from feedback.quality import project_quality
 from feedback.selectors import project_for_member
 from feedback.services import assignment_next, label_submit
 
@@ -60,9 +61,7 @@ class ComparisonNextApi(APIView):
         assignment = assignment_next(project=project, user=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment = Assignment.objects.select_related(
-            "comparison__prompt", "comparison__completion_a", "comparison__completion_b"
-        ).get(pk=assignment.pk)
+        # assignment_next loads the comparison's prompt and completions with the lease.
         return Response(assignment_payload(assignment))
 
 
@@ -89,3 +88,13 @@ class LabelSubmitApi(APIView):
             },
             status=status.HTTP_201_CREATED,
         )
+
+
+class ProjectQualityApi(APIView):
+    """GET: gold accuracy, self-consistency, position bias and agreement (reviewers, admins)."""
+
+    def get(self, request, slug: str) -> Response:
+        project = project_for_member(
+            user=request.user, slug=slug, roles=(Membership.Role.REVIEWER, Membership.Role.ADMIN)
+        )
+        return Response(project_quality(project=project))

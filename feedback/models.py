@@ -8,6 +8,21 @@ from django.db import models
 from django.db.models import Q
 
 
+class TieHandling(models.TextChoices):
+    # Tie and both-bad labels do not vote; the A/B labels decide and set the margin.
+    ABSTAIN = "abstain", "Ties and both-bad abstain"
+    # They vote for "no preference": they pull the margin towards 0 and, when they are at
+    # least half of the labels, the comparison is left out of training.
+    COUNT = "count", "Ties and both-bad count as no preference"
+
+
+class Choice(models.TextChoices):
+    A = "a", "A is better"
+    B = "b", "B is better"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
 class Project(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
@@ -29,6 +44,26 @@ class Project(models.Model):
         default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
     lease_minutes = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)])
+    # Quality control.
+    gold_accuracy_threshold = models.FloatField(
+        default=0.7,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Annotators whose gold accuracy is below this are flagged for review.",
+    )
+    gold_min_labels = models.PositiveSmallIntegerField(
+        default=5, help_text="Gold labels an annotator needs before their accuracy can flag them."
+    )
+    repeat_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of requests that bring back an earlier item, sides swapped.",
+    )
+    tie_handling = models.CharField(
+        max_length=8,
+        choices=TieHandling.choices,
+        default=TieHandling.ABSTAIN,
+        help_text="How tie and both-bad labels enter the training vote.",
+    )
     # The loop.
     trigger_new_labels = models.PositiveIntegerField(
         default=0, help_text="Start an iteration after this many new labels (0: off)."
@@ -123,6 +158,17 @@ class Comparison(models.Model):
     required_labels = models.PositiveSmallIntegerField(default=1)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     priority = models.FloatField(default=0.0)
+    # Regular (non-repeat) labels stored, kept with each label so that the next-item query
+    # reads one row instead of counting.
+    label_count = models.PositiveSmallIntegerField(default=0)
+    # Gold items: the known answer, set by an admin.
+    gold_choice = models.CharField(max_length=8, choices=Choice.choices, blank=True)
+    # A reviewer's decision; overrides the vote when training data is built.
+    final_choice = models.CharField(max_length=8, choices=Choice.choices, blank=True)
+    final_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    final_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -130,9 +176,22 @@ class Comparison(models.Model):
             models.CheckConstraint(
                 condition=~Q(completion_a=models.F("completion_b")),
                 name="comparison_of_two_completions",
-            )
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="gold") | ~Q(gold_choice=""),
+                name="gold_comparison_has_answer",
+            ),
         ]
-        indexes = [models.Index(fields=["project", "status", "-priority", "created_at"])]
+        indexes = [
+            models.Index(fields=["project", "status", "-priority", "created_at"]),
+            # The assignment queue: open regular items of a project, best first. The next-item
+            # query walks it in order and stops at the first few it can lease.
+            models.Index(
+                fields=["project", "-priority", "created_at", "id"],
+                condition=Q(status="open") & ~Q(kind="gold"),
+                name="comparison_open_queue",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Comparison {self.pk}"
@@ -151,28 +210,33 @@ class Assignment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
     )
     a_shown_left = models.BooleanField(help_text="Whether completion A was shown on the left.")
+    # A consistency repeat: an item the annotator already labelled, back with sides swapped.
+    # It never counts towards the comparison's k labels.
+    is_repeat = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 
     class Meta:
         constraints = [
+            # One regular lease and at most one repeat lease per annotator and comparison. An
+            # expired lease is renewed in place when its annotator gets the item back.
             models.UniqueConstraint(
-                fields=["comparison", "annotator"], name="one_assignment_per_annotator"
+                fields=["comparison", "annotator", "is_repeat"],
+                name="one_assignment_per_annotator",
             )
         ]
-        indexes = [models.Index(fields=["annotator", "status"])]
+        indexes = [
+            models.Index(fields=["annotator", "status"]),
+            models.Index(fields=["comparison", "status", "expires_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.annotator} on comparison {self.comparison_id} ({self.status})"
 
 
 class PreferenceLabel(models.Model):
-    class Choice(models.TextChoices):
-        A = "a", "A is better"
-        B = "b", "B is better"
-        TIE = "tie", "Tie"
-        BOTH_BAD = "both_bad", "Both bad"
+    Choice = Choice
 
     class Strength(models.IntegerChoices):
         SLIGHT = 1
@@ -196,6 +260,9 @@ class PreferenceLabel(models.Model):
     rationale = models.TextField(blank=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
     a_shown_left = models.BooleanField()
+    is_repeat = models.BooleanField(
+        default=False, help_text="A consistency repeat (see Assignment)."
+    )
     review_status = models.CharField(
         max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
     )
@@ -205,7 +272,7 @@ class PreferenceLabel(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["comparison", "annotator"], name="one_label_per_annotator"
+                fields=["comparison", "annotator", "is_repeat"], name="one_label_per_annotator"
             )
         ]
         indexes = [models.Index(fields=["comparison", "review_status"])]
@@ -226,3 +293,17 @@ class LabelAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} label {self.label_id} by {self.actor}"
+
+
+class ComparisonAudit(models.Model):
+    """Every change to a comparison's decision (gold answer, final preference). Only added."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="audits")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    action = models.CharField(max_length=32)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.action} comparison {self.comparison_id} by {self.actor}"

@@ -13,9 +13,10 @@ def policy_active(*, project: Project) -> PolicyVersion:
 
 
 def labels_for_training(*, project: Project) -> QuerySet[PreferenceLabel]:
-    """Labels that may train a reward model: every label a reviewer has not rejected."""
+    """Labels that may train a reward model: every regular label a reviewer has not rejected
+    (consistency repeats measure the annotator; they never vote)."""
     return (
-        PreferenceLabel.objects.filter(comparison__project=project)
+        PreferenceLabel.objects.filter(comparison__project=project, is_repeat=False)
         .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
         .select_related(
             "comparison__prompt", "comparison__completion_a", "comparison__completion_b"
@@ -26,7 +27,7 @@ def labels_for_training(*, project: Project) -> QuerySet[PreferenceLabel]:
 
 def labels_since_last_iteration(*, project: Project) -> int:
     """Labels created after the start of the project's latest iteration."""
-    labels = PreferenceLabel.objects.filter(comparison__project=project)
+    labels = PreferenceLabel.objects.filter(comparison__project=project, is_repeat=False)
     last = LoopIteration.objects.filter(project=project).order_by("-number").first()
     if last is not None:
         labels = labels.filter(created_at__gt=last.created_at)

@@ -16,7 +16,14 @@ from django.db.models import Max
 from django.utils import timezone
 
 from feedback.events import event_publish
-from feedback.models import Comparison, Completion, PreferenceLabel, Project, Prompt
+from feedback.models import (
+    Comparison,
+    Completion,
+    PreferenceLabel,
+    Project,
+    Prompt,
+    TieHandling,
+)
 from feedback.services import comparisons_create
 from training.models import (
     DatasetSnapshot,
@@ -97,39 +104,87 @@ def policy_promote(*, policy: PolicyVersion) -> PolicyVersion:
 # --- Dataset snapshots ------------------------------------------------------------------
 
 
-def _majority(labels: list[PreferenceLabel]) -> tuple[str, float] | None:
+def _majority(labels: list[PreferenceLabel], *, tie_handling: str) -> tuple[str, float] | None:
     """Strength-weighted vote between A and B: (winner, margin) or None for no preference.
 
-    Ties and both-bad votes count as abstentions; the margin is the winner's weighted lead
-    per label, on the strength scale (1 slight .. 3 strong).
+    Each A label adds its strength (1 slight .. 3 strong) to A's side, each B label to B's.
+    The margin is the winner's weighted lead per voting label, on the strength scale. Tie and
+    both-bad labels follow the project's `tie_handling`: "abstain" leaves them out of the
+    vote; "count" makes them votes for no preference, which dilute the margin and, when they
+    are at least half of the labels, leave the comparison without a preference.
     """
     score = 0
+    decisive = 0
     for label in labels:
         if label.choice == PreferenceLabel.Choice.A:
             score += label.strength
+            decisive += 1
         elif label.choice == PreferenceLabel.Choice.B:
             score -= label.strength
+            decisive += 1
     if score == 0:
         return None
-    return ("a" if score > 0 else "b"), abs(score) / len(labels)
+    voters = decisive
+    if tie_handling == TieHandling.COUNT:
+        if 2 * (len(labels) - decisive) >= len(labels):
+            return None
+        voters = len(labels)
+    return ("a" if score > 0 else "b"), abs(score) / voters
+
+
+def _override(comparison: Comparison, labels: list[PreferenceLabel]) -> tuple[str, float] | None:
+    """The reviewer's final preference, else a gold item's known answer, as (winner, margin);
+    margin: the mean strength of the labels that agree with it (1, slight, when none does).
+    ("", 0) when the decision is tie or both-bad: no pair. None when nothing overrides."""
+    decided = comparison.final_choice or comparison.gold_choice
+    if not decided:
+        return None
+    if decided not in (PreferenceLabel.Choice.A, PreferenceLabel.Choice.B):
+        return "", 0.0
+    agreeing = [label.strength for label in labels if label.choice == decided]
+    return decided, (sum(agreeing) / len(agreeing) if agreeing else 1.0)
 
 
 def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
-    """Write the project's preference data as TRL explicit-prompt JSONL and record it."""
+    """Write the project's preference data as TRL explicit-prompt JSONL and record it.
+
+    One pair per comparison: a reviewer's final preference (or a gold item's answer)
+    overrides the strength-weighted majority vote of its labels; rejected labels and
+    consistency repeats are left out; ties and both-bad follow the project's setting.
+    `label_ids` records exactly the labels behind the pairs written.
+    """
     by_comparison: dict[int, list[PreferenceLabel]] = defaultdict(list)
     for label in labels_for_training(project=project):
         by_comparison[label.comparison_id].append(label)
+    decided = (
+        Comparison.objects.filter(project=project)
+        .exclude(final_choice="", gold_choice="")
+        .exclude(pk__in=list(by_comparison))
+        .select_related("prompt", "completion_a", "completion_b")
+    )
+    comparisons = {
+        label.comparison_id: label.comparison
+        for labels in by_comparison.values()
+        for label in labels
+    }
+    comparisons.update({c.pk: c for c in decided})
 
     rows: list[dict[str, Any]] = []
     used: list[int] = []
     no_preference = 0
-    for labels in by_comparison.values():
-        vote = _majority(labels)
-        if vote is None:
+    overridden = 0
+    for comparison_id in sorted(comparisons):
+        comparison = comparisons[comparison_id]
+        labels = by_comparison.get(comparison_id, [])
+        vote = _override(comparison, labels)
+        if vote is not None:
+            overridden += 1
+        else:
+            vote = _majority(labels, tie_handling=project.tie_handling)
+        if vote is None or not vote[0]:
             no_preference += 1
             continue
         winner, margin = vote
-        comparison = labels[0].comparison
         a, b = comparison.completion_a.text, comparison.completion_b.text
         chosen, rejected = (a, b) if winner == "a" else (b, a)
         rows.append(
@@ -164,6 +219,8 @@ def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
             "pairs": len(rows),
             "labels": len(used),
             "comparisons_without_preference": no_preference,
+            "decided_by_reviewer_or_gold": overridden,
+            "tie_handling": project.tie_handling,
         },
     )
 

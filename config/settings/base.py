@@ -86,6 +86,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DATABASE_POOL", default=True
+):
+    # A connection pool per process (psycopg_pool): a new PostgreSQL connection costs a
+    # backend fork, several milliseconds, and under ASGI each request runs in its own thread,
+    # so persistent connections (CONN_MAX_AGE) would leak one per thread. The pool hands each
+    # request a warm connection and takes it back at the end; max_size bounds what one
+    # process may hold (workers x max_size must stay under PostgreSQL's max_connections).
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=1),
+        "max_size": env.int("DATABASE_POOL_MAX", default=8),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Queue and websockets: Redis when REDIS_URL is set --------------------------------

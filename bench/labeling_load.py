@@ -1,0 +1,443 @@
+"""Labeling under load: N simulated annotators against the real ASGI server and PostgreSQL.
+
+    python bench/labeling_load.py --concurrency 64 --seconds 30
+
+By itself it creates a fresh PostgreSQL database on the server DATABASE_URL names (default:
+this machine's), migrates it, seeds a project with enough comparisons and one user per
+annotator, starts uvicorn with several worker processes as production does, and runs: each
+annotator, logged in with their own session, asks for the next item
+(POST /api/projects/<slug>/comparisons/next/) and submits a label for it
+(POST /api/assignments/<id>/label/), in a loop. Afterwards it checks the invariants against
+the database, stops the server and drops the database. With --url it drives a running server
+instead; DATABASE_URL must then name that server's database (the project, users and sessions
+are seeded there, and the checks read it).
+
+It prints one JSON line: submits per second, p50/p95/p99 latency (ms) of next and of submit,
+errors, and the invariants:
+- every successful submit stored exactly once (the label ids the server answered are exactly
+  the labels of these annotators in the database, each once);
+- no comparison with more than k regular labels (gold items are shown to every annotator by
+  design: they are checked by the next rule only);
+- no annotator twice on a comparison (regular labels; a consistency repeat is the one
+  allowed second look, at most one per annotator and comparison);
+- no item leased to more annotators at once than it needed: at every lease's start, the
+  comparison's labels plus unexpired leases never exceed k.
+
+Login: sessions are written the way django.contrib.auth.login writes them (user id, backend,
+session auth hash), so that 128 annotators do not each pay a password hash at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=64, help="Simulated annotators.")
+    parser.add_argument("--seconds", type=float, default=30.0, help="Length of the run.")
+    parser.add_argument("--url", default="", help="A running server (else one is started).")
+    parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes.")
+    parser.add_argument("--k", type=int, default=3, help="Labels per comparison.")
+    parser.add_argument(
+        "--comparisons", type=int, default=0, help="Comparisons to seed (0: enough for the run)."
+    )
+    parser.add_argument("--gold-rate", type=float, default=0.05, help="Project gold rate.")
+    parser.add_argument("--repeat-rate", type=float, default=0.05, help="Project repeat rate.")
+    parser.add_argument("--keep-db", action="store_true", help="Do not drop the database.")
+    args = parser.parse_args(argv)
+    if args.concurrency < 1 or args.seconds <= 0 or args.workers < 1 or args.k < 1:
+        parser.error("--concurrency, --seconds, --workers and --k must be positive.")
+    return args
+
+
+# --- Database and seed ------------------------------------------------------------------
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def database_create(server_url: str) -> str:
+    """A fresh database on the server of `server_url`; returns its URL."""
+    import psycopg
+
+    name = f"hone_load_{int(time.time())}_{secrets.token_hex(3)}"
+    with psycopg.connect(_with_db(server_url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _with_db(server_url, name)
+
+
+def database_drop(url: str) -> None:
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(_with_db(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def django_setup(database_url: str) -> None:
+    """Django in this process, on the bench's database. Sessions are signed with SECRET_KEY:
+    the server started here gets the same one (with --url, set the server's)."""
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(40))
+    import django
+
+    django.setup()
+
+
+def seed(*, args: argparse.Namespace, migrate: bool) -> dict:
+    """Project, prompts, completions, comparisons, annotators and their sessions."""
+    from django.conf import settings
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+    )
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.core.management import call_command
+    from django.db import connections
+
+    from feedback.models import Completion, Membership, Prompt
+    from feedback.services import comparison_set_gold, comparisons_create, project_create
+    from training.selectors import policy_active
+
+    if migrate:
+        call_command("migrate", verbosity=0)
+    tag = secrets.token_hex(3)
+    comparisons = args.comparisons or max(1000, int(args.seconds * 250))
+    project = project_create(
+        slug=f"load-{tag}",
+        name=f"Load test {tag}",
+        base_model="unused",
+        labels_per_comparison=args.k,
+        gold_rate=args.gold_rate,
+        repeat_rate=args.repeat_rate,
+    )
+    prompts = Prompt.objects.bulk_create(
+        Prompt(project=project, messages=[{"role": "user", "content": f"Question {i}?"}])
+        for i in range(200)
+    )
+    policy = policy_active(project=project)
+    completions = Completion.objects.bulk_create(
+        Completion(
+            prompt=prompts[i // 2 % len(prompts)],
+            policy_version=policy,
+            text=f"Answer {i}: " + "word " * random.randint(5, 60),
+        )
+        for i in range(2 * comparisons)
+    )
+    pairs = [(completions[2 * i], completions[2 * i + 1]) for i in range(comparisons)]
+    created = []
+    for start in range(0, len(pairs), 2000):
+        created += comparisons_create(project=project, pairs=pairs[start : start + 2000])
+    User = get_user_model()
+    admin = User.objects.create_user(username=f"load-{tag}-admin")
+    Membership.objects.create(user=admin, project=project, role=Membership.Role.ADMIN)
+    for comparison in created[: max(1, comparisons // 100)] if args.gold_rate else []:
+        comparison_set_gold(admin=admin, comparison_id=comparison.pk, choice="a")
+    password = make_password(secrets.token_hex(8))
+    users = User.objects.bulk_create(
+        User(username=f"load-{tag}-{i}", password=password) for i in range(args.concurrency)
+    )
+    Membership.objects.bulk_create(
+        Membership(user=user, project=project, role=Membership.Role.ANNOTATOR) for user in users
+    )
+    backend = settings.AUTHENTICATION_BACKENDS[0]
+    sessions = []
+    for user in users:
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = backend
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        sessions.append(session.session_key)
+    # A production database has planner statistics (autovacuum analyzes after bulk inserts);
+    # a database seeded a second ago has none yet.
+    with connections["default"].cursor() as cursor:
+        cursor.execute("ANALYZE")
+    connections.close_all()
+    return {
+        "project_id": project.pk,
+        "slug": project.slug,
+        "user_ids": [u.pk for u in users],
+        "sessions": sessions,
+        "comparisons": comparisons,
+    }
+
+
+# --- Server -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_start(*, database_url: str, workers: int) -> tuple[subprocess.Popen, str]:
+    """uvicorn with `workers` processes, production settings (DEBUG off, a connection pool
+    per process), no access log."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DEBUG": "0",
+        "SECRET_KEY": os.environ["SECRET_KEY"],
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("REDIS_URL", None)
+    command = [
+        sys.executable, "-m", "uvicorn", "config.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--no-access-log", "--log-level", "warning", "--lifespan", "off",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode} at start.")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        server_stop(process)
+        raise RuntimeError("uvicorn did not listen within 60 s.")
+    return process, url
+
+
+def server_stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# --- Load ---------------------------------------------------------------------------------
+
+
+async def annotator_loop(
+    *, url: str, slug: str, session_key: str, deadline: float, stats: dict
+) -> None:
+    import aiohttp
+
+    csrf = secrets.token_hex(16)  # any 32-character secret: the cookie and the header match
+    jar = aiohttp.CookieJar(unsafe=True)
+    connector = aiohttp.TCPConnector(limit=1, force_close=False)
+    headers = {"X-CSRFToken": csrf, "Referer": url + "/"}
+    async with aiohttp.ClientSession(
+        base_url=url, connector=connector, cookie_jar=jar, headers=headers
+    ) as http:
+        http.cookie_jar.update_cookies({"sessionid": session_key, "csrftoken": csrf})
+        rng = random.Random(session_key)
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                async with http.post(f"/api/projects/{slug}/comparisons/next/") as response:
+                    body = await response.read()
+                    status = response.status
+            except aiohttp.ClientError as error:
+                stats["errors"].append(f"next: {error!r}")
+                continue
+            stats["next_ms"].append((time.perf_counter() - started) * 1000)
+            if status == 204:
+                stats["exhausted"] += 1
+                return
+            if status != 200:
+                stats["errors"].append(f"next: HTTP {status} {body[:200]!r}")
+                continue
+            item = json.loads(body)
+            choice = rng.choice(["a", "a", "b", "b", "tie", "both_bad"])
+            payload = {"choice": choice, "strength": rng.randint(1, 3), "time_spent_ms": 1500}
+            started = time.perf_counter()
+            try:
+                async with http.post(
+                    f"/api/assignments/{item['assignment_id']}/label/", json=payload
+                ) as response:
+                    body = await response.read()
+                    status = response.status
+            except aiohttp.ClientError as error:
+                stats["errors"].append(f"submit: {error!r}")
+                continue
+            stats["submit_ms"].append((time.perf_counter() - started) * 1000)
+            if status != 201:
+                stats["errors"].append(f"submit: HTTP {status} {body[:200]!r}")
+                continue
+            stats["submitted"].append((item["assignment_id"], json.loads(body)["label_id"]))
+
+
+async def load(*, url: str, seeded: dict, seconds: float) -> dict:
+    stats: dict = {"next_ms": [], "submit_ms": [], "errors": [], "submitted": [], "exhausted": 0}
+    started = time.monotonic()
+    deadline = started + seconds
+    await asyncio.gather(
+        *(
+            annotator_loop(
+                url=url, slug=seeded["slug"], session_key=key, deadline=deadline, stats=stats
+            )
+            for key in seeded["sessions"]
+        )
+    )
+    stats["elapsed"] = time.monotonic() - started
+    return stats
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return round(ordered[index], 2)
+
+
+# --- Invariants ---------------------------------------------------------------------------
+
+
+def invariants_check(*, seeded: dict, submitted: list[tuple[int, int]]) -> dict:
+    """Every rule of the module docstring, read from the database after the run."""
+    from django.utils import timezone
+
+    from feedback.models import Assignment, Comparison, PreferenceLabel
+
+    project_id = seeded["project_id"]
+    labels = list(
+        PreferenceLabel.objects.filter(
+            comparison__project_id=project_id, annotator_id__in=seeded["user_ids"]
+        ).values_list("pk", "assignment_id", "comparison_id", "annotator_id", "is_repeat")
+    )
+    answered = Counter(label_id for _, label_id in submitted)
+    stored = {pk: assignment_id for pk, assignment_id, *_ in labels}
+    exactly_once = (
+        all(n == 1 for n in answered.values())
+        and set(answered) == set(stored)
+        and all(stored[label_id] == assignment_id for assignment_id, label_id in submitted)
+    )
+
+    comparisons = {
+        pk: (kind, required, count)
+        for pk, kind, required, count in Comparison.objects.filter(
+            project_id=project_id
+        ).values_list("pk", "kind", "required_labels", "label_count")
+    }
+    regular_counts = Counter(c for _, _, c, _, repeat in labels if not repeat)
+    over_k = [
+        pk
+        for pk, n in regular_counts.items()
+        if comparisons[pk][0] != Comparison.Kind.GOLD and n > comparisons[pk][1]
+    ]
+    count_mismatch = [pk for pk, n in regular_counts.items() if comparisons[pk][2] != n]
+    twice = [key for key, n in Counter((c, a, r) for _, _, c, a, r in labels).items() if n > 1]
+
+    # Lease occupancy at each lease's start: leases already submitted hold their slot for
+    # good (their label), the others until they expire.
+    now = timezone.now()
+    leases = defaultdict(list)
+    rows = Assignment.objects.filter(
+        comparison__project_id=project_id, is_repeat=False, comparison__kind="regular"
+    ).values_list("comparison_id", "created_at", "expires_at", "status")
+    for comparison_id, created, expires, status in rows:
+        end = None if status == Assignment.Status.SUBMITTED else min(expires, now)
+        leases[comparison_id].append((created, end))
+    over_leased = []
+    for comparison_id, spans in leases.items():
+        required = comparisons[comparison_id][1]
+        for start, _ in spans:
+            holding = sum(1 for s, e in spans if s <= start and (e is None or e > start))
+            if holding > required:
+                over_leased.append(comparison_id)
+                break
+    return {
+        "every_submit_stored_exactly_once": exactly_once,
+        "labels_stored": len(labels),
+        "no_comparison_over_k": not over_k,
+        "label_count_matches_labels": not count_mismatch,
+        "no_annotator_twice_on_a_comparison": not twice,
+        "no_item_leased_beyond_need": not over_leased,
+        "violations": {
+            "over_k": over_k[:10],
+            "count_mismatch": count_mismatch[:10],
+            "twice": [list(t) for t in twice[:10]],
+            "over_leased": over_leased[:10],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    server_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    if not server_url.startswith(("postgres://", "postgresql://")):
+        print("DATABASE_URL must name a PostgreSQL server.", file=sys.stderr)
+        return 2
+    own_database = not args.url
+    database_url = database_create(server_url) if own_database else server_url
+    process = None
+    try:
+        django_setup(database_url)
+        seeded = seed(args=args, migrate=own_database)
+        if own_database:
+            process, url = server_start(database_url=database_url, workers=args.workers)
+        else:
+            url = args.url.rstrip("/")
+        stats = asyncio.run(load(url=url, seeded=seeded, seconds=args.seconds))
+        if process is not None:
+            server_stop(process)
+            process = None
+        invariants = invariants_check(seeded=seeded, submitted=stats["submitted"])
+    finally:
+        if process is not None:
+            server_stop(process)
+        if own_database and not args.keep_db:
+            from django.db import connections
+
+            connections.close_all()
+            database_drop(database_url)
+    held = all(value for key, value in invariants.items() if isinstance(value, bool))
+    result = {
+        "concurrency": args.concurrency,
+        "seconds": round(stats["elapsed"], 2),
+        "workers": args.workers if own_database else None,
+        "k": args.k,
+        "submits": len(stats["submitted"]),
+        "submits_per_s": round(len(stats["submitted"]) / stats["elapsed"], 1),
+        "next_ms": {f"p{q}": percentile(stats["next_ms"], q) for q in (50, 95, 99)},
+        "submit_ms": {f"p{q}": percentile(stats["submit_ms"], q) for q in (50, 95, 99)},
+        "errors": len(stats["errors"]),
+        "error_samples": stats["errors"][:5],
+        "annotators_out_of_items": stats["exhausted"],
+        "invariants": invariants,
+        "invariants_held": held,
+    }
+    print(json.dumps(result))
+    return 0 if held and not stats["errors"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Pages of reviewers and admins: quality figures, the review queue, one comparison's labels."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from feedback.models import Membership, PreferenceLabel
+from feedback.quality import (
+    comparison_for_review,
+    labels_for_review,
+    majority_choice,
+    project_quality,
+    review_queue,
+)
+from feedback.selectors import project_for_member
+from feedback.services import comparison_decide, comparison_set_gold, label_review
+
+REVIEW_ROLES = (Membership.Role.REVIEWER, Membership.Role.ADMIN)
+
+
+@login_required
+@require_GET
+def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_member(user=request.user, slug=slug, roles=REVIEW_ROLES)
+    quality = project_quality(project=project)
+    return render(request, "feedback/quality.html", {"project": project, "quality": quality})
+
+
+@login_required
+@require_GET
+def review_queue_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_member(user=request.user, slug=slug, roles=REVIEW_ROLES)
+    return render(
+        request,
+        "feedback/review_queue.html",
+        {"project": project, "queue": review_queue(project=project)},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def review_comparison_page(request: HttpRequest, slug: str, comparison_id: int) -> HttpResponse:
+    project = project_for_member(user=request.user, slug=slug, roles=REVIEW_ROLES)
+    comparison = comparison_for_review(project=project, comparison_id=comparison_id)
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        try:
+            if action == "review_label":
+                label = labels_for_review(comparison=comparison).get(
+                    pk=int(request.POST.get("label_id") or 0)
+                )
+                label_review(
+                    reviewer=request.user,
+                    label_id=label.pk,
+                    decision=request.POST.get("decision", ""),
+                )
+            elif action == "final_choice":
+                comparison_decide(
+                    reviewer=request.user,
+                    comparison_id=comparison.pk,
+                    choice=request.POST.get("choice", ""),
+                )
+            elif action == "gold":
+                project_for_member(user=request.user, slug=slug, roles=(Membership.Role.ADMIN,))
+                comparison_set_gold(
+                    admin=request.user,
+                    comparison_id=comparison.pk,
+                    choice=request.POST.get("choice", ""),
+                )
+            else:
+                raise ValidationError(f"Unknown action {action!r}.")
+        except (ValidationError, ValueError, PreferenceLabel.DoesNotExist) as error:
+            for message in getattr(error, "messages", [str(error)]):
+                messages.error(request, message)
+        return redirect("feedback:review-comparison", slug=slug, comparison_id=comparison.pk)
+
+    is_admin = Membership.objects.filter(
+        user=request.user, project=project, role=Membership.Role.ADMIN
+    ).exists()
+    return render(
+        request,
+        "feedback/review_comparison.html",
+        {
+            "project": project,
+            "comparison": comparison,
+            "labels": labels_for_review(comparison=comparison),
+            "majority": majority_choice(comparison=comparison),
+            "choices": PreferenceLabel.Choice.choices,
+            "review_statuses": PreferenceLabel.ReviewStatus.choices,
+            "audits": comparison.audits.select_related("actor").order_by("at", "id"),
+            "is_admin": is_admin,
+        },
+    )
