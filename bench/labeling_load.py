@@ -241,6 +241,52 @@ def server_stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+# --- CPU accounting: the machine may be shared, so say what this run itself used ----------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, from /proc (Linux); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        return [int(child) for task in tasks for child in (task / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_snapshot(*, server: subprocess.Popen | None, database: str) -> dict[str, float]:
+    """CPU seconds so far of the server's processes and the database's backends."""
+    from django.db import connection
+
+    server_pids = [server.pid, *_children(server.pid)] if server is not None else []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database],
+        )
+        backends = [row[0] for row in cursor.fetchall()]
+    return {
+        "server": sum(_cpu_seconds(pid) for pid in server_pids),
+        "database": {pid: _cpu_seconds(pid) for pid in backends},
+    }
+
+
+def cpu_used(before: dict, after: dict, client: float) -> dict[str, float]:
+    database = sum(cpu - before["database"].get(pid, 0.0) for pid, cpu in after["database"].items())
+    return {
+        "server_s": round(after["server"] - before["server"], 2),
+        "database_s": round(database, 2),
+        "load_generator_s": round(client, 2),
+    }
+
+
 # --- Load ---------------------------------------------------------------------------------
 
 
@@ -406,7 +452,14 @@ def main(argv: list[str] | None = None) -> int:
             process, url = server_start(database_url=database_url, workers=args.workers)
         else:
             url = args.url.rstrip("/")
+        database = urlsplit(database_url).path.lstrip("/")
+        before = cpu_snapshot(server=process, database=database)
+        client_before = time.process_time()
         stats = asyncio.run(load(url=url, seeded=seeded, seconds=args.seconds))
+        client = time.process_time() - client_before
+        # Backends that served the run are still open in the pools: read them now.
+        after = cpu_snapshot(server=process, database=database)
+        cpu = cpu_used(before, after, client)
         if process is not None:
             server_stop(process)
             process = None
@@ -430,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
         "next_ms": {f"p{q}": percentile(stats["next_ms"], q) for q in (50, 95, 99)},
         "submit_ms": {f"p{q}": percentile(stats["submit_ms"], q) for q in (50, 95, 99)},
         "errors": len(stats["errors"]),
+        "cpu": cpu,
+        "cpu_ms_per_submit": round(1000 * sum(cpu.values()) / max(1, len(stats["submitted"])), 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "error_samples": stats["errors"][:5],
         "annotators_out_of_items": stats["exhausted"],
         "invariants": invariants,

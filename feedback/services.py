@@ -8,9 +8,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from feedback.events import event_publish
@@ -157,17 +156,7 @@ def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment |
     """
     now = timezone.now()
     with transaction.atomic():
-        mine = (
-            Assignment.objects.select_related(*_DISPLAY)
-            .filter(
-                annotator=user,
-                comparison__project=project,
-                status=Assignment.Status.ACTIVE,
-                expires_at__gt=now,
-            )
-            .order_by("created_at")
-            .first()
-        )
+        mine = _lease_current(project=project, user=user, now=now)
         if mine is not None:
             return mine
         expires_at = now + timedelta(minutes=project.lease_minutes)
@@ -196,47 +185,84 @@ def _not_labelled_by(user: AbstractBaseUser) -> Exists:
     )
 
 
+# The next-item query, written out: it runs on every request for work, and building it with
+# the ORM (subqueries, Exists, annotations) cost more CPU than the rest of the request. The
+# same text runs on PostgreSQL and SQLite; only the lock clause differs.
+_CANDIDATES_SQL = """
+SELECT c.*, p.messages AS prompt_messages, ca.text AS a_text, cb.text AS b_text,
+       (SELECT own.id FROM {assignment} own
+         WHERE own.comparison_id = c.id AND own.annotator_id = %s AND own.is_repeat = %s
+       ) AS own_lease_id
+  FROM {comparison} c
+  JOIN {prompt} p ON p.id = c.prompt_id
+  JOIN {completion} ca ON ca.id = c.completion_a_id
+  JOIN {completion} cb ON cb.id = c.completion_b_id
+ WHERE c.project_id = %s AND c.status = %s AND NOT (c.kind = %s)
+   AND NOT EXISTS (
+       SELECT 1 FROM {assignment} done
+        WHERE done.comparison_id = c.id AND done.annotator_id = %s
+          AND done.is_repeat = %s AND done.status = %s)
+   AND (SELECT COUNT(*) FROM {assignment} other
+         WHERE other.comparison_id = c.id AND other.status = %s AND other.is_repeat = %s
+           AND other.expires_at > %s AND other.annotator_id <> %s
+       ) < c.required_labels - c.label_count
+ ORDER BY c.priority DESC, c.created_at, c.id
+ LIMIT %s{lock}
+"""
+_BUSY_SQL = """
+SELECT comparison_id, COUNT(*) FROM {assignment}
+ WHERE comparison_id IN ({ids}) AND status = %s AND is_repeat = %s
+   AND expires_at > %s AND annotator_id <> %s
+ GROUP BY comparison_id
+"""
+
+
+def _tables() -> dict[str, str]:
+    return {
+        "assignment": Assignment._meta.db_table,
+        "comparison": Comparison._meta.db_table,
+        "prompt": Prompt._meta.db_table,
+        "completion": Completion._meta.db_table,
+    }
+
+
 def _lease_regular(
     *, project: Project, user: AbstractBaseUser, now: datetime, expires_at: datetime
 ) -> Assignment | None:
-    """Lease the best regular (or arena) comparison that still needs a label from `user`."""
-    others_leases = Assignment.objects.filter(
-        comparison=OuterRef("pk"),
-        status=Assignment.Status.ACTIVE,
-        is_repeat=False,
-        expires_at__gt=now,
-    ).exclude(annotator=user)
-    own_lease = Assignment.objects.filter(
-        comparison=OuterRef("pk"), annotator=user, is_repeat=False
-    )
-    candidates = list(
-        Comparison.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("prompt", "completion_a", "completion_b")
-        .filter(project=project, status=Comparison.Status.OPEN)
-        .exclude(kind=Comparison.Kind.GOLD)
-        .exclude(_not_labelled_by(user))
-        .alias(busy=Coalesce(Subquery(_count(others_leases)), 0))
-        .filter(busy__lt=F("required_labels") - F("label_count"))
-        .annotate(own_lease_id=Subquery(own_lease.values("pk")[:1]))
-        .order_by("-priority", "created_at", "id")[:_CANDIDATES]
-    )
+    """Lease the best regular (or arena) comparison that still needs a label from `user`.
+
+    Candidates: open, not gold, not labelled by `user`, fewer labels plus others' unexpired
+    leases than required; best priority, then oldest. Locked with SKIP LOCKED where the
+    database can, then re-counted (see assignment_next).
+    """
+    features = connection.features
+    lock = ""
+    if features.has_select_for_update_skip_locked and features.has_select_for_update_of:
+        lock = " FOR UPDATE OF c SKIP LOCKED"
+    now_db = connection.ops.adapt_datetimefield_value(now)
+    sql = _CANDIDATES_SQL.format(lock=lock, **_tables())
+    params = [
+        user.pk, False,
+        project.pk, Comparison.Status.OPEN, Comparison.Kind.GOLD,
+        user.pk, False, Assignment.Status.SUBMITTED,
+        Assignment.Status.ACTIVE, False, now_db, user.pk,
+        _CANDIDATES,
+    ]  # fmt: skip
+    candidates = list(Comparison.objects.raw(sql, params))
     if not candidates:
         return None
     # A new statement, so a new snapshot: leases committed before we got the locks count.
-    busy = dict(
-        Assignment.objects.filter(
-            comparison_id__in=[c.pk for c in candidates],
-            status=Assignment.Status.ACTIVE,
-            is_repeat=False,
-            expires_at__gt=now,
+    ids = [c.pk for c in candidates]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BUSY_SQL.format(ids=", ".join(["%s"] * len(ids)), **_tables()),
+            [*ids, Assignment.Status.ACTIVE, False, now_db, user.pk],
         )
-        .exclude(annotator=user)
-        .values_list("comparison_id")
-        .annotate(n=Count("id"))
-    )
+        busy = dict(cursor.fetchall())
     for comparison in candidates:
         if busy.get(comparison.pk, 0) + comparison.label_count >= comparison.required_labels:
             continue
+        _attach_display(comparison)
         return _lease_write(
             comparison=comparison,
             user=user,
@@ -244,6 +270,60 @@ def _lease_regular(
             expires_at=expires_at,
         )
     return None
+
+
+def _attach_display(comparison: Comparison) -> None:
+    """Prompt and completions from the query's extra columns (prompt_messages, a_text,
+    b_text), converted as the ORM would, so that showing the item costs no further query."""
+    messages = Prompt._meta.get_field("messages").from_db_value(
+        comparison.prompt_messages, None, connection
+    )
+    comparison.prompt = Prompt.from_db(connection.alias, ["id", "messages"], [
+        comparison.prompt_id, messages,
+    ])  # fmt: skip
+    comparison.completion_a = Completion.from_db(
+        connection.alias, ["id", "text"], [comparison.completion_a_id, comparison.a_text]
+    )
+    comparison.completion_b = Completion.from_db(
+        connection.alias, ["id", "text"], [comparison.completion_b_id, comparison.b_text]
+    )
+
+
+_CURRENT_SQL = """
+SELECT a.*, c.project_id AS c_project_id, c.prompt_id AS c_prompt_id,
+       c.completion_a_id AS c_completion_a_id, c.completion_b_id AS c_completion_b_id,
+       p.messages AS prompt_messages, ca.text AS a_text, cb.text AS b_text
+  FROM {assignment} a
+  JOIN {comparison} c ON c.id = a.comparison_id
+  JOIN {prompt} p ON p.id = c.prompt_id
+  JOIN {completion} ca ON ca.id = c.completion_a_id
+  JOIN {completion} cb ON cb.id = c.completion_b_id
+ WHERE a.annotator_id = %s AND c.project_id = %s AND a.status = %s AND a.expires_at > %s
+ ORDER BY a.created_at, a.id
+ LIMIT 1
+"""
+
+
+def _lease_current(*, project: Project, user: AbstractBaseUser, now: datetime) -> Assignment | None:
+    """The annotator's oldest unexpired lease in the project, with what the screen shows."""
+    params = [user.pk, project.pk, Assignment.Status.ACTIVE]
+    params.append(connection.ops.adapt_datetimefield_value(now))
+    rows = list(Assignment.objects.raw(_CURRENT_SQL.format(**_tables()), params))
+    if not rows:
+        return None
+    lease = rows[0]
+    comparison = Comparison.from_db(
+        connection.alias,
+        ["id", "project_id", "prompt_id", "completion_a_id", "completion_b_id"],
+        [lease.comparison_id, lease.c_project_id, lease.c_prompt_id, lease.c_completion_a_id,
+         lease.c_completion_b_id],
+    )  # fmt: skip
+    comparison.prompt_messages, comparison.a_text, comparison.b_text = (
+        lease.prompt_messages, lease.a_text, lease.b_text,
+    )  # fmt: skip
+    _attach_display(comparison)
+    lease.comparison = comparison
+    return lease
 
 
 def _lease_gold(
@@ -345,11 +425,6 @@ def _lease_repeat(
     return Assignment.objects.select_related(*_DISPLAY).get(pk=lease.pk)
 
 
-def _count(queryset: Any) -> Any:
-    """A correlated COUNT(*) subquery over `queryset`."""
-    return queryset.order_by().values("comparison").annotate(n=Count("id")).values("n")
-
-
 def label_submit(
     *,
     user: AbstractBaseUser,
@@ -379,12 +454,7 @@ def label_submit(
         raise ValidationError({"time_spent_ms": "Time spent cannot be negative."})
 
     with transaction.atomic():
-        assignment = (
-            Assignment.objects.select_for_update(of=("self",))
-            .select_related("comparison__project")
-            .filter(pk=assignment_id, annotator=user)
-            .first()
-        )
+        assignment = _assignment_lock(assignment_id=assignment_id, user=user)
         if assignment is None:
             raise ValidationError(
                 {"assignment": "This comparison is not assigned to you."}, code="not_assigned"
@@ -419,25 +489,63 @@ def label_submit(
         )
         Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED)
         assignment.status = Assignment.Status.SUBMITTED
-        project = comparison.project
-    if not label.is_repeat:
-        _maybe_trigger_iteration(project=project)
+    if not label.is_repeat and assignment.project_trigger:
+        _maybe_trigger_iteration(project=Project.objects.get(pk=comparison.project_id))
     return label
+
+
+_ASSIGNMENT_LOCK_SQL = """
+SELECT a.*, c.kind AS c_kind, c.project_id AS c_project_id,
+       pr.trigger_new_labels AS project_trigger
+  FROM {assignment} a
+  JOIN {comparison} c ON c.id = a.comparison_id
+  JOIN {project} pr ON pr.id = c.project_id
+ WHERE a.id = %s AND a.annotator_id = %s{lock}
+"""
+
+
+def _assignment_lock(*, assignment_id: int, user: AbstractBaseUser) -> Assignment | None:
+    """The user's lease, row-locked where the database can, with its comparison's kind and
+    project and the project's label trigger. Call inside a transaction."""
+    features = connection.features
+    lock = ""
+    if features.has_select_for_update_of:
+        lock = " FOR UPDATE OF a"
+    elif features.has_select_for_update:
+        lock = " FOR UPDATE"
+    sql = _ASSIGNMENT_LOCK_SQL.format(lock=lock, project=Project._meta.db_table, **_tables())
+    rows = list(Assignment.objects.raw(sql, [assignment_id, user.pk]))
+    if not rows:
+        return None
+    assignment = rows[0]
+    assignment.comparison = Comparison.from_db(
+        connection.alias,
+        ["id", "kind", "project_id"],
+        [assignment.comparison_id, assignment.c_kind, assignment.c_project_id],
+    )
+    return assignment
+
+
+_TAKE_LABEL_SQL = """
+UPDATE {comparison}
+   SET label_count = label_count + 1,
+       status = CASE WHEN kind <> %s AND label_count + 1 >= required_labels THEN %s
+                     ELSE status END
+ WHERE id = %s AND status = %s AND (kind = %s OR label_count < required_labels)
+"""
 
 
 def _comparison_take_label(*, comparison: Comparison) -> bool:
     """Count one more regular label on an open comparison that still needs it; complete it at
-    k. Gold items take a label from every annotator and stay open."""
-    needs = Q(pk=comparison.pk, status=Comparison.Status.OPEN)
-    if comparison.kind != Comparison.Kind.GOLD:
-        needs &= Q(label_count__lt=F("required_labels"))
-    full = Q(label_count__gte=F("required_labels") - 1) & ~Q(kind=Comparison.Kind.GOLD)
-    return bool(
-        Comparison.objects.filter(needs).update(
-            label_count=F("label_count") + 1,
-            status=Case(When(full, then=Value(Comparison.Status.COMPLETE)), default=F("status")),
+    k. Gold items take a label from every annotator and stay open. One UPDATE (the right-hand
+    sides read the row as it was), which keeps the row lock until the transaction ends."""
+    gold, complete, open_ = Comparison.Kind.GOLD, Comparison.Status.COMPLETE, Comparison.Status.OPEN
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _TAKE_LABEL_SQL.format(comparison=Comparison._meta.db_table),
+            [gold, complete, comparison.pk, open_, gold],
         )
-    )
+        return cursor.rowcount == 1
 
 
 def _label_state(label: PreferenceLabel) -> dict[str, Any]:
