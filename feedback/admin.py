@@ -3,6 +3,7 @@ from django.contrib import admin
 from feedback.models import (
     Assignment,
     Comparison,
+    ComparisonAudit,
     Completion,
     LabelAudit,
     Membership,
@@ -38,11 +39,26 @@ class CompletionAdmin(admin.ModelAdmin):
     raw_id_fields = ["prompt"]
 
 
+class ComparisonAuditInline(admin.TabularInline):
+    model = ComparisonAudit
+    extra = 0
+    can_delete = False
+    readonly_fields = ["actor", "action", "before", "after", "at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Comparison)
 class ComparisonAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "kind", "status", "required_labels", "priority", "created_at"]
     list_filter = ["project", "kind", "status"]
     raw_id_fields = ["prompt", "completion_a", "completion_b"]
+    # Decisions change only through the review pages, which audit them (docs/quality.md).
+    readonly_fields = [
+        "kind", "gold_choice", "final_choice", "final_by", "final_at", "label_count",
+    ]  # fmt: skip
+    inlines = [ComparisonAuditInline]
 
 
 @admin.register(Assignment)
@@ -64,6 +80,8 @@ class PreferenceLabelAdmin(admin.ModelAdmin):
     list_display = ["id", "comparison", "annotator", "choice", "strength", "review_status"]
     list_filter = ["choice", "review_status", "comparison__project"]
     raw_id_fields = ["comparison", "assignment"]
+    # Reviews go through the review pages, which audit them.
+    readonly_fields = ["choice", "strength", "review_status", "is_repeat", "a_shown_left"]
     inlines = [LabelAuditInline]
 
     def has_delete_permission(self, request, obj=None) -> bool:
