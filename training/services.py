@@ -402,7 +402,9 @@ def generation_record(
                     Completion(
                         prompt=prompt,
                         policy_version=policy,
-                        text=sample["text"],
+                        # Model output is untrusted: PostgreSQL text cannot hold NUL, which a
+                        # byte-level tokenizer can produce. Shown as the replacement character.
+                        text=sample["text"].replace("\x00", "\ufffd"),
                         sampling=sampling,
                         token_count=sample["token_count"],
                         finish_reason=sample["finish_reason"],
