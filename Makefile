@@ -25,7 +25,7 @@ base-model: venv
 	$(PY) -m training.ml.prepare_base --out $(BASE_MODEL_DIR)
 
 demo: venv base-model
-	$(PY) manage.py demo
+	DEBUG=1 $(PY) manage.py demo
 
 test: test-postgres test-embedded
 
