@@ -460,7 +460,12 @@ def _step_evaluate(iteration: LoopIteration) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = gate_report(project=project, evaluation=evaluation)
-    record = {"incumbent": incumbent.number, **evaluation, "gates": report}
+    record = {
+        **evaluation,
+        "candidate_version": candidate.number,
+        "incumbent_version": incumbent.number,
+        "gates": report,
+    }
     if not report["passed"]:
         failed = ", ".join(g["name"] for g in report["gates"] if not g["passed"])
         services.iteration_advance(iteration=iteration, status=iteration.status, evaluation=record)

@@ -468,6 +468,11 @@ def artifact_commit(*, tmp_dir: Path, relative: str) -> str:
     return relative
 
 
+def model_text(text: str) -> str:
+    """Model output is untrusted: NUL bytes (which PostgreSQL refuses) become U+FFFD."""
+    return text.replace("\x00", "\ufffd")
+
+
 def generation_record(
     *,
     project: Project,
@@ -488,7 +493,7 @@ def generation_record(
                     Completion(
                         prompt=prompt,
                         policy_version=policy,
-                        text=sample["text"],
+                        text=model_text(sample["text"]),
                         sampling=sampling,
                         token_count=sample["token_count"],
                         finish_reason=sample["finish_reason"],
