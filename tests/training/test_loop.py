@@ -12,10 +12,10 @@ from django.db import connection
 
 from feedback.models import Comparison, Completion
 from feedback.services import assignment_next, label_submit, membership_set
+from tests.factories import make_comparisons
 from training import jobs, services
 from training.leaderboard import Game, fit, leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
-from tests.factories import make_comparisons
 
 TINY_TRAINING = {
     "reward": {"epochs": 1, "batch_size": 2, "max_length": 128, "eval_fraction": 0.34},
