@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from feedback.models import Comparison, Project, Prompt
@@ -61,9 +61,12 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(HEARTBEAT_SECONDS):
-                TrainingRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
-                if TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists():
-                    self.cancelled.set()
+                try:
+                    TrainingRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
+                    if TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists():
+                        self.cancelled.set()
+                except DatabaseError:  # a busy database: the next beat will do
+                    logger.warning("Heartbeat of run %s missed", self.run_id, exc_info=True)
         finally:
             connection.close()
 
