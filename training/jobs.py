@@ -3,10 +3,10 @@
 Runs inside a Celery worker on the `gpu` queue. `training.ml` (torch, transformers, peft,
 TRL) is imported inside each function, so that web processes never pay for it.
 
-Every step of an iteration is resumable: a step whose result is already recorded on the
-iteration is skipped, so a retried or redelivered task continues where the last one
-stopped, and an artifact only becomes visible (moved into place, then registered) once it
-is complete.
+An iteration is a small state machine on its row: each step moves it on with a
+compare-and-set on the status, so a retried or redelivered task continues where the last one
+stopped, and a step that ends after a cancel changes nothing. An artifact only becomes
+visible (moved into place, then registered) once it is complete.
 """
 
 from __future__ import annotations
@@ -113,7 +113,6 @@ def _run(run: TrainingRun, body: Callable[[Heartbeat], dict[str, Any]]) -> dict[
     heartbeat.start()
     try:
         summary = body(heartbeat)
-        heartbeat.check()
     except RunCancelled:
         services.run_mark_cancelled(run=run)
         raise

@@ -62,13 +62,19 @@ def test_iteration_promotes_and_generates_versus_comparisons(
     assert iteration.evaluation["gates"]["passed"] is True
     assert iteration.evaluation["incumbent_version"] == 0
     assert [r.kind for r in iteration.runs.order_by("id")] == [
-        "reward", "ppo", "evaluate", "generate", "generate",
+        "reward",
+        "ppo",
+        "evaluate",
+        "generate",
+        "generate",
     ]
     v1 = PolicyVersion.objects.get(project=loop_project, status="active")
     assert (v1.number, v1.parent.number) == (1, 0)
     # Eval prompts: v1 against v0; train prompts: two answers of v1.
     versus = Comparison.objects.filter(
-        project=loop_project, completion_a__policy_version=v1, completion_b__policy_version__number=0
+        project=loop_project,
+        completion_a__policy_version=v1,
+        completion_b__policy_version__number=0,
     )
     assert versus.count() >= 1
     assert set(versus.values_list("prompt__split", flat=True)) == {"eval"}
@@ -150,6 +156,35 @@ def test_rollback_to_a_version_never_active_is_refused(loop_project):
     assert PolicyVersion.objects.get(project=loop_project, status="active").number == 0
 
 
+def test_cancelled_iteration_runs_nothing(loop_project, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        iteration = services.iteration_start(project=loop_project, trigger="manual")
+
+    services.iteration_cancel(iteration=iteration)
+    jobs.iteration_run(iteration=iteration)
+
+    iteration.refresh_from_db()
+    assert iteration.status == "cancelled"
+    assert not TrainingRun.objects.filter(iteration=iteration).exists()
+    assert services.iteration_start(project=loop_project, trigger="manual") is not None
+
+
+def test_a_cancelled_run_does_not_start(loop_project):
+    run = services.run_create(project=loop_project, kind="generate", config={})
+    services.run_cancel(run=run)
+
+    with pytest.raises(jobs.RunCancelled):
+        jobs.generation_run(run=run)
+
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert (
+        not Completion.objects.filter(policy_version__project=loop_project)
+        .exclude(text__in=[a for pair in ANSWERS for a in pair])
+        .exists()
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_triggers_at_once_start_one_iteration(project):
     barrier = threading.Barrier(2)
@@ -182,7 +217,9 @@ def test_bradley_terry_orders_versions_by_human_wins():
     assert theta.sum() == pytest.approx(0.0, abs=1e-9)
 
 
-def test_leaderboard_from_versus_labels(loop_project, annotator, make_user, django_capture_on_commit_callbacks):
+def test_leaderboard_from_versus_labels(
+    loop_project, annotator, make_user, django_capture_on_commit_callbacks
+):
     run_iteration(loop_project, django_capture_on_commit_callbacks)
     judges = [make_user(f"judge{i}") for i in range(3)]
     for judge in judges:
