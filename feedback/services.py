@@ -174,13 +174,17 @@ def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment |
     return None
 
 
+# Lease statuses after which an item is never offered to the same annotator again.
+_FINISHED = (Assignment.Status.SUBMITTED,)
+
+
 def _not_labelled_by(user: AbstractBaseUser) -> Exists:
     return Exists(
         Assignment.objects.filter(
             comparison=OuterRef("pk"),
             annotator=user,
             is_repeat=False,
-            status=Assignment.Status.SUBMITTED,
+            status__in=_FINISHED,
         )
     )
 
@@ -201,7 +205,7 @@ SELECT c.*, p.messages AS prompt_messages, ca.text AS a_text, cb.text AS b_text,
    AND NOT EXISTS (
        SELECT 1 FROM {assignment} done
         WHERE done.comparison_id = c.id AND done.annotator_id = %s
-          AND done.is_repeat = %s AND done.status = %s)
+          AND done.is_repeat = %s AND done.status IN ({finished}))
    AND (SELECT COUNT(*) FROM {assignment} other
          WHERE other.comparison_id = c.id AND other.status = %s AND other.is_repeat = %s
            AND other.expires_at > %s AND other.annotator_id <> %s
@@ -240,11 +244,12 @@ def _lease_regular(
     if features.has_select_for_update_skip_locked and features.has_select_for_update_of:
         lock = " FOR UPDATE OF c SKIP LOCKED"
     now_db = connection.ops.adapt_datetimefield_value(now)
-    sql = _CANDIDATES_SQL.format(lock=lock, **_tables())
+    finished = ", ".join(["%s"] * len(_FINISHED))
+    sql = _CANDIDATES_SQL.format(lock=lock, finished=finished, **_tables())
     params = [
         user.pk, False,
         project.pk, Comparison.Status.OPEN, Comparison.Kind.GOLD,
-        user.pk, False, Assignment.Status.SUBMITTED,
+        user.pk, False, *_FINISHED,
         Assignment.Status.ACTIVE, False, now_db, user.pk,
         _CANDIDATES,
     ]  # fmt: skip
@@ -461,6 +466,11 @@ def label_submit(
             )
         if assignment.status == Assignment.Status.SUBMITTED:
             return PreferenceLabel.objects.get(assignment=assignment)
+        if assignment.status != Assignment.Status.ACTIVE:  # an expired one still is ACTIVE
+            raise ValidationError(
+                {"assignment": f"This comparison was {assignment.status}; it takes no label."},
+                code="not_active",
+            )
         comparison = assignment.comparison
         if not assignment.is_repeat and not _comparison_take_label(comparison=comparison):
             raise ValidationError(

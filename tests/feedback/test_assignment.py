@@ -190,3 +190,16 @@ def test_no_repeat_before_the_gap(project, people):
 
     assert lease.is_repeat is False
     assert Assignment.objects.filter(is_repeat=True).count() == 0
+
+
+def test_a_lease_marked_expired_takes_no_label_and_nothing_changes(project, people):
+    (comparison,) = make_comparisons(project, [("x", "y")])
+    lease = assignment_next(project=project, user=people[0])
+    Assignment.objects.filter(pk=lease.pk).update(status=Assignment.Status.EXPIRED)
+
+    with pytest.raises(ValidationError, match="This comparison was expired"):
+        label_submit(user=people[0], assignment_id=lease.pk, choice="a")
+
+    comparison.refresh_from_db()
+    assert (comparison.label_count, comparison.status) == (0, Comparison.Status.OPEN)
+    assert PreferenceLabel.objects.count() == 0
