@@ -47,3 +47,59 @@ def runs_for_project(*, project: Project) -> QuerySet[TrainingRun]:
 
 def run_metrics(*, run: TrainingRun) -> QuerySet[RunMetric]:
     return RunMetric.objects.filter(run=run).order_by("step", "id")
+
+
+def policy_human_wins(*, project: Project) -> list[dict]:
+    """Per policy version, human votes on comparisons between two different versions.
+
+    Labels a reviewer rejected are left out. A tie counts half a win in `win_rate`; a
+    both-bad vote counts as a vote without a winner. (Bradley-Terry ratings with confidence
+    intervals build on the same counts.)
+    """
+    from collections import Counter
+
+    counts: dict[int, Counter] = {}
+    labels = (
+        PreferenceLabel.objects.filter(comparison__project=project)
+        .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
+        .values_list(
+            "choice",
+            "comparison__completion_a__policy_version_id",
+            "comparison__completion_b__policy_version_id",
+        )
+    )
+    for choice, version_a, version_b in labels:
+        if version_a == version_b:
+            continue
+        a, b = counts.setdefault(version_a, Counter()), counts.setdefault(version_b, Counter())
+        a["votes"] += 1
+        b["votes"] += 1
+        if choice == PreferenceLabel.Choice.A:
+            a["wins"] += 1
+            b["losses"] += 1
+        elif choice == PreferenceLabel.Choice.B:
+            b["wins"] += 1
+            a["losses"] += 1
+        elif choice == PreferenceLabel.Choice.TIE:
+            a["ties"] += 1
+            b["ties"] += 1
+        else:
+            a["both_bad"] += 1
+            b["both_bad"] += 1
+    rows = []
+    for policy in PolicyVersion.objects.filter(project=project).order_by("number"):
+        c = counts.get(policy.pk, Counter())
+        votes = c["votes"]
+        rows.append(
+            {
+                "version": policy.number,
+                "status": policy.status,
+                "votes": votes,
+                "wins": c["wins"],
+                "losses": c["losses"],
+                "ties": c["ties"],
+                "both_bad": c["both_bad"],
+                "win_rate": (c["wins"] + 0.5 * c["ties"]) / votes if votes else None,
+            }
+        )
+    return rows

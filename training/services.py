@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,59 @@ def policy_promote(*, policy: PolicyVersion) -> PolicyVersion:
     return policy
 
 
+def policy_rollback(*, project: Project) -> PolicyVersion:
+    """Put the previously active version back in front of annotators. All or nothing.
+
+    The active version becomes `rolled_back`; the version it replaced (the most recently
+    promoted retired one) becomes active again. Version 0 alone cannot be rolled back.
+    """
+    with transaction.atomic():
+        versions = list(
+            PolicyVersion.objects.select_for_update().filter(project=project).order_by("number")
+        )
+        current = next((v for v in versions if v.status == PolicyVersion.Status.ACTIVE), None)
+        retired = [
+            v
+            for v in versions
+            if v.status == PolicyVersion.Status.RETIRED and v.promoted_at is not None
+        ]
+        if current is None or not retired:
+            raise ValidationError(
+                {"policy": "No earlier active version to roll back to in this project."}
+            )
+        previous = max(retired, key=lambda v: (v.promoted_at, v.number))
+        current.status = PolicyVersion.Status.ROLLED_BACK
+        current.save(update_fields=["status"])
+        previous.status = PolicyVersion.Status.ACTIVE
+        previous.promoted_at = timezone.now()
+        previous.save(update_fields=["status", "promoted_at"])
+        event_publish(
+            project_id=project.pk,
+            event="policy_live",
+            data={"version": previous.number, "policy_id": previous.pk, "rolled_back": True},
+        )
+    return previous
+
+
+def run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """Cancel a run that no worker has picked up yet (its task then does nothing).
+
+    A running job is not interrupted here: stopping a worker mid-step is the loop's business
+    (training/jobs.py), so a running run is refused with a clear error.
+    """
+    with transaction.atomic():
+        locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != TrainingRun.Status.QUEUED:
+            raise ValidationError(
+                {"status": f"Only a queued run can be cancelled; this one is {locked.status}."}
+            )
+        locked.status = TrainingRun.Status.CANCELLED
+        locked.finished_at = timezone.now()
+        locked.save(update_fields=["status", "finished_at"])
+        _run_event(locked)
+    return locked
+
+
 # --- Dataset snapshots ------------------------------------------------------------------
 
 
@@ -114,33 +168,65 @@ def _majority(labels: list[PreferenceLabel]) -> tuple[str, float] | None:
     return ("a" if score > 0 else "b"), abs(score) / len(labels)
 
 
-def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
-    """Write the project's preference data as TRL explicit-prompt JSONL and record it."""
-    by_comparison: dict[int, list[PreferenceLabel]] = defaultdict(list)
-    for label in labels_for_training(project=project):
-        by_comparison[label.comparison_id].append(label)
+@dataclass(frozen=True)
+class PreferencePair:
+    """One comparison's majority vote: the answer people preferred, and by how much."""
 
-    rows: list[dict[str, Any]] = []
-    used: list[int] = []
+    comparison: Comparison
+    labels: list[PreferenceLabel]
+    winner: str  # "a" or "b"
+    margin: float
+
+    @property
+    def chosen(self) -> str:
+        a, b = self.comparison.completion_a.text, self.comparison.completion_b.text
+        return a if self.winner == "a" else b
+
+    @property
+    def rejected(self) -> str:
+        a, b = self.comparison.completion_a.text, self.comparison.completion_b.text
+        return b if self.winner == "a" else a
+
+
+def preference_pairs(
+    *, project: Project, labels: Any = None
+) -> tuple[list[PreferencePair], int]:
+    """Majority-vote every comparison of `labels` (default: the labels that may train).
+
+    Returns the pairs with a preference and the number of comparisons without one. Shared by
+    snapshots (training) and exports (training/exports.py), so both agree on every pair.
+    """
+    by_comparison: dict[int, list[PreferenceLabel]] = defaultdict(list)
+    for label in labels if labels is not None else labels_for_training(project=project):
+        by_comparison[label.comparison_id].append(label)
+    pairs: list[PreferencePair] = []
     no_preference = 0
-    for labels in by_comparison.values():
-        vote = _majority(labels)
+    for group in by_comparison.values():
+        vote = _majority(group)
         if vote is None:
             no_preference += 1
             continue
-        winner, margin = vote
-        comparison = labels[0].comparison
-        a, b = comparison.completion_a.text, comparison.completion_b.text
-        chosen, rejected = (a, b) if winner == "a" else (b, a)
-        rows.append(
-            {
-                "prompt": comparison.prompt.messages,
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
-                "margin": margin,
-            }
+        pairs.append(
+            PreferencePair(
+                comparison=group[0].comparison, labels=group, winner=vote[0], margin=vote[1]
+            )
         )
-        used.extend(label.pk for label in labels)
+    return pairs, no_preference
+
+
+def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
+    """Write the project's preference data as TRL explicit-prompt JSONL and record it."""
+    pairs, no_preference = preference_pairs(project=project)
+    rows: list[dict[str, Any]] = [
+        {
+            "prompt": pair.comparison.prompt.messages,
+            "chosen": [{"role": "assistant", "content": pair.chosen}],
+            "rejected": [{"role": "assistant", "content": pair.rejected}],
+            "margin": pair.margin,
+        }
+        for pair in pairs
+    ]
+    used: list[int] = [label.pk for pair in pairs for label in pair.labels]
     if not rows:
         raise ValidationError(
             f"Project {project.slug} has no comparison with a preference yet "
