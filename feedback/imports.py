@@ -202,8 +202,21 @@ def _csv_records(text: str) -> tuple[list[tuple[int, Any]], list[Problem]]:
 # --- Prompts -----------------------------------------------------------------------------
 
 
+def has_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character anywhere (PostgreSQL refuses to store one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
+
+
 def prompt_messages(value: Any, line: int, name: str = "prompt") -> tuple[list[dict], list[Problem]]:
     """Chat turns from a prompt given as text or as messages; problems name the field."""
+    if has_nul(value):
+        return [], [Problem(line, name, "Contains a NUL character.")]
     if isinstance(value, str):
         if not value.strip():
             return [], [Problem(line, name, "Empty.")]
@@ -285,10 +298,12 @@ def prompts_import_records(
             metadata = {}
         if not isinstance(metadata, dict):
             found.append(Problem(line, "metadata", "Must be an object."))
+        extra = {k: v for k, v in record.items() if k not in ("prompt", "split", "metadata")}
+        if has_nul(metadata) or has_nul(extra):
+            found.append(Problem(line, "metadata", "Contains a NUL character."))
         if found:
             problems.extend(found)
             continue
-        extra = {k: v for k, v in record.items() if k not in ("prompt", "split", "metadata")}
         if duplicates != "keep":
             key = prompt_key(messages)
             duplicate_of = (
@@ -433,6 +448,8 @@ def _parse_label_studio(
             value = data.get(key)
             if not isinstance(value, str) or not value.strip():
                 found.append(Problem(line, f"data.{key}", "Must be a non-empty string."))
+            elif has_nul(value):
+                found.append(Problem(line, f"data.{key}", "Contains a NUL character."))
             answers.append(value if isinstance(value, str) else "")
         if not found and answers[0] == answers[1]:
             found.append(Problem(line, f"data.{mapping.answer_b}", "Same text as the first."))
