@@ -24,9 +24,7 @@ ADMINS = (ADMIN,)
 
 def membership_for(*, user: AbstractBaseUser, slug: str) -> Membership:
     membership = (
-        Membership.objects.select_related("project")
-        .filter(user=user, project__slug=slug)
-        .first()
+        Membership.objects.select_related("project").filter(user=user, project__slug=slug).first()
         if user.is_authenticated
         else None
     )

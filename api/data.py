@@ -207,7 +207,9 @@ class PreferenceExportApi(ProjectScopedView):
         except ValidationError as error:
             return conflict(error)
         if options["file_format"] == "hf":
-            return _download(exports.hf_zip_bytes(rows), f"{slug}-preferences.zip", "application/zip")
+            return _download(
+                exports.hf_zip_bytes(rows), f"{slug}-preferences.zip", "application/zip"
+            )
         return _download(exports.jsonl_bytes(rows), f"{slug}-preferences.jsonl", JSONL)
 
 

@@ -184,8 +184,10 @@ class PolicyPromoteApi(ProjectScopedView):
         if policy.status not in PROMOTABLE:
             return conflict(
                 ValidationError(
-                    {"status": f"A {policy.status} version cannot be promoted; "
-                     f"only {', '.join(PROMOTABLE)}."}
+                    {
+                        "status": f"A {policy.status} version cannot be promoted; "
+                        f"only {', '.join(PROMOTABLE)}."
+                    }
                 )
             )
         policy = services.policy_promote(policy=policy)

@@ -23,6 +23,7 @@ ERROR_CODES = {
     "403": "Not signed in, or your role in this project does not allow this.",
     "404": "No such object in a project you belong to.",
     "405": "Method not allowed.",
+    "415": "The body's media type is not accepted or the body cannot be parsed.",
     "409": "Conflicts with the current state (e.g. an iteration is already running).",
     "429": "Too many requests.",
 }

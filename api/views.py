@@ -49,9 +49,7 @@ class ProjectListApi(generics.ListAPIView):
         context = super().get_serializer_context()
         if not getattr(self, "swagger_fake_view", False):
             context["roles"] = dict(
-                Membership.objects.filter(user=self.request.user).values_list(
-                    "project_id", "role"
-                )
+                Membership.objects.filter(user=self.request.user).values_list("project_id", "role")
             )
         return context
 

@@ -39,11 +39,7 @@ def test_jsonl_text_and_chat_prompts_with_split_and_metadata(project):
 
 
 def test_csv_with_system_column_and_extra_columns_as_metadata(project):
-    data = (
-        b"prompt,system,split,topic\n"
-        b'"Hello, world",Be kind.,eval,greetings\n'
-        b"Second,,,\n"
-    )
+    data = b'prompt,system,split,topic\n"Hello, world",Be kind.,eval,greetings\nSecond,,,\n'
 
     result = prompts_import_file(project=project, data=data, name="p.csv")
 
@@ -82,7 +78,9 @@ def test_one_bad_line_rejects_the_file_listing_every_problem(project):
     with pytest.raises(FileRejected) as error:
         prompts_import_file(project=project, data=data, name="bad.jsonl")
 
-    assert _problems(error) == [(2, "line", "Not valid JSON: Expecting property name enclosed in double quotes.")]
+    assert _problems(error) == [
+        (2, "line", "Not valid JSON: Expecting property name enclosed in double quotes.")
+    ]
     data = data.replace(b"{not json\n", b"\n")
     with pytest.raises(FileRejected) as error:
         prompts_import_file(project=project, data=data, name="bad.jsonl")
@@ -157,7 +155,9 @@ def test_import_prompts_command(project, tmp_path, capsys):
         out.err
     )
     assert str(error.value) == "p.jsonl rejected: 2 problem(s); nothing was imported."
-    assert Prompt.objects.filter(messages=[{"role": "user", "content": "From the CLI"}]).count() == 1
+    assert (
+        Prompt.objects.filter(messages=[{"role": "user", "content": "From the CLI"}]).count() == 1
+    )
 
 
 # --- Label Studio ---------------------------------------------------------------------------
@@ -225,7 +225,11 @@ def test_bad_label_studio_file_is_rejected_whole(project):
     tasks = json.loads(LABEL_STUDIO.read_text())
     tasks[0]["annotations"][1]["result"][0]["value"]["selected"] = "middle"
     del tasks[1]["data"]["answer2"]
-    before = (Comparison.objects.count(), Completion.objects.count(), PreferenceLabel.objects.count())
+    before = (
+        Comparison.objects.count(),
+        Completion.objects.count(),
+        PreferenceLabel.objects.count(),
+    )
 
     with pytest.raises(FileRejected) as error:
         labels_import_file(project=project, data=json.dumps(tasks).encode(), name="bad.json")

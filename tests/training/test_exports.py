@@ -39,16 +39,22 @@ def labelled(project, annotator, make_user):
 def test_preference_rows_use_the_snapshot_majority(project, labelled):
     rows = preference_rows(project=project)
     snapshot = snapshot_create(project=project, name="s")
-    snapshot_rows = [
-        json.loads(line) for line in (project_path(snapshot)).read_text().splitlines()
-    ]
+    snapshot_rows = [json.loads(line) for line in (project_path(snapshot)).read_text().splitlines()]
 
     assert [{k: r[k] for k in ("prompt", "chosen", "rejected", "margin")} for r in rows] == (
         snapshot_rows
     )
     assert [(r["chosen"], r["rejected"], r["margin"]) for r in rows] == [
-        ([{"role": "assistant", "content": "short"}], [{"role": "assistant", "content": "long answer"}], 2.0),
-        ([{"role": "assistant", "content": "other"}], [{"role": "assistant", "content": "same"}], 1.0),
+        (
+            [{"role": "assistant", "content": "short"}],
+            [{"role": "assistant", "content": "long answer"}],
+            2.0,
+        ),
+        (
+            [{"role": "assistant", "content": "other"}],
+            [{"role": "assistant", "content": "same"}],
+            1.0,
+        ),
     ]
     assert rows[1]["prompt"] == [
         {"role": "system", "content": "Be brief."},
@@ -125,11 +131,23 @@ def test_export_command_writes_jsonl_hf_and_csv(project, labelled, tmp_path, cap
     )
     call_command(
         "export_preferences",
-        "--project", "demo", "--out", str(tmp_path / "v.csv"), "--votes", "--format", "csv",
+        "--project",
+        "demo",
+        "--out",
+        str(tmp_path / "v.csv"),
+        "--votes",
+        "--format",
+        "csv",
     )
     with pytest.raises(CommandError) as error:
         call_command(
-            "export_preferences", "--project", "demo", "--out", str(tmp_path / "x"), "--format", "csv"
+            "export_preferences",
+            "--project",
+            "demo",
+            "--out",
+            str(tmp_path / "x"),
+            "--format",
+            "csv",
         )
 
     lines = (tmp_path / "p.jsonl").read_text().splitlines()
@@ -157,7 +175,14 @@ def test_exported_files_train_with_trl_reward_trainer_as_they_are(
     call_command("export_preferences", "--project", "demo", "--out", str(tmp_path / "p.jsonl"))
     call_command(
         "export_preferences",
-        "--project", "demo", "--out", str(tmp_path / "hf"), "--format", "hf", "--style", "standard",
+        "--project",
+        "demo",
+        "--out",
+        str(tmp_path / "hf"),
+        "--format",
+        "hf",
+        "--style",
+        "standard",
     )
     datasets = {
         "jsonl, conversational": load_dataset(
