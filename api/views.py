@@ -12,9 +12,9 @@ from api.base import Page, ProjectScopedView
 from api.serializers import (
     ComparisonFilterSerializer,
     ComparisonSerializer,
-    MessageSerializer,
     LabelFilterSerializer,
     LabelSerializer,
+    MessageSerializer,
     ProjectSerializer,
     PromptCreateSerializer,
     PromptFilterSerializer,

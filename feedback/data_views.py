@@ -20,9 +20,7 @@ def data_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(
         user=request.user, slug=slug, roles=(Membership.Role.ADMIN, Membership.Role.REVIEWER)
     )
-    is_admin = project.memberships.filter(
-        user=request.user, role=Membership.Role.ADMIN
-    ).exists()
+    is_admin = project.memberships.filter(user=request.user, role=Membership.Role.ADMIN).exists()
     return render(
         request,
         "feedback/data.html",

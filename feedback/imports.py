@@ -213,7 +213,9 @@ def has_nul(value: Any) -> bool:
     return False
 
 
-def prompt_messages(value: Any, line: int, name: str = "prompt") -> tuple[list[dict], list[Problem]]:
+def prompt_messages(
+    value: Any, line: int, name: str = "prompt"
+) -> tuple[list[dict], list[Problem]]:
     """Chat turns from a prompt given as text or as messages; problems name the field."""
     if has_nul(value):
         return [], [Problem(line, name, "Contains a NUL character.")]
@@ -232,9 +234,7 @@ def prompt_messages(value: Any, line: int, name: str = "prompt") -> tuple[list[d
             problems.append(Problem(line, where, "A message must be an object."))
             continue
         if message.get("role") not in VALID_ROLES:
-            problems.append(
-                Problem(line, f"{where}.role", f"Must be one of {list(VALID_ROLES)}.")
-            )
+            problems.append(Problem(line, f"{where}.role", f"Must be one of {list(VALID_ROLES)}."))
         content = message.get("content")
         if not isinstance(content, str):
             problems.append(Problem(line, f"{where}.content", "Must be a string."))
@@ -274,9 +274,8 @@ def prompts_import_records(
     existing: set[str] = set()
     if duplicates != "keep":
         existing = {
-            prompt_key(m) for m in Prompt.objects.filter(project=project).values_list(
-                "messages", flat=True
-            )
+            prompt_key(m)
+            for m in Prompt.objects.filter(project=project).values_list("messages", flat=True)
         }
     seen: dict[str, int] = {}
     problems: list[Problem] = []
@@ -642,4 +641,3 @@ def labels_import_file(
         annotators=sorted(u.get_username() for u in annotators.values()),
         skipped=skipped,
     )
-

@@ -24,6 +24,7 @@ from feedback.models import (
     Prompt,
 )
 
+
 def project_create(*, slug: str, name: str, base_model: str, **fields: Any) -> Project:
     """Create a project and its version 0 policy (the base model, no adapter)."""
     from training.services import policy_create_base

@@ -188,9 +188,7 @@ class PreferencePair:
         return b if self.winner == "a" else a
 
 
-def preference_pairs(
-    *, project: Project, labels: Any = None
-) -> tuple[list[PreferencePair], int]:
+def preference_pairs(*, project: Project, labels: Any = None) -> tuple[list[PreferencePair], int]:
     """Majority-vote every comparison of `labels` (default: the labels that may train).
 
     Returns the pairs with a preference and the number of comparisons without one. Shared by
