@@ -140,12 +140,25 @@ def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
 
 
+UNTRUSTED_CSV_COLUMNS = ("prompt", "completion_a", "completion_b", "rationale")
+
+
+def _spreadsheet_safe(text: str) -> str:
+    """Model output and rationales are untrusted: a cell starting with = + - @ would run as a
+    formula in a spreadsheet, so it gets a leading apostrophe (OWASP "CSV injection").
+    The JSONL export is the lossless one."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=VOTE_COLUMNS)
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "prompt": json.dumps(row["prompt"], ensure_ascii=False)})
+        cells = {**row, "prompt": json.dumps(row["prompt"], ensure_ascii=False)}
+        for column in UNTRUSTED_CSV_COLUMNS:
+            cells[column] = _spreadsheet_safe(cells[column])
+        writer.writerow(cells)
     return out.getvalue().encode()
 
 

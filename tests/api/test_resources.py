@@ -445,3 +445,12 @@ def test_data_page_by_role(client, project, admin_member, reviewer, annotator):
     assert b"prompts/import/" not in pages["rev"].content
     assert b"/api/projects/demo/exports/preferences/" in pages["rev"].content
     assert pages["ann"].status_code == 404
+
+
+def test_tokens_are_managed_in_the_admin(client, make_user):
+    staff = make_user("root", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+
+    response = client.get("/admin/authtoken/tokenproxy/")
+
+    assert response.status_code == 200

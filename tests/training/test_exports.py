@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from feedback.models import PreferenceLabel
 from feedback.services import assignment_next, label_submit, membership_set
 from tests.factories import make_comparisons
-from training.exports import annotator_pseudonym, preference_rows, vote_rows
+from training.exports import annotator_pseudonym, csv_bytes, preference_rows, vote_rows
 from training.services import snapshot_create
 
 
@@ -220,3 +220,14 @@ def test_exported_files_train_with_trl_reward_trainer_as_they_are(
         assert result.global_step == 2, name
         assert math.isfinite(result.training_loss), name
         assert not torch.equal(before, model.score.weight.detach()), name
+
+
+def test_votes_csv_neutralises_formulas_in_model_output(project, annotator):
+    make_comparisons(project, [('=HYPERLINK("http://x")', "plain")])
+    vote(project, annotator, "a")
+
+    (row,) = csv.DictReader(io.StringIO(csv_bytes(vote_rows(project=project)).decode()))
+
+    assert row["completion_a"] == '\'=HYPERLINK("http://x")'
+    assert row["completion_b"] == "plain"
+    assert vote_rows(project=project)[0]["completion_a"] == '=HYPERLINK("http://x")'
