@@ -7,7 +7,7 @@ BASE_MODEL_DIR ?= var/models/smollm2-135m-instruct
 TEST_DB ?= postgres://postgres@127.0.0.1:5432/hone
 TEST_REDIS ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv demo test test-postgres test-embedded lint format bench bench-ml base-model clean
+.PHONY: venv demo test test-postgres test-embedded lint format bench bench-ml bench-data base-model clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +46,14 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-ml
+bench: bench-ml bench-data
 
 bench-ml: venv base-model
 	$(PY) bench/ml.py --base $(BASE_MODEL_DIR)
+
+# Prompt import and dataset export throughput (a fresh SQLite database of its own).
+bench-data: venv
+	$(PY) bench/data_io.py
 
 clean:
 	rm -rf var/artifacts var/*.sqlite3 var/test-*

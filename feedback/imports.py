@@ -277,6 +277,11 @@ def prompts_import_records(
             prompt_key(m)
             for m in Prompt.objects.filter(project=project).values_list("messages", flat=True)
         }
+    max_records = settings.HONE_IMPORT_MAX_RECORDS
+    if len(records) > max_records:
+        raise FileRejected(
+            [Problem(0, "file", f"{len(records)} records; the limit is {max_records}.")], source
+        )
     seen: dict[str, int] = {}
     problems: list[Problem] = []
     prompts: list[Prompt] = []

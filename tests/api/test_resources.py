@@ -454,3 +454,18 @@ def test_tokens_are_managed_in_the_admin(client, make_user):
     response = client.get("/admin/authtoken/tokenproxy/")
 
     assert response.status_code == 200
+
+
+def test_json_prompts_over_the_record_limit_are_refused(admin, settings):
+    settings.HONE_IMPORT_MAX_RECORDS = 2
+    before = Prompt.objects.count()
+
+    response = admin.post(
+        API + "prompts/", {"prompts": [{"prompt": str(i)} for i in range(3)]}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [{"line": 0, "field": "file", "message": "3 records; the limit is 2."}]
+    }
+    assert Prompt.objects.count() == before
