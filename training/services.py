@@ -429,7 +429,9 @@ def generation_record(
                     Completion(
                         prompt=prompt,
                         policy_version=policy,
-                        text=sample["text"],
+                        # Untrusted model output: PostgreSQL text cannot hold NUL (a tiny or
+                        # broken model does emit it), so it becomes U+FFFD.
+                        text=sample["text"].replace("\x00", "\ufffd"),
                         sampling=sampling,
                         token_count=sample["token_count"],
                         finish_reason=sample["finish_reason"],
