@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
@@ -20,12 +23,7 @@ from api.serializers import (
 )
 from training import jobs, services
 from training.models import LoopIteration, PolicyVersion, RunMetric, TrainingRun
-from training.selectors import (
-    iterations_for_project,
-    policy_human_wins,
-    run_metrics,
-    runs_for_project,
-)
+from training.selectors import iterations_for_project, run_metrics, runs_for_project
 
 # --- Runs -------------------------------------------------------------------------------------
 
@@ -78,7 +76,10 @@ class RunDetailApi(ProjectScopedView, generics.RetrieveAPIView):
 
 @extend_schema(
     tags=["training"],
-    summary="Cancel a queued run (admin)",
+    summary="Ask a queued or running run to stop (admin)",
+    description="Sets cancel_requested; a queued run stops before it starts, a running one at "
+    "its next step (status becomes cancelled then). A run of an iteration cancels the "
+    "iteration.",
     request=None,
     responses={200: RunSerializer},
 )
@@ -132,6 +133,45 @@ class IterationListApi(ProjectScopedView, generics.ListAPIView):
                 ValidationError({"iteration": "An iteration is already running for this project."})
             )
         return Response(IterationSerializer(iteration).data, status=status.HTTP_202_ACCEPTED)
+
+
+ITERATION_ACTIONS = ("cancel", "approve", "reject")
+
+
+@extend_schema(
+    tags=["training"],
+    summary="Cancel a running iteration, or approve / reject a candidate waiting for "
+    "approval (admin)",
+    request=None,
+    responses={200: IterationSerializer},
+)
+class IterationActionApi(ProjectScopedView):
+    serializer_class = IterationSerializer
+
+    def post(self, request, slug: str, number: int, action: str) -> Response:
+        if action not in ITERATION_ACTIONS:
+            raise Http404("Unknown action.")
+        iteration = generics.get_object_or_404(
+            LoopIteration.objects.filter(project=self.get_project()), number=number
+        )
+        try:
+            if action == "cancel":
+                iteration = services.iteration_cancel(iteration=iteration)
+            elif action == "approve":
+                iteration = services.iteration_approve(iteration=iteration)
+            elif iteration.status != LoopIteration.Status.AWAITING_APPROVAL:
+                raise ValidationError(
+                    {"iteration": f"Iteration {number} is not waiting for approval."}
+                )
+            else:
+                iteration = services.iteration_reject(
+                    iteration=iteration, reason=f"Rejected by {request.user.get_username()}."
+                )
+        except services.IterationMoved as error:
+            return conflict(ValidationError({"iteration": str(error)}))
+        except ValidationError as error:
+            return conflict(error)
+        return Response(IterationSerializer(iteration).data)
 
 
 # --- Policy versions ----------------------------------------------------------------------------
@@ -196,16 +236,17 @@ class PolicyPromoteApi(ProjectScopedView):
 
 @extend_schema(
     tags=["policies"],
-    summary="Roll back to the previously active version (admin)",
+    summary="Make this earlier version active again; the active one is rolled back (admin)",
     request=None,
     responses={200: PolicySerializer},
 )
 class PolicyRollbackApi(ProjectScopedView):
     serializer_class = PolicySerializer
 
-    def post(self, request, slug: str) -> Response:
+    def post(self, request, slug: str, number: int) -> Response:
+        policy = generics.get_object_or_404(_policies(self), number=number)
         try:
-            policy = services.policy_rollback(project=self.get_project())
+            policy = services.policy_rollback(policy=policy)
         except ValidationError as error:
             return conflict(error)
         return Response(PolicySerializer(policy).data)
@@ -213,12 +254,17 @@ class PolicyRollbackApi(ProjectScopedView):
 
 @extend_schema(
     tags=["policies"],
-    summary="Policy versions ranked by human votes between versions (reviewer, admin)",
+    summary="Policy versions rated from human votes (reviewer, admin)",
+    description="Bradley-Terry ratings on an Elo-like scale (1000 = average, +400 = 10:1 "
+    "odds) with bootstrap 95% intervals, from labels on comparisons between two versions "
+    "(training/leaderboard.py). Versions without games have no rating.",
     responses={200: LeaderboardSerializer},
 )
 class LeaderboardApi(ProjectScopedView):
     serializer_class = LeaderboardSerializer
 
     def get(self, request, slug: str) -> Response:
-        rows = policy_human_wins(project=self.get_project())
-        return Response({"method": "human_win_counts", "versions": rows})
+        from training.leaderboard import leaderboard
+
+        rows = [dataclasses.asdict(r) for r in leaderboard(project=self.get_project())]
+        return Response({"method": "bradley_terry", "versions": rows})

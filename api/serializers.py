@@ -135,6 +135,7 @@ class RunSerializer(serializers.ModelSerializer):
             "id",
             "kind",
             "status",
+            "cancel_requested",
             "iteration",
             "config",
             "summary",
@@ -171,6 +172,7 @@ class IterationSerializer(serializers.ModelSerializer):
             "snapshot",
             "reward_model",
             "policy",
+            "evaluation",
             "error",
             "created_at",
             "finished_at",
@@ -201,16 +203,14 @@ class PolicySerializer(serializers.ModelSerializer):
 class LeaderboardEntrySerializer(serializers.Serializer):
     version = serializers.IntegerField()
     status = serializers.CharField()
-    votes = serializers.IntegerField()
-    wins = serializers.IntegerField()
-    losses = serializers.IntegerField()
-    ties = serializers.IntegerField()
-    both_bad = serializers.IntegerField()
-    win_rate = serializers.FloatField(allow_null=True)
+    rating = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True, help_text="Bootstrap 2.5th percentile.")
+    high = serializers.FloatField(allow_null=True, help_text="Bootstrap 97.5th percentile.")
+    games = serializers.IntegerField(help_text="Human votes between this and another version.")
 
 
 class LeaderboardSerializer(serializers.Serializer):
-    method = serializers.CharField(help_text="How versions are ranked: 'human_win_counts'.")
+    method = serializers.CharField(help_text="How versions are rated: 'bradley_terry'.")
     versions = LeaderboardEntrySerializer(many=True)
 
 

@@ -48,14 +48,23 @@ urlpatterns = [
     path(P + "runs/<int:pk>/cancel/", loop.RunCancelApi.as_view(), name="run-cancel"),
     path(P + "runs/<int:pk>/metrics/", loop.RunMetricsApi.as_view(), name="run-metrics"),
     path(P + "iterations/", loop.IterationListApi.as_view(), name="iterations"),
+    path(
+        P + "iterations/<int:number>/<str:action>/",
+        loop.IterationActionApi.as_view(),
+        name="iteration-action",
+    ),
     # Policies
     path(P + "policies/", loop.PolicyListApi.as_view(), name="policies"),
-    path(P + "policies/rollback/", loop.PolicyRollbackApi.as_view(), name="policy-rollback"),
     path(P + "policies/<int:number>/", loop.PolicyDetailApi.as_view(), name="policy"),
     path(
         P + "policies/<int:number>/promote/",
         loop.PolicyPromoteApi.as_view(),
         name="policy-promote",
+    ),
+    path(
+        P + "policies/<int:number>/rollback/",
+        loop.PolicyRollbackApi.as_view(),
+        name="policy-rollback",
     ),
     path(P + "leaderboard/", loop.LeaderboardApi.as_view(), name="leaderboard"),
 ]

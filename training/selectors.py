@@ -49,57 +49,38 @@ def run_metrics(*, run: TrainingRun) -> QuerySet[RunMetric]:
     return RunMetric.objects.filter(run=run).order_by("step", "id")
 
 
-def policy_human_wins(*, project: Project) -> list[dict]:
-    """Per policy version, human votes on comparisons between two different versions.
+def iteration_series(*, project: Project) -> dict[str, list]:
+    """Per-iteration numbers to plot: reward-model accuracy, candidate KL and win rates."""
+    from training.leaderboard import version_games
 
-    Labels a reviewer rejected are left out. A tie counts half a win in `win_rate`; a
-    both-bad vote counts as a vote without a winner. (Bradley-Terry ratings with confidence
-    intervals build on the same counts.)
-    """
-    from collections import Counter
-
-    counts: dict[int, Counter] = {}
-    labels = (
-        PreferenceLabel.objects.filter(comparison__project=project)
-        .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
-        .values_list(
-            "choice",
-            "comparison__completion_a__policy_version_id",
-            "comparison__completion_b__policy_version_id",
+    games = version_games(project=project)
+    series: dict[str, list] = {
+        "iteration": [],
+        "rm_accuracy": [],
+        "kl": [],
+        "rm_win_rate": [],
+        "human_win_rate": [],
+    }
+    for it in (
+        LoopIteration.objects.filter(project=project)
+        .select_related("reward_model", "policy")
+        .order_by("number")
+    ):
+        evaluation = it.evaluation or {}
+        human = None
+        if it.policy_id and it.policy.parent_id:
+            new, old = it.policy.number, it.policy.parent.number
+            scores = [
+                g.score if g.first == new else 1 - g.score
+                for g in games
+                if {g.first, g.second} == {new, old}
+            ]
+            human = sum(scores) / len(scores) if scores else None
+        series["iteration"].append(it.number)
+        series["rm_accuracy"].append(
+            it.reward_model.heldout_accuracy if it.reward_model_id else None
         )
-    )
-    for choice, version_a, version_b in labels:
-        if version_a == version_b:
-            continue
-        a, b = counts.setdefault(version_a, Counter()), counts.setdefault(version_b, Counter())
-        a["votes"] += 1
-        b["votes"] += 1
-        if choice == PreferenceLabel.Choice.A:
-            a["wins"] += 1
-            b["losses"] += 1
-        elif choice == PreferenceLabel.Choice.B:
-            b["wins"] += 1
-            a["losses"] += 1
-        elif choice == PreferenceLabel.Choice.TIE:
-            a["ties"] += 1
-            b["ties"] += 1
-        else:
-            a["both_bad"] += 1
-            b["both_bad"] += 1
-    rows = []
-    for policy in PolicyVersion.objects.filter(project=project).order_by("number"):
-        c = counts.get(policy.pk, Counter())
-        votes = c["votes"]
-        rows.append(
-            {
-                "version": policy.number,
-                "status": policy.status,
-                "votes": votes,
-                "wins": c["wins"],
-                "losses": c["losses"],
-                "ties": c["ties"],
-                "both_bad": c["both_bad"],
-                "win_rate": (c["wins"] + 0.5 * c["ties"]) / votes if votes else None,
-            }
-        )
-    return rows
+        series["kl"].append(evaluation.get("kl_to_base_mean"))
+        series["rm_win_rate"].append(evaluation.get("win_rate"))
+        series["human_win_rate"].append(human)
+    return series

@@ -49,7 +49,7 @@ ENDPOINTS = [
     ("get", "policies/", None, STAFF, 200),
     ("get", "policies/1/", None, STAFF, 200),
     ("post", "policies/1/promote/", None, ADMIN, 200),
-    ("post", "policies/rollback/", None, ADMIN, 409),  # allowed in, refused by state: no v-1
+    ("post", "policies/0/rollback/", None, ADMIN, 409),  # allowed in, refused: v0 is active
     ("get", "leaderboard/", None, STAFF, 200),
 ]
 
@@ -86,7 +86,9 @@ def _state() -> dict:
         "assignments": Assignment.objects.count(),
         "labels": PreferenceLabel.objects.count(),
         "snapshots": DatasetSnapshot.objects.count(),
-        "runs": list(TrainingRun.objects.values_list("pk", "status").order_by("pk")),
+        "runs": list(
+            TrainingRun.objects.values_list("pk", "status", "cancel_requested").order_by("pk")
+        ),
         "iterations": LoopIteration.objects.count(),
         "policies": list(PolicyVersion.objects.values_list("pk", "status").order_by("pk")),
     }

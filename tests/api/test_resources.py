@@ -295,20 +295,16 @@ def test_queue_and_cancel_a_generation_run(admin):
     run_id = queued.json()["id"]
 
     cancelled = admin.post(API + f"runs/{run_id}/cancel/")
-    again = admin.post(API + f"runs/{run_id}/cancel/")
+    TrainingRun.objects.filter(pk=run_id).update(status="succeeded")
+    finished = admin.post(API + f"runs/{run_id}/cancel/")
 
     assert (queued.status_code, queued.json()["status"]) == (202, "queued")
-    assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
-    assert again.status_code == 409
-    assert again.json() == {
-        "errors": [
-            {
-                "field": "status",
-                "message": "Only a queued run can be cancelled; this one is cancelled.",
-            }
-        ]
+    assert cancelled.status_code == 200
+    assert (cancelled.json()["status"], cancelled.json()["cancel_requested"]) == ("queued", True)
+    assert finished.status_code == 409
+    assert finished.json() == {
+        "errors": [{"field": "run", "message": f"Run {run_id} is succeeded: nothing to cancel."}]
     }
-    assert TrainingRun.objects.get().status == "cancelled"
 
 
 def test_run_metrics_and_filters(project, admin):
@@ -361,16 +357,38 @@ def _statuses(project) -> list[tuple[int, str]]:
 def test_promote_then_roll_back(project, v1, admin):
     promoted = admin.post(API + "policies/1/promote/")
     after_promote = _statuses(project)
-    rolled = admin.post(API + "policies/rollback/")
+    rolled = admin.post(API + "policies/0/rollback/")
     after_rollback = _statuses(project)
-    nothing_left = admin.post(API + "policies/rollback/")
+    again = admin.post(API + "policies/0/rollback/")
 
     assert (promoted.status_code, promoted.json()["status"]) == (200, "active")
     assert after_promote == [(0, "retired"), (1, "active")]
-    assert (rolled.status_code, rolled.json()["number"]) == (200, 0)
+    assert (rolled.status_code, rolled.json()["number"], rolled.json()["status"]) == (
+        200,
+        0,
+        "active",
+    )
     assert after_rollback == [(0, "active"), (1, "rolled_back")]
-    assert nothing_left.status_code == 409
+    assert again.status_code == 409
+    assert again.json() == {"errors": [{"field": "policy", "message": "v0 is already active."}]}
     assert _statuses(project) == after_rollback
+
+
+def test_cancel_a_running_iteration(project, admin):
+    started = admin.post(API + "iterations/")
+
+    cancelled = admin.post(API + "iterations/1/cancel/")
+    again = admin.post(API + "iterations/1/cancel/")
+    unknown = admin.post(API + "iterations/1/explode/")
+
+    assert started.status_code == 202
+    assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
+    assert again.status_code == 409
+    assert again.json() == {
+        "errors": [{"field": "iteration", "message": "Iteration 1 is not running."}]
+    }
+    assert unknown.status_code == 404
+    assert LoopIteration.objects.get().status == "cancelled"
 
 
 def test_a_version_still_training_cannot_be_promoted(project, v1, admin):
@@ -383,7 +401,7 @@ def test_a_version_still_training_cannot_be_promoted(project, v1, admin):
     assert _statuses(project) == [(0, "active"), (1, "training")]
 
 
-def test_leaderboard_counts_human_votes_between_versions(project, v1, annotator, reviewer, admin):
+def test_leaderboard_rates_versions_from_human_votes(project, v1, annotator, reviewer, admin):
     prompt = Prompt.objects.filter(project=project).first()
     v0 = PolicyVersion.objects.get(project=project, number=0)
     old = Completion.objects.create(prompt=prompt, policy_version=v0, text="old answer")
@@ -403,31 +421,14 @@ def test_leaderboard_counts_human_votes_between_versions(project, v1, annotator,
 
     board = admin.get(API + "leaderboard/").json()
 
-    assert board == {
-        "method": "human_win_counts",
-        "versions": [
-            {
-                "version": 0,
-                "status": "active",
-                "votes": 2,
-                "wins": 0,
-                "losses": 1,
-                "ties": 1,
-                "both_bad": 0,
-                "win_rate": 0.25,
-            },
-            {
-                "version": 1,
-                "status": "candidate",
-                "votes": 2,
-                "wins": 1,
-                "losses": 0,
-                "ties": 1,
-                "both_bad": 0,
-                "win_rate": 0.75,
-            },
-        ],
-    }
+    assert board["method"] == "bradley_terry"
+    assert [(r["version"], r["status"], r["games"]) for r in board["versions"]] == [
+        (1, "candidate", 2),
+        (0, "active", 2),
+    ]
+    best, other = board["versions"]
+    assert best["low"] <= best["rating"] <= best["high"]
+    assert best["rating"] > 1000 > other["rating"]
 
 
 # --- The data page ----------------------------------------------------------------------------
