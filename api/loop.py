@@ -7,7 +7,7 @@ import dataclasses
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 
@@ -138,16 +138,20 @@ class IterationListApi(ProjectScopedView, generics.ListAPIView):
 ITERATION_ACTIONS = ("cancel", "approve", "reject")
 
 
-@extend_schema(
-    tags=["training"],
-    summary="Cancel a running iteration, or approve / reject a candidate waiting for "
-    "approval (admin)",
-    request=None,
-    responses={200: IterationSerializer},
-)
 class IterationActionApi(ProjectScopedView):
     serializer_class = IterationSerializer
 
+    @extend_schema(
+        tags=["training"],
+        summary="Cancel a running iteration, or approve / reject a candidate waiting for "
+        "approval (admin)",
+        operation_id="projects_iterations_action",
+        parameters=[
+            OpenApiParameter("action", str, OpenApiParameter.PATH, enum=list(ITERATION_ACTIONS))
+        ],
+        request=None,
+        responses={200: IterationSerializer},
+    )
     def post(self, request, slug: str, number: int, action: str) -> Response:
         if action not in ITERATION_ACTIONS:
             raise Http404("Unknown action.")

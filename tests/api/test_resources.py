@@ -470,3 +470,23 @@ def test_json_prompts_over_the_record_limit_are_refused(admin, settings):
         "errors": [{"line": 0, "field": "file", "message": "3 records; the limit is 2."}]
     }
     assert Prompt.objects.count() == before
+
+
+def test_reviewer_cannot_cancel_an_iteration(project, admin, reviewer, token_client):
+    admin.post(API + "iterations/")
+
+    response = token_client(reviewer).post(API + "iterations/1/cancel/")
+
+    assert response.status_code == 403
+    assert LoopIteration.objects.get().status == "collecting"
+
+
+def test_the_schema_generates_without_a_warning(tmp_path):
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml")
+    )
+
+    assert (
+        "/api/projects/{slug}/iterations/{number}/{action}/"
+        in (tmp_path / "schema.yaml").read_text()
+    )
