@@ -170,14 +170,14 @@ class PreferencePair:
         return b if self.winner == "a" else a
 
 
-def preference_pairs(*, project: Project, labels: Any = None) -> tuple[list[PreferencePair], int]:
-    """Majority-vote every comparison of `labels` (default: the labels that may train).
+def preference_pairs(*, project: Project) -> tuple[list[PreferencePair], int]:
+    """Majority-vote every comparison over the labels that may train (labels_for_training).
 
     Returns the pairs with a preference and the number of comparisons without one. Shared by
     snapshots (training) and exports (training/exports.py), so both agree on every pair.
     """
     by_comparison: dict[int, list[PreferenceLabel]] = defaultdict(list)
-    for label in labels if labels is not None else labels_for_training(project=project):
+    for label in labels_for_training(project=project):
         by_comparison[label.comparison_id].append(label)
     pairs: list[PreferencePair] = []
     no_preference = 0
