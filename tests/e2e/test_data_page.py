@@ -68,13 +68,13 @@ def test_admin_uploads_prompts_with_progress(server_url, browser_page, tmp_path)
     form.locator("input[type=file]").set_input_files(str(good))
     form.locator("button[type=submit]").click()
     result = form.locator(".result.good")
-    result.wait_for(timeout=10_000)
+    result.wait_for(timeout=60_000)  # generous: a loaded CI machine
     ok_text = result.inner_text()
     progress = form.locator("progress").get_attribute("value")
     form.locator("input[type=file]").set_input_files(str(bad))
     form.locator("button[type=submit]").click()
     problems = form.locator(".result.error")
-    problems.wait_for(timeout=10_000)
+    problems.wait_for(timeout=60_000)  # generous: a loaded CI machine
 
     assert ok_text == "2 prompts imported."
     assert progress == "100"
