@@ -7,7 +7,8 @@ BASE_MODEL_DIR ?= var/models/smollm2-135m-instruct
 TEST_DB ?= postgres://postgres@127.0.0.1:5432/hone
 TEST_REDIS ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv demo test test-postgres test-embedded lint format bench bench-ml bench-loop bench-load base-model clean
+.PHONY: venv demo test test-postgres test-embedded lint format bench bench-ml bench-loop bench-load \
+	bench-data base-model clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +47,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-ml bench-loop bench-load
+bench: bench-ml bench-loop bench-load bench-data
 
 bench-ml: venv base-model
 	$(PY) bench/ml.py --base $(BASE_MODEL_DIR)
@@ -57,6 +58,10 @@ bench-loop: venv base-model
 # 64 annotators over HTTP against uvicorn + PostgreSQL (a fresh database on TEST_DB's server).
 bench-load: venv
 	DATABASE_URL=$(TEST_DB) $(PY) bench/labeling_load.py --concurrency 64 --seconds 30
+
+# Prompt import and dataset export throughput (a fresh SQLite database of its own).
+bench-data: venv
+	$(PY) bench/data_io.py
 
 clean:
 	rm -rf var/artifacts var/*.sqlite3 var/test-*

@@ -1,11 +1,18 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
+
+from api.base import not_found as api_not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The public API first: it serves the labeling endpoints' URLs too (see api/urls.py).
+    path("api/", include("api.urls")),
     path("", include("feedback.urls")),
     path("", include("training.urls")),
+    path("", include("feedback.data_urls")),
+    # Last: an /api/ address no endpoint matched gets the API's JSON error body.
+    re_path(r"^api/", api_not_found),
 ]

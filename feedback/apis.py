@@ -36,7 +36,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(exc, DRFValidationError):
             response.data = {"errors": _errors(exc.detail)}
         else:
-            response.data = {"errors": _errors(response.data.get("detail", response.data))}
+            response.data = {
+                "errors": _errors(response.data.get("detail", response.data), "detail")
+            }
     return response
 
 

@@ -25,8 +25,6 @@ from feedback.models import (
     Prompt,
 )
 
-VALID_ROLES = {"system", "user", "assistant"}
-
 
 def project_create(*, slug: str, name: str, base_model: str, **fields: Any) -> Project:
     """Create a project and its version 0 policy (the base model, no adapter)."""
@@ -51,62 +49,23 @@ def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Me
     return membership
 
 
-def _prompt_messages(record: Any, where: str) -> list[dict[str, str]]:
-    """Validate one prompt record (a string or chat turns) and return chat turns."""
-    if not isinstance(record, dict) or "prompt" not in record:
-        raise ValidationError(f"{where}: expected an object with a 'prompt' field.")
-    prompt = record["prompt"]
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise ValidationError(f"{where}: field 'prompt' is empty.")
-        return [{"role": "user", "content": prompt}]
-    if not isinstance(prompt, list) or not prompt:
-        raise ValidationError(f"{where}: field 'prompt' must be a string or a list of messages.")
-    for i, message in enumerate(prompt):
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in VALID_ROLES
-            or not isinstance(message.get("content"), str)
-        ):
-            raise ValidationError(
-                f"{where}: message {i} of 'prompt' needs a role in {sorted(VALID_ROLES)} "
-                "and a string content."
-            )
-    if prompt[-1]["role"] != "user":
-        raise ValidationError(f"{where}: the last message of 'prompt' must be from the user.")
-    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+def prompts_import(
+    *, project: Project, records: list[Any], source: str = "", duplicates: str = "keep"
+) -> list[Prompt]:
+    """Validate every record first, then write all of them or none.
 
+    Records are {"prompt": text or chat turns, "split", "metadata"}; files (JSONL, CSV, JSON)
+    go through feedback.imports.prompts_import_file, which also reports duplicates.
+    """
+    from feedback.imports import prompts_import_records
 
-def prompts_import(*, project: Project, records: list[Any], source: str = "") -> list[Prompt]:
-    """Validate every record first, then write all of them or none."""
-    prompts: list[Prompt] = []
-    problems: list[str] = []
-    for line, record in enumerate(records, start=1):
-        where = f"{source or 'input'} line {line}"
-        try:
-            messages = _prompt_messages(record, where)
-            split = record.get("split", Prompt.Split.TRAIN)
-            if split not in Prompt.Split.values:
-                raise ValidationError(
-                    f"{where}: field 'split' must be one of {Prompt.Split.values}."
-                )
-        except ValidationError as error:
-            problems.extend(error.messages)
-            continue
-        prompts.append(
-            Prompt(
-                project=project,
-                messages=messages,
-                split=split,
-                source=source,
-                metadata=record.get("metadata") or {},
-            )
-        )
-    if problems:
-        raise ValidationError(problems)
-    with transaction.atomic():
-        created = Prompt.objects.bulk_create(prompts)
-    return created
+    result = prompts_import_records(
+        project=project,
+        records=list(enumerate(records, start=1)),
+        source=source,
+        duplicates=duplicates,
+    )
+    return result.prompts
 
 
 def comparisons_create(

@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -180,13 +181,34 @@ def _override(comparison: Comparison, labels: list[PreferenceLabel]) -> tuple[st
     return decided, (sum(agreeing) / len(agreeing) if agreeing else 1.0)
 
 
-def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
-    """Write the project's preference data as TRL explicit-prompt JSONL and record it.
+@dataclass(frozen=True)
+class PreferencePair:
+    """One comparison's verdict: the answer people preferred, and by how much."""
 
-    One pair per comparison: a reviewer's final preference (or a gold item's answer)
-    overrides the strength-weighted majority vote of its labels; rejected labels and
-    consistency repeats are left out; ties and both-bad follow the project's setting.
-    `label_ids` records exactly the labels behind the pairs written.
+    comparison: Comparison
+    labels: list[PreferenceLabel]
+    winner: str  # "a" or "b"
+    margin: float
+    overridden: bool  # decided by a reviewer's final preference or a gold answer
+
+    @property
+    def chosen(self) -> str:
+        a, b = self.comparison.completion_a.text, self.comparison.completion_b.text
+        return a if self.winner == "a" else b
+
+    @property
+    def rejected(self) -> str:
+        a, b = self.comparison.completion_a.text, self.comparison.completion_b.text
+        return b if self.winner == "a" else a
+
+
+def preference_pairs(*, project: Project) -> tuple[list[PreferencePair], int]:
+    """One pair per comparison with a preference, and the count of those without one.
+
+    A reviewer's final preference (or a gold item's answer) overrides the strength-weighted
+    majority vote of its labels; rejected labels and consistency repeats are left out
+    (labels_for_training); ties and both-bad follow the project's setting. Shared by
+    snapshots (training) and exports (training/exports.py), so both agree on every pair.
     """
     by_comparison: dict[int, list[PreferenceLabel]] = defaultdict(list)
     for label in labels_for_training(project=project):
@@ -204,33 +226,43 @@ def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
     }
     comparisons.update({c.pk: c for c in decided})
 
-    rows: list[dict[str, Any]] = []
-    used: list[int] = []
+    pairs: list[PreferencePair] = []
     no_preference = 0
-    overridden = 0
     for comparison_id in sorted(comparisons):
         comparison = comparisons[comparison_id]
         labels = by_comparison.get(comparison_id, [])
         vote = _override(comparison, labels)
-        if vote is not None:
-            overridden += 1
-        else:
+        overridden = vote is not None
+        if vote is None:
             vote = _majority(labels, tie_handling=project.tie_handling)
         if vote is None or not vote[0]:
             no_preference += 1
             continue
-        winner, margin = vote
-        a, b = comparison.completion_a.text, comparison.completion_b.text
-        chosen, rejected = (a, b) if winner == "a" else (b, a)
-        rows.append(
-            {
-                "prompt": comparison.prompt.messages,
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
-                "margin": margin,
-            }
+        pairs.append(
+            PreferencePair(
+                comparison=comparison,
+                labels=labels,
+                winner=vote[0],
+                margin=vote[1],
+                overridden=overridden,
+            )
         )
-        used.extend(label.pk for label in labels)
+    return pairs, no_preference
+
+
+def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
+    """Write the project's preference data as TRL explicit-prompt JSONL and record it."""
+    pairs, no_preference = preference_pairs(project=project)
+    rows: list[dict[str, Any]] = [
+        {
+            "prompt": pair.comparison.prompt.messages,
+            "chosen": [{"role": "assistant", "content": pair.chosen}],
+            "rejected": [{"role": "assistant", "content": pair.rejected}],
+            "margin": pair.margin,
+        }
+        for pair in pairs
+    ]
+    used: list[int] = [label.pk for pair in pairs for label in pair.labels]
     if not rows:
         raise ValidationError(
             f"Project {project.slug} has no comparison with a preference yet "
@@ -254,7 +286,7 @@ def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
             "pairs": len(rows),
             "labels": len(used),
             "comparisons_without_preference": no_preference,
-            "decided_by_reviewer_or_gold": overridden,
+            "decided_by_reviewer_or_gold": sum(pair.overridden for pair in pairs),
             "tie_handling": project.tie_handling,
         },
     )

@@ -40,6 +40,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "feedback",
     "training",
@@ -163,12 +166,43 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
+    # Session first: an anonymous request gets 403 (as the labeling endpoints always did);
+    # scripts send "Authorization: Token <key>" (docs/api.md).
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "feedback.apis.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.HoneAutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("HONE_API_ANON_RATE", default="60/minute"),
+        "user": env.str("HONE_API_USER_RATE", default="6000/minute"),
+    },
 }
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Hone API",
+    "DESCRIPTION": "Projects, prompts, comparisons, labels, datasets, training runs and policy "
+    "versions of Hone. Guide: docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from the drf-spectacular-sidecar wheel: no CDN at run time.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["api.schema.only_api_views"],
+}
+
+# Uploads of prompt and label files (feedback/imports.py).
+HONE_IMPORT_MAX_BYTES = env.int("HONE_IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
+HONE_IMPORT_MAX_RECORDS = env.int("HONE_IMPORT_MAX_RECORDS", default=100_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = HONE_IMPORT_MAX_BYTES + 1024 * 1024
 
 LOGGING = {
     "version": 1,

@@ -105,8 +105,8 @@ def test_prompt_import_is_all_or_nothing_and_names_each_bad_line(project):
         prompts_import(project=project, records=records, source="bad.jsonl")
 
     assert error.value.messages == [
-        "bad.jsonl line 2: field 'prompt' is empty.",
-        "bad.jsonl line 3: expected an object with a 'prompt' field.",
-        "bad.jsonl line 4: field 'split' must be one of ['train', 'eval'].",
+        "bad.jsonl line 2, field 'prompt': Empty.",
+        "bad.jsonl line 3, field 'prompt': Missing.",
+        "bad.jsonl line 4, field 'split': Must be one of ['train', 'eval'].",
     ]
     assert Prompt.objects.count() == before

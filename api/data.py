@@ -1,0 +1,240 @@
+"""Data in and out: prompt and label file imports, dataset snapshots, exports."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import FileResponse, Http404, HttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import generics, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from api.access import STAFF
+from api.base import ProjectScopedView, conflict
+from api.serializers import (
+    LabelImportResultSerializer,
+    LabelUploadSerializer,
+    PreferenceExportSerializer,
+    PromptImportResultSerializer,
+    PromptUploadSerializer,
+    SnapshotSerializer,
+    VoteExportSerializer,
+)
+from api.views import rejected
+from feedback.imports import (
+    FileRejected,
+    LabelStudioMapping,
+    labels_import_file,
+    prompts_import_file,
+)
+from training import exports
+from training.models import DatasetSnapshot
+from training.services import artifact_path, snapshot_create
+
+JSONL = "application/x-ndjson"
+
+
+def _read_upload(upload) -> bytes:
+    """The uploaded file's bytes; a file over the limit is refused before it is read."""
+    from django.conf import settings
+
+    from feedback.imports import Problem
+
+    limit = settings.HONE_IMPORT_MAX_BYTES
+    if upload.size > limit:
+        raise FileRejected(
+            [Problem(0, "file", f"The file has {upload.size} bytes; the limit is {limit}.")],
+            upload.name,
+        )
+    return upload.read()
+
+
+# --- Imports ----------------------------------------------------------------------------------
+
+
+@extend_schema(
+    tags=["prompts"],
+    summary="Import a prompt file (JSONL, CSV, JSON list), all or nothing (admin)",
+    request={"multipart/form-data": PromptUploadSerializer},
+    responses={201: PromptImportResultSerializer},
+)
+class PromptImportApi(ProjectScopedView):
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = PromptUploadSerializer
+
+    def post(self, request, slug: str) -> Response:
+        project = self.get_project()
+        serializer = PromptUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        try:
+            result = prompts_import_file(
+                project=project,
+                data=_read_upload(upload),
+                name=upload.name,
+                file_format=serializer.validated_data.get("file_format"),
+                duplicates=serializer.validated_data["duplicates"],
+            )
+        except FileRejected as error:
+            return rejected(error)
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    tags=["labels"],
+    summary="Import pairwise labels from a Label Studio JSON export (admin)",
+    request={"multipart/form-data": LabelUploadSerializer},
+    responses={201: LabelImportResultSerializer},
+)
+class LabelImportApi(ProjectScopedView):
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = LabelUploadSerializer
+
+    def post(self, request, slug: str) -> Response:
+        project = self.get_project()
+        serializer = LabelUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            result = labels_import_file(
+                project=project,
+                data=_read_upload(data["file"]),
+                name=data["file"].name,
+                actor=request.user,
+                mapping=LabelStudioMapping(
+                    prompt=data["prompt_field"],
+                    answer_a=data["answer_a_field"],
+                    answer_b=data["answer_b_field"],
+                ),
+            )
+        except FileRejected as error:
+            return rejected(error)
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
+# --- Snapshots --------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    get=extend_schema(tags=["datasets"], summary="Dataset snapshots (reviewer, admin)"),
+    post=extend_schema(
+        tags=["datasets"],
+        summary="Snapshot the preference data now (admin)",
+        request=None,
+        responses={201: SnapshotSerializer},
+    ),
+)
+class SnapshotListApi(ProjectScopedView, generics.ListAPIView):
+    serializer_class = SnapshotSerializer
+
+    def get_queryset(self) -> QuerySet[DatasetSnapshot]:
+        if self.is_schema:
+            return DatasetSnapshot.objects.none()
+        return DatasetSnapshot.objects.filter(project=self.get_project()).order_by("-id")
+
+    def post(self, request, slug: str) -> Response:
+        project = self.get_project()
+        name = f"api-{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        try:
+            snapshot = snapshot_create(project=project, name=name)
+        except ValidationError as error:
+            return conflict(error)
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["datasets"], summary="One dataset snapshot (reviewer, admin)")
+class SnapshotDetailApi(ProjectScopedView, generics.RetrieveAPIView):
+    serializer_class = SnapshotSerializer
+
+    def get_queryset(self) -> QuerySet[DatasetSnapshot]:
+        if self.is_schema:
+            return DatasetSnapshot.objects.none()
+        return DatasetSnapshot.objects.filter(project=self.get_project())
+
+
+@extend_schema(
+    tags=["datasets"],
+    summary="Download a snapshot's JSONL (TRL explicit-prompt format; reviewer, admin)",
+    responses={(200, JSONL): OpenApiResponse(OpenApiTypes.BINARY)},
+)
+class SnapshotDownloadApi(ProjectScopedView):
+    serializer_class = SnapshotSerializer
+
+    def get(self, request, slug: str, pk: int) -> FileResponse:
+        snapshot = generics.get_object_or_404(
+            DatasetSnapshot.objects.filter(project=self.get_project()), pk=pk
+        )
+        path = artifact_path(snapshot.path)
+        if not path.exists():
+            raise Http404("The snapshot's file is missing from the artifact store.")
+        return FileResponse(
+            path.open("rb"),
+            as_attachment=True,
+            filename=f"{slug}-snapshot-{snapshot.pk}.jsonl",
+            content_type=JSONL,
+        )
+
+
+# --- Exports ----------------------------------------------------------------------------------
+
+
+@extend_schema(
+    tags=["datasets"],
+    summary="Export preference pairs for TRL (reviewer, admin)",
+    description="One row per comparison with a majority preference: prompt, chosen, "
+    "rejected, margin, comparison_id. jsonl: a JSONL file. hf: a zip holding a Hugging Face "
+    "`datasets` folder (unzip, then `datasets.load_from_disk`).",
+    parameters=[PreferenceExportSerializer],
+    responses={
+        (200, JSONL): OpenApiResponse(OpenApiTypes.BINARY),
+        (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY),
+    },
+)
+class PreferenceExportApi(ProjectScopedView):
+    read_roles = STAFF
+    serializer_class = PreferenceExportSerializer
+
+    def get(self, request, slug: str) -> HttpResponse:
+        project = self.get_project()
+        options = self.query(PreferenceExportSerializer)
+        try:
+            rows = exports.preference_rows(project=project, style=options["style"])
+        except ValidationError as error:
+            return conflict(error)
+        if options["file_format"] == "hf":
+            return _download(
+                exports.hf_zip_bytes(rows), f"{slug}-preferences.zip", "application/zip"
+            )
+        return _download(exports.jsonl_bytes(rows), f"{slug}-preferences.jsonl", JSONL)
+
+
+@extend_schema(
+    tags=["datasets"],
+    summary="Export every vote, annotators pseudonymous (reviewer, admin)",
+    parameters=[VoteExportSerializer],
+    responses={
+        (200, JSONL): OpenApiResponse(OpenApiTypes.BINARY),
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY),
+    },
+)
+class VoteExportApi(ProjectScopedView):
+    serializer_class = VoteExportSerializer
+
+    def get(self, request, slug: str) -> HttpResponse:
+        project = self.get_project()
+        options = self.query(VoteExportSerializer)
+        rows = exports.vote_rows(project=project)
+        if options["file_format"] == "csv":
+            return _download(exports.csv_bytes(rows), f"{slug}-votes.csv", "text/csv")
+        return _download(exports.jsonl_bytes(rows), f"{slug}-votes.jsonl", JSONL)
+
+
+def _download(payload: bytes, filename: str, content_type: str) -> HttpResponse:
+    response = HttpResponse(payload, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -1,0 +1,307 @@
+"""What the API reads and writes. Output serializers are read-only views of the rows."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from feedback.imports import DUPLICATES, FORMATS
+from feedback.models import Comparison, Completion, PreferenceLabel, Project, Prompt
+from training.exports import PREFERENCE_FORMATS, STYLES, VOTE_FORMATS
+from training.models import (
+    DatasetSnapshot,
+    LoopIteration,
+    PolicyVersion,
+    RunMetric,
+    TrainingRun,
+)
+
+# --- Output ---------------------------------------------------------------------------------
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your role in this project.")
+
+    class Meta:
+        model = Project
+        fields = [
+            "slug",
+            "name",
+            "guidelines",
+            "base_model",
+            "max_new_tokens",
+            "temperature",
+            "top_p",
+            "labels_per_comparison",
+            "gold_rate",
+            "lease_minutes",
+            "trigger_new_labels",
+            "comparisons_per_iteration",
+            "created_at",
+            "role",
+        ]
+        read_only_fields = fields
+
+    def get_role(self, project: Project) -> str:
+        return self.context["roles"][project.pk]
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField()
+
+
+class PromptSerializer(serializers.ModelSerializer):
+    messages = MessageSerializer(many=True)
+    text = serializers.CharField(help_text="The last user turn.")
+
+    class Meta:
+        model = Prompt
+        fields = ["id", "messages", "text", "split", "source", "metadata", "created_at"]
+        read_only_fields = fields
+
+
+class CompletionSerializer(serializers.ModelSerializer):
+    policy_version = serializers.IntegerField(source="policy_version.number")
+
+    class Meta:
+        model = Completion
+        fields = ["id", "text", "policy_version", "token_count", "finish_reason", "sampling"]
+        read_only_fields = fields
+
+
+class ComparisonSerializer(serializers.ModelSerializer):
+    prompt = PromptSerializer()
+    completion_a = CompletionSerializer()
+    completion_b = CompletionSerializer()
+    label_count = serializers.IntegerField()
+
+    class Meta:
+        model = Comparison
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "required_labels",
+            "label_count",
+            "priority",
+            "prompt",
+            "completion_a",
+            "completion_b",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.username")
+
+    class Meta:
+        model = PreferenceLabel
+        fields = [
+            "id",
+            "comparison_id",
+            "annotator",
+            "choice",
+            "strength",
+            "rationale",
+            "time_spent_ms",
+            "a_shown_left",
+            "review_status",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    label_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetSnapshot
+        fields = ["id", "sha256", "pair_count", "label_count", "counts", "created_at"]
+        read_only_fields = fields
+
+    def get_label_count(self, snapshot: DatasetSnapshot) -> int:
+        return len(snapshot.label_ids)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    iteration = serializers.IntegerField(source="iteration.number", allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "cancel_requested",
+            "iteration",
+            "config",
+            "summary",
+            "error",
+            "worker",
+            "log_tail",
+            "queued_at",
+            "started_at",
+            "heartbeat_at",
+            "finished_at",
+            "duration_seconds",
+        ]
+        read_only_fields = fields
+
+
+class RunMetricSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RunMetric
+        fields = ["step", "values", "at"]
+        read_only_fields = fields
+
+
+class IterationSerializer(serializers.ModelSerializer):
+    snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True)
+    reward_model = serializers.IntegerField(source="reward_model.number", allow_null=True)
+    policy = serializers.IntegerField(source="policy.number", allow_null=True)
+
+    class Meta:
+        model = LoopIteration
+        fields = [
+            "number",
+            "trigger",
+            "status",
+            "snapshot",
+            "reward_model",
+            "policy",
+            "evaluation",
+            "error",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    parent = serializers.IntegerField(source="parent.number", allow_null=True)
+    reward_model = serializers.IntegerField(source="reward_model.number", allow_null=True)
+
+    class Meta:
+        model = PolicyVersion
+        fields = [
+            "number",
+            "status",
+            "parent",
+            "adapter_path",
+            "reward_model",
+            "training_run",
+            "metrics",
+            "created_at",
+            "promoted_at",
+        ]
+        read_only_fields = fields
+
+
+class LeaderboardEntrySerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    status = serializers.CharField()
+    rating = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True, help_text="Bootstrap 2.5th percentile.")
+    high = serializers.FloatField(allow_null=True, help_text="Bootstrap 97.5th percentile.")
+    games = serializers.IntegerField(help_text="Human votes between this and another version.")
+
+
+class LeaderboardSerializer(serializers.Serializer):
+    method = serializers.CharField(help_text="How versions are rated: 'bradley_terry'.")
+    versions = LeaderboardEntrySerializer(many=True)
+
+
+class PromptImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    skipped_duplicates = serializers.ListField(child=serializers.DictField())
+    prompt_ids = serializers.ListField(child=serializers.IntegerField())
+
+
+class LabelImportResultSerializer(serializers.Serializer):
+    comparisons = serializers.IntegerField()
+    labels = serializers.IntegerField()
+    prompts_created = serializers.IntegerField()
+    annotators = serializers.ListField(child=serializers.CharField())
+    skipped = serializers.ListField(child=serializers.DictField())
+
+
+# --- Input ----------------------------------------------------------------------------------
+
+
+class PromptCreateSerializer(serializers.Serializer):
+    prompts = serializers.ListField(
+        child=serializers.JSONField(),
+        allow_empty=False,
+        help_text='Records: {"prompt": text or chat turns, "split": "train"|"eval", '
+        '"metadata": {...}}.',
+    )
+    duplicates = serializers.ChoiceField(choices=DUPLICATES, default="error")
+
+
+class PromptUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="JSONL, CSV or a JSON list.")
+    file_format = serializers.ChoiceField(
+        choices=FORMATS, required=False, help_text="Default: from the file name, else sniffed."
+    )
+    duplicates = serializers.ChoiceField(choices=DUPLICATES, default="error")
+
+
+class LabelUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A Label Studio JSON export of a pairwise project.")
+    prompt_field = serializers.CharField(default="prompt", max_length=100)
+    answer_a_field = serializers.CharField(default="answer1", max_length=100)
+    answer_b_field = serializers.CharField(default="answer2", max_length=100)
+
+
+class RunCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=[TrainingRun.Kind.GENERATE],
+        help_text="'generate': sample new comparisons from the active policy. Reward and PPO "
+        "runs belong to an iteration: POST iterations/.",
+    )
+
+
+class PromptFilterSerializer(serializers.Serializer):
+    split = serializers.ChoiceField(choices=Prompt.Split.choices, required=False)
+    source = serializers.CharField(required=False, max_length=200)
+
+
+class ComparisonFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Comparison.Status.choices, required=False)
+    kind = serializers.ChoiceField(choices=Comparison.Kind.choices, required=False)
+
+
+class LabelFilterSerializer(serializers.Serializer):
+    annotator = serializers.CharField(required=False, max_length=150, help_text="A username.")
+    status = serializers.ChoiceField(
+        choices=PreferenceLabel.ReviewStatus.choices, required=False, help_text="Review status."
+    )
+    choice = serializers.ChoiceField(choices=PreferenceLabel.Choice.choices, required=False)
+    comparison = serializers.IntegerField(required=False, min_value=1)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class RunFilterSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=TrainingRun.Kind.choices, required=False)
+    status = serializers.ChoiceField(choices=TrainingRun.Status.choices, required=False)
+
+
+class PreferenceExportSerializer(serializers.Serializer):
+    file_format = serializers.ChoiceField(
+        choices=PREFERENCE_FORMATS,
+        default="jsonl",
+        help_text="jsonl, or hf: a zipped Hugging Face datasets folder (save_to_disk).",
+    )
+    style = serializers.ChoiceField(
+        choices=STYLES,
+        default="auto",
+        help_text="auto: conversational when any prompt is a chat, standard strings otherwise.",
+    )
+
+
+class VoteExportSerializer(serializers.Serializer):
+    file_format = serializers.ChoiceField(choices=VOTE_FORMATS, default="jsonl")

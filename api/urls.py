@@ -1,0 +1,70 @@
+"""/api/: the public REST API, its OpenAPI schema and its docs (served without a CDN)."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from api import data, loop, views
+
+app_name = "api"
+
+P = "projects/<slug:slug>/"
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+    path("projects/", views.ProjectListApi.as_view(), name="projects"),
+    path(P, views.ProjectDetailApi.as_view(), name="project"),
+    # Prompts
+    path(P + "prompts/", views.PromptListApi.as_view(), name="prompts"),
+    path(P + "prompts/import/", data.PromptImportApi.as_view(), name="prompts-import"),
+    path(P + "prompts/<int:pk>/", views.PromptDetailApi.as_view(), name="prompt"),
+    # Comparisons and the labeling path (same URLs as the first cut in feedback/apis.py)
+    path(P + "comparisons/", views.ComparisonListApi.as_view(), name="comparisons"),
+    path(P + "comparisons/next/", views.ComparisonNextApi.as_view(), name="comparison-next"),
+    path(P + "comparisons/<int:pk>/", views.ComparisonDetailApi.as_view(), name="comparison"),
+    path(
+        "assignments/<int:assignment_id>/label/",
+        views.LabelSubmitApi.as_view(),
+        name="label-submit",
+    ),
+    # Labels
+    path(P + "labels/", views.LabelListApi.as_view(), name="labels"),
+    path(P + "labels/import/", data.LabelImportApi.as_view(), name="labels-import"),
+    path(P + "labels/<int:pk>/", views.LabelDetailApi.as_view(), name="label"),
+    # Datasets
+    path(P + "snapshots/", data.SnapshotListApi.as_view(), name="snapshots"),
+    path(P + "snapshots/<int:pk>/", data.SnapshotDetailApi.as_view(), name="snapshot"),
+    path(
+        P + "snapshots/<int:pk>/download/",
+        data.SnapshotDownloadApi.as_view(),
+        name="snapshot-download",
+    ),
+    path(P + "exports/preferences/", data.PreferenceExportApi.as_view(), name="export-prefs"),
+    path(P + "exports/votes/", data.VoteExportApi.as_view(), name="export-votes"),
+    # Training
+    path(P + "runs/", loop.RunListApi.as_view(), name="runs"),
+    path(P + "runs/<int:pk>/", loop.RunDetailApi.as_view(), name="run"),
+    path(P + "runs/<int:pk>/cancel/", loop.RunCancelApi.as_view(), name="run-cancel"),
+    path(P + "runs/<int:pk>/metrics/", loop.RunMetricsApi.as_view(), name="run-metrics"),
+    path(P + "iterations/", loop.IterationListApi.as_view(), name="iterations"),
+    path(
+        P + "iterations/<int:number>/<str:action>/",
+        loop.IterationActionApi.as_view(),
+        name="iteration-action",
+    ),
+    # Policies
+    path(P + "policies/", loop.PolicyListApi.as_view(), name="policies"),
+    path(P + "policies/<int:number>/", loop.PolicyDetailApi.as_view(), name="policy"),
+    path(
+        P + "policies/<int:number>/promote/",
+        loop.PolicyPromoteApi.as_view(),
+        name="policy-promote",
+    ),
+    path(
+        P + "policies/<int:number>/rollback/",
+        loop.PolicyRollbackApi.as_view(),
+        name="policy-rollback",
+    ),
+    path(P + "leaderboard/", loop.LeaderboardApi.as_view(), name="leaderboard"),
+]

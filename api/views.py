@@ -1,0 +1,252 @@
+"""Projects, prompts, comparisons (list, next, submit) and labels."""
+
+from __future__ import annotations
+
+from django.db.models import Count, QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+
+from api.access import MEMBERS, STAFF, membership_for
+from api.base import Page, ProjectScopedView
+from api.serializers import (
+    ComparisonFilterSerializer,
+    ComparisonSerializer,
+    LabelFilterSerializer,
+    LabelSerializer,
+    MessageSerializer,
+    ProjectSerializer,
+    PromptCreateSerializer,
+    PromptFilterSerializer,
+    PromptImportResultSerializer,
+    PromptSerializer,
+)
+from feedback import apis as labeling
+from feedback.imports import FileRejected, prompts_import_records
+from feedback.models import Comparison, Membership, PreferenceLabel, Project, Prompt
+
+
+def rejected(error: FileRejected) -> Response:
+    return Response(
+        {"errors": [p.as_dict() for p in error.problems]}, status=status.HTTP_400_BAD_REQUEST
+    )
+
+
+# --- Projects ---------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["projects"], summary="Projects you belong to, with your role in each")
+class ProjectListApi(generics.ListAPIView):
+    serializer_class = ProjectSerializer
+    pagination_class = Page
+
+    def get_queryset(self) -> QuerySet[Project]:
+        if getattr(self, "swagger_fake_view", False):
+            return Project.objects.none()
+        return Project.objects.filter(memberships__user=self.request.user).order_by("slug")
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False):
+            context["roles"] = dict(
+                Membership.objects.filter(user=self.request.user).values_list("project_id", "role")
+            )
+        return context
+
+
+@extend_schema(tags=["projects"], summary="One project (any member)")
+class ProjectDetailApi(generics.GenericAPIView):
+    serializer_class = ProjectSerializer
+
+    def get(self, request, slug: str) -> Response:
+        membership = membership_for(user=request.user, slug=slug)
+        project = membership.project
+        context = {"roles": {project.pk: membership.role}}
+        return Response(ProjectSerializer(project, context=context).data)
+
+
+# --- Prompts ----------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["prompts"],
+        summary="List prompts (any member)",
+        parameters=[PromptFilterSerializer],
+    ),
+    post=extend_schema(
+        tags=["prompts"],
+        summary="Add prompts from JSON records, all or nothing (admin)",
+        request=PromptCreateSerializer,
+        responses={201: PromptImportResultSerializer},
+    ),
+)
+class PromptListApi(ProjectScopedView, generics.ListAPIView):
+    serializer_class = PromptSerializer
+    read_roles = MEMBERS
+
+    def get_queryset(self) -> QuerySet[Prompt]:
+        if self.is_schema:
+            return Prompt.objects.none()
+        filters = self.query(PromptFilterSerializer)
+        return Prompt.objects.filter(project=self.get_project(), **filters).order_by("id")
+
+    def post(self, request, slug: str) -> Response:
+        project = self.get_project()
+        serializer = PromptCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = prompts_import_records(
+                project=project,
+                records=list(enumerate(serializer.validated_data["prompts"], start=1)),
+                source=f"api:{request.user.get_username()}",
+                duplicates=serializer.validated_data["duplicates"],
+            )
+        except FileRejected as error:
+            return rejected(error)
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["prompts"], summary="One prompt (any member)")
+class PromptDetailApi(ProjectScopedView, generics.RetrieveAPIView):
+    serializer_class = PromptSerializer
+    read_roles = MEMBERS
+
+    def get_queryset(self) -> QuerySet[Prompt]:
+        if self.is_schema:
+            return Prompt.objects.none()
+        return Prompt.objects.filter(project=self.get_project())
+
+
+# --- Comparisons ------------------------------------------------------------------------------
+
+
+def _comparisons(project: Project) -> QuerySet[Comparison]:
+    return (
+        Comparison.objects.filter(project=project)
+        .select_related(
+            "prompt",
+            "completion_a__policy_version",
+            "completion_b__policy_version",
+        )
+        .annotate(label_count=Count("labels"))
+        .order_by("id")
+    )
+
+
+@extend_schema(
+    tags=["comparisons"],
+    summary="List comparisons (reviewer, admin)",
+    parameters=[ComparisonFilterSerializer],
+)
+class ComparisonListApi(ProjectScopedView, generics.ListAPIView):
+    serializer_class = ComparisonSerializer
+
+    def get_queryset(self) -> QuerySet[Comparison]:
+        if self.is_schema:
+            return Comparison.objects.none()
+        filters = self.query(ComparisonFilterSerializer)
+        return _comparisons(self.get_project()).filter(**filters)
+
+
+@extend_schema(tags=["comparisons"], summary="One comparison (reviewer, admin)")
+class ComparisonDetailApi(ProjectScopedView, generics.RetrieveAPIView):
+    serializer_class = ComparisonSerializer
+
+    def get_queryset(self) -> QuerySet[Comparison]:
+        if self.is_schema:
+            return Comparison.objects.none()
+        return _comparisons(self.get_project())
+
+
+class AssignmentSerializer(serializers.Serializer):
+    assignment_id = serializers.IntegerField()
+    comparison_id = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+    a_shown_left = serializers.BooleanField()
+    prompt = MessageSerializer(many=True)
+    completion_a = serializers.CharField()
+    completion_b = serializers.CharField()
+
+
+class SubmittedLabelSerializer(serializers.Serializer):
+    label_id = serializers.IntegerField()
+    comparison_id = serializers.IntegerField()
+    choice = serializers.CharField()
+    strength = serializers.IntegerField()
+    a_shown_left = serializers.BooleanField()
+
+
+@extend_schema(
+    tags=["comparisons"],
+    summary="Lease the next comparison to label (any member)",
+    description="Your current lease, or a new one; 204 when nothing is left for you.",
+    request=None,
+    responses={200: AssignmentSerializer, 204: OpenApiResponse(description="Nothing to label.")},
+)
+class ComparisonNextApi(labeling.ComparisonNextApi):
+    """feedback.apis.ComparisonNextApi, documented; same URL and behaviour."""
+
+
+@extend_schema(
+    tags=["comparisons"],
+    summary="Submit your label for a leased comparison",
+    request=labeling.LabelSubmitApi.InputSerializer,
+    responses={201: SubmittedLabelSerializer},
+)
+class LabelSubmitApi(labeling.LabelSubmitApi):
+    """feedback.apis.LabelSubmitApi, documented; same URL and behaviour."""
+
+
+# --- Labels -----------------------------------------------------------------------------------
+
+
+@extend_schema(
+    tags=["labels"],
+    summary="List labels (reviewer, admin: all; annotator: your own)",
+    parameters=[LabelFilterSerializer],
+)
+class LabelListApi(ProjectScopedView, generics.ListAPIView):
+    serializer_class = LabelSerializer
+    read_roles = MEMBERS
+
+    def get_queryset(self) -> QuerySet[PreferenceLabel]:
+        if self.is_schema:
+            return PreferenceLabel.objects.none()
+        labels = _labels(self)
+        filters = self.query(LabelFilterSerializer)
+        if "annotator" in filters:
+            labels = labels.filter(annotator__username=filters["annotator"])
+        if "status" in filters:
+            labels = labels.filter(review_status=filters["status"])
+        if "choice" in filters:
+            labels = labels.filter(choice=filters["choice"])
+        if "comparison" in filters:
+            labels = labels.filter(comparison_id=filters["comparison"])
+        if "created_after" in filters:
+            labels = labels.filter(created_at__gte=filters["created_after"])
+        if "created_before" in filters:
+            labels = labels.filter(created_at__lt=filters["created_before"])
+        return labels
+
+
+@extend_schema(tags=["labels"], summary="One label (reviewer, admin; annotator: your own)")
+class LabelDetailApi(ProjectScopedView, generics.RetrieveAPIView):
+    serializer_class = LabelSerializer
+    read_roles = MEMBERS
+
+    def get_queryset(self) -> QuerySet[PreferenceLabel]:
+        if self.is_schema:
+            return PreferenceLabel.objects.none()
+        return _labels(self)
+
+
+def _labels(view: ProjectScopedView) -> QuerySet[PreferenceLabel]:
+    labels = (
+        PreferenceLabel.objects.filter(comparison__project=view.get_project())
+        .select_related("annotator")
+        .order_by("id")
+    )
+    if view.get_membership().role not in STAFF:
+        labels = labels.filter(annotator=view.request.user)
+    return labels

@@ -1,0 +1,219 @@
+"""Preference data out of Hone, in the formats other tools read as they are.
+
+- Preferences: one row per comparison with a majority preference (the same pairs a snapshot
+  trains on: `training.services.preference_pairs`), in TRL's explicit-prompt format
+  `{"prompt", "chosen", "rejected", "margin", "comparison_id"}`. Conversational (lists of
+  `{"role", "content"}` turns, `chosen`/`rejected` one assistant turn each) when the prompts are
+  chats; standard (plain strings) when every prompt is a single user turn. Written as JSONL or
+  as a Hugging Face `datasets` folder (`Dataset.save_to_disk`).
+- Votes: one row per label, every review status, with a pseudonymous annotator id (a stable
+  HMAC of the user id keyed with SECRET_KEY: the same person has the same id in every export
+  of this deployment, and the id cannot be turned back into a user without the key).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from feedback.models import PreferenceLabel, Project
+from training.services import preference_pairs
+
+STYLES = ("auto", "conversational", "standard")
+PREFERENCE_FORMATS = ("jsonl", "hf")
+VOTE_FORMATS = ("jsonl", "csv")
+VOTE_COLUMNS = [
+    "label_id",
+    "comparison_id",
+    "comparison_kind",
+    "prompt",
+    "completion_a",
+    "completion_b",
+    "policy_version_a",
+    "policy_version_b",
+    "annotator",
+    "choice",
+    "strength",
+    "shown_left",
+    "rationale",
+    "time_spent_ms",
+    "review_status",
+    "created_at",
+]
+
+
+def annotator_pseudonym(user_id: int) -> str:
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), f"hone-annotator:{user_id}".encode(), hashlib.sha256
+    ).hexdigest()
+    return f"ann_{digest[:16]}"
+
+
+def _is_chat(messages: list[dict[str, str]]) -> bool:
+    return len(messages) != 1 or messages[0]["role"] != "user"
+
+
+def preference_rows(*, project: Project, style: str = "auto") -> list[dict[str, Any]]:
+    """TRL explicit-prompt rows of the project's majority preferences."""
+    if style not in STYLES:
+        raise ValidationError({"style": f"Unknown style {style!r}; use one of {list(STYLES)}."})
+    pairs, no_preference = preference_pairs(project=project)
+    if not pairs:
+        raise ValidationError(
+            f"Project {project.slug} has no comparison with a preference yet "
+            f"({no_preference} without one): label some comparisons first."
+        )
+    conversational = style == "conversational" or (
+        style == "auto" and any(_is_chat(p.comparison.prompt.messages) for p in pairs)
+    )
+    rows = []
+    for pair in pairs:
+        messages = pair.comparison.prompt.messages
+        if conversational:
+            prompt: Any = messages
+            chosen: Any = [{"role": "assistant", "content": pair.chosen}]
+            rejected: Any = [{"role": "assistant", "content": pair.rejected}]
+        else:
+            prompt = "\n\n".join(m["content"] for m in messages)
+            chosen, rejected = pair.chosen, pair.rejected
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "margin": pair.margin,
+                "comparison_id": pair.comparison.pk,
+            }
+        )
+    return rows
+
+
+def vote_rows(*, project: Project) -> list[dict[str, Any]]:
+    """Every label of the project, one row each, annotators pseudonymous."""
+    labels = (
+        PreferenceLabel.objects.filter(comparison__project=project)
+        .select_related(
+            "comparison__prompt",
+            "comparison__completion_a__policy_version",
+            "comparison__completion_b__policy_version",
+        )
+        .order_by("comparison_id", "id")
+    )
+    rows = []
+    for label in labels:
+        comparison = label.comparison
+        rows.append(
+            {
+                "label_id": label.pk,
+                "comparison_id": comparison.pk,
+                "comparison_kind": comparison.kind,
+                "prompt": comparison.prompt.messages,
+                "completion_a": comparison.completion_a.text,
+                "completion_b": comparison.completion_b.text,
+                "policy_version_a": comparison.completion_a.policy_version.number,
+                "policy_version_b": comparison.completion_b.policy_version.number,
+                "annotator": annotator_pseudonym(label.annotator_id),
+                "choice": label.choice,
+                "strength": label.strength,
+                "shown_left": "a" if label.a_shown_left else "b",
+                "rationale": label.rationale,
+                "time_spent_ms": label.time_spent_ms,
+                "review_status": label.review_status,
+                "created_at": label.created_at.isoformat(),
+            }
+        )
+    return rows
+
+
+def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+
+
+UNTRUSTED_CSV_COLUMNS = ("prompt", "completion_a", "completion_b", "rationale")
+
+
+def _spreadsheet_safe(text: str) -> str:
+    """Model output and rationales are untrusted: a cell starting with = + - @ would run as a
+    formula in a spreadsheet, so it gets a leading apostrophe (OWASP "CSV injection").
+    The JSONL export is the lossless one."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=VOTE_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        cells = {**row, "prompt": json.dumps(row["prompt"], ensure_ascii=False)}
+        for column in UNTRUSTED_CSV_COLUMNS:
+            cells[column] = _spreadsheet_safe(cells[column])
+        writer.writerow(cells)
+    return out.getvalue().encode()
+
+
+def save_hf_dataset(rows: list[dict[str, Any]], out_dir: Path) -> Path:
+    """A `datasets` folder that `datasets.load_from_disk(out_dir)` opens as it is."""
+    import datasets  # heavy: only when a folder is asked for
+
+    datasets.Dataset.from_list(rows).save_to_disk(str(out_dir))
+    return out_dir
+
+
+def hf_zip_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """The `datasets` folder, zipped for a download (unzip, then `load_from_disk`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_hf_dataset(rows, Path(tmp) / "preferences")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, Path("preferences") / path.relative_to(folder))
+        return buffer.getvalue()
+
+
+def export_to_path(
+    *, project: Project, what: str, file_format: str, out: Path, style: str = "auto"
+) -> int:
+    """Write an export to `out` (a file, or a folder for "hf"); returns the number of rows.
+
+    The export is written aside and moved into place, so `out` is never half-written.
+    """
+    if what == "preferences":
+        if file_format not in PREFERENCE_FORMATS:
+            raise ValidationError(
+                {"format": f"Preferences export as one of {list(PREFERENCE_FORMATS)}."}
+            )
+        rows = preference_rows(project=project, style=style)
+    elif what == "votes":
+        if file_format not in VOTE_FORMATS:
+            raise ValidationError({"format": f"Votes export as one of {list(VOTE_FORMATS)}."})
+        rows = vote_rows(project=project)
+    else:
+        raise ValidationError({"what": "Export 'preferences' or 'votes'."})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if file_format == "hf":
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+        try:
+            save_hf_dataset(rows, tmp / "data")
+            if out.exists():
+                shutil.rmtree(out)
+            (tmp / "data").replace(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return len(rows)
+    payload = jsonl_bytes(rows) if file_format == "jsonl" else csv_bytes(rows)
+    tmp_file = out.with_name(f".{out.name}.tmp")
+    tmp_file.write_bytes(payload)
+    tmp_file.replace(out)
+    return len(rows)
