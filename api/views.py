@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
@@ -129,7 +129,6 @@ def _comparisons(project: Project) -> QuerySet[Comparison]:
             "completion_a__policy_version",
             "completion_b__policy_version",
         )
-        .annotate(label_count=Count("labels"))
         .order_by("id")
     )
 

@@ -53,7 +53,7 @@ def test_preference_rows_use_the_snapshot_majority(project, labelled):
         (
             [{"role": "assistant", "content": "other"}],
             [{"role": "assistant", "content": "same"}],
-            1.0,
+            2.0,  # the tie abstains (the project's default): one voter, strength 2
         ),
     ]
     assert rows[1]["prompt"] == [
