@@ -13,10 +13,15 @@ def policy_active(*, project: Project) -> PolicyVersion:
 
 
 def labels_for_training(*, project: Project) -> QuerySet[PreferenceLabel]:
-    """Labels that may train a reward model: every label a reviewer has not rejected."""
+    """Labels that may train a reward model: every standing label a reviewer has not rejected.
+
+    Withdrawn labels (undone by their annotator) and arena votes (cast on answers that may
+    still have been streaming; they rank versions, see the leaderboard) are left out.
+    """
     return (
-        PreferenceLabel.objects.filter(comparison__project=project)
+        PreferenceLabel.objects.filter(comparison__project=project, withdrawn_at__isnull=True)
         .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
+        .exclude(comparison__kind="arena")
         .select_related(
             "comparison__prompt", "comparison__completion_a", "comparison__completion_b"
         )
@@ -26,7 +31,9 @@ def labels_for_training(*, project: Project) -> QuerySet[PreferenceLabel]:
 
 def labels_since_last_iteration(*, project: Project) -> int:
     """Labels created after the start of the project's latest iteration."""
-    labels = PreferenceLabel.objects.filter(comparison__project=project)
+    labels = PreferenceLabel.objects.filter(
+        comparison__project=project, withdrawn_at__isnull=True
+    ).exclude(comparison__kind="arena")
     last = LoopIteration.objects.filter(project=project).order_by("-number").first()
     if last is not None:
         labels = labels.filter(created_at__gt=last.created_at)

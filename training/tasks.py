@@ -28,3 +28,21 @@ def generate_comparisons_task(run_id: int) -> None:
         jobs.generation_run(run=run)
     except Exception:
         return  # recorded on the run by the job; nothing to retry blindly
+
+
+@shared_task(acks_late=True, time_limit=15 * 60)
+def arena_generate_task(battle_id: int) -> None:
+    from feedback.models import ArenaBattle
+    from training.arena import arena_generate
+
+    battle = (
+        ArenaBattle.objects.select_related("project", "prompt", "policy_a", "policy_b")
+        .filter(pk=battle_id)
+        .first()
+    )
+    if battle is None or battle.status != ArenaBattle.Status.GENERATING:
+        return
+    try:
+        arena_generate(battle=battle)
+    except Exception:
+        return  # recorded on the battle; the annotator starts a new one
