@@ -72,7 +72,7 @@ def arena_generate(*, battle: ArenaBattle) -> None:
                 temperature=project.temperature,
                 top_p=project.top_p,
                 batch_size=1,
-                seed=battle.pk,
+                seed=battle.pk * 2 + (side == "b"),  # two independent samples
             )
             stream = _Stream(
                 lambda text: arena_event(

@@ -30,6 +30,13 @@
     item().querySelector(".progress").after(box);
   }
 
+  // A form swapped in a moment ago may not be wired by htmx yet: wire it, then submit, so a
+  // fast key press never falls back to a plain (full page) form submission.
+  function send(f) {
+    htmx.process(f);
+    f.requestSubmit();
+  }
+
   function choose(key, strong) {
     const input = form() && form().querySelector(`input[name=choice][data-key="${key}"]`);
     if (!input) return;
@@ -49,7 +56,7 @@
       flash("Pick a choice first: 1 left, 2 right, 3 tie, 4 both bad.");
       return;
     }
-    f.requestSubmit();
+    send(f);
   }
 
   function showDialog(id) {
@@ -87,7 +94,7 @@
         event.preventDefault();
         const dialogForm = dialog.querySelector("form[hx-post]");
         dialog.close();
-        dialogForm.requestSubmit();
+        send(dialogForm);
       }
       return;
     }
@@ -109,7 +116,7 @@
       Enter: submitLabel,
       s: () => showDialog("skip-dialog"),
       f: () => showDialog("flag-dialog"),
-      u: () => { const undo = document.getElementById("undo-form"); if (undo) undo.requestSubmit(); },
+      u: () => { const undo = document.getElementById("undo-form"); if (undo) send(undo); },
       r: () => { const box = document.getElementById("rationale"); if (box) box.focus(); },
       g: () => { guidelines.open = !guidelines.open; },
       "?": () => showDialog("shortcuts"),
@@ -144,7 +151,7 @@
     const source = event.detail.elt;
     flash(`Connection lost. Your answer is kept and sent again in ${Math.round(retryDelay / 1000)} s.`);
     setTimeout(() => {
-      if (document.body.contains(source) && source.requestSubmit) source.requestSubmit();
+      if (document.body.contains(source) && source.requestSubmit) send(source);
     }, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 15000);
   });
