@@ -14,7 +14,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from feedback import arena
 from feedback.models import Assignment, ComparisonFlag, PreferenceLabel, Project
-from feedback.rendering import markdown_to_html
 from feedback.selectors import (
     annotator_progress,
     arena_battle_for_user,
@@ -103,9 +102,7 @@ def label_page(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("feedback:label", slug=slug)
 
     assignment = assignment_next(project=project, user=request.user)
-    context = _item_context(request, project, assignment)
-    context["guidelines_html"] = markdown_to_html(project.guidelines)
-    return render(request, "feedback/label.html", context)
+    return render(request, "feedback/label.html", _item_context(request, project, assignment))
 
 
 @login_required
