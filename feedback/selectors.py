@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Avg, Count, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -37,23 +37,50 @@ def comparison_for_display(*, comparison_id: int) -> Comparison:
 
 
 def annotator_progress(*, project: Project, user: AbstractBaseUser) -> dict[str, int]:
-    """Standing labels of the annotator (today, in all) and what is left for them."""
+    """Standing labels of the annotator (today, in all) and what is left for them.
+
+    One round trip (subqueries): this runs on every item shown, so it stays cheap however
+    big the project is.
+    """
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    mine = PreferenceLabel.objects.filter(
-        comparison__project=project, annotator=user, withdrawn_at__isnull=True
-    ).exclude(comparison__kind=Comparison.Kind.ARENA)
-    stats = mine.aggregate(
-        done_total=Count("id"),
-        done_today=Count("id", filter=Q(created_at__gte=today)),
-        mean_ms=Avg("time_spent_ms"),
+    mine = (
+        PreferenceLabel.objects.filter(
+            comparison__project=project, annotator=user, withdrawn_at__isnull=True
+        )
+        .exclude(comparison__kind=Comparison.Kind.ARENA)
+        .values("annotator")
     )
-    open_comparisons = Comparison.objects.filter(project=project, status=Comparison.Status.OPEN)
+    open_comparisons = Comparison.objects.filter(
+        project=project, status=Comparison.Status.OPEN
+    ).values("project")
+    # Open comparisons this annotator has touched (one assignment per comparison and
+    # annotator): counted over their own assignments.
+    touched = Assignment.objects.filter(
+        annotator=user, comparison__project=project, comparison__status=Comparison.Status.OPEN
+    ).values("annotator")
+
+    def scalar(queryset, aggregate):
+        return Subquery(queryset.annotate(v=aggregate).values("v")[:1])
+
+    row = (
+        Project.objects.filter(pk=project.pk)
+        .annotate(
+            done_total=scalar(mine, Count("id")),
+            done_today=scalar(mine.filter(created_at__gte=today), Count("id")),
+            mean_ms=scalar(mine, Avg("time_spent_ms")),
+            open_count=scalar(open_comparisons, Count("id")),
+            touched=scalar(touched, Count("id")),
+        )
+        .values("done_total", "done_today", "mean_ms", "open_count", "touched")
+        .get()
+    )
+    open_count = row["open_count"] or 0
     return {
-        "done_today": stats["done_today"],
-        "done_total": stats["done_total"],
-        "mean_seconds": round((stats["mean_ms"] or 0) / 1000, 1),
-        "open_in_project": open_comparisons.count(),
-        "remaining_for_me": open_comparisons.exclude(assignments__annotator=user).count(),
+        "done_today": row["done_today"] or 0,
+        "done_total": row["done_total"] or 0,
+        "mean_seconds": round((row["mean_ms"] or 0) / 1000, 1),
+        "open_in_project": open_count,
+        "remaining_for_me": open_count - (row["touched"] or 0),
     }
 
 

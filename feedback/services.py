@@ -246,7 +246,13 @@ def label_submit(
             time_spent_ms=time_spent_ms,
             a_shown_left=assignment.a_shown_left,
         )
-        label.full_clean(validate_unique=False)
+        # The related rows are locked above and the database enforces the unique constraint:
+        # skip the validation queries that would re-check them (the hot path of labeling).
+        label.full_clean(
+            exclude=["comparison", "annotator", "assignment"],
+            validate_unique=False,
+            validate_constraints=False,
+        )
         label.save()
         LabelAudit.objects.create(
             label=label, actor=user, action="created", before=None, after=_label_state(label)
@@ -258,7 +264,7 @@ def label_submit(
         ):
             comparison.status = Comparison.Status.COMPLETE
             comparison.save(update_fields=["status"])
-        project = comparison.project
+        project = assignment.comparison.project  # loaded with the assignment
     _maybe_trigger_iteration(project=project)
     return label
 
