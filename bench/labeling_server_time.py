@@ -107,6 +107,13 @@ def main() -> None:
     parser.add_argument("--comparisons", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=300, help="labels submitted in all")
     parser.add_argument("--annotators", type=int, default=5)
+    parser.add_argument(
+        "--submit-via",
+        choices=["page", "api"],
+        default="page",
+        help="page: the htmx endpoint (stores the label AND leases and renders the next item); "
+        "api: POST /api/assignments/<id>/label/ (stores the label only)",
+    )
     args = parser.parse_args()
 
     ensure_database(os.environ["DATABASE_URL"])
@@ -157,21 +164,22 @@ def main() -> None:
         response = timed("next item", client.get, f"/p/{project.slug}/label/item/")
         assert response.status_code == 200, response.status_code
         assignment_id = int(ASSIGNMENT.search(response.content.decode()).group(1))
-        response = timed(
-            "submit",
-            client.post,
-            f"/p/{project.slug}/label/submit/",
-            {
-                "assignment_id": assignment_id,
-                "choice": "a",
-                "strength": "2",
-                "time_spent_ms": "4000",
-            },
-        )
-        assert response.status_code == 200 and 'role="alert"' not in response.content.decode()
+        form = {"assignment_id": assignment_id, "choice": "a", "strength": "2"}
+        if args.submit_via == "page":
+            url = f"/p/{project.slug}/label/submit/"
+            response = timed("submit", client.post, url, {**form, "time_spent_ms": "4000"})
+            ok = response.status_code == 200 and 'role="alert"' not in response.content.decode()
+        else:
+            url = f"/api/assignments/{assignment_id}/label/"
+            response = timed("submit", client.post, url, form)
+            ok = response.status_code == 201
+        assert ok, response.content[:500]
 
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"open comparisons in the project at the start: {open_now}; rounds: {args.rounds}")
+    print(
+        f"open comparisons in the project at the start: {open_now}; rounds: {args.rounds}; "
+        f"submit via {args.submit_via}"
+    )
     print(f"load average before: {os.getloadavg()}")
     for name, values in timings.items():
         wall, cpu = values["wall"], values["cpu"]

@@ -47,13 +47,19 @@ class _Stream:
         self.last = time.monotonic()
 
 
+# Loading a model patches process-wide state in transformers (weight-init hooks): one load at a
+# time; the two decodes then run side by side.
+_LOAD_LOCK = threading.Lock()
+
+
 def arena_generate(*, battle: ArenaBattle) -> None:
     """Generate both answers concurrently (two threads), each streaming as it decodes.
 
-    Each side loads its own policy (base + its adapter), so a worker holds two models for
-    the length of a battle; fine for the small models the arena serves here.
+    Each side loads its own policy (base + its adapter, merged), so a worker holds two models
+    for the length of a battle; fine for the small models the arena serves here.
     """
-    from training.ml.generate import GenerateConfig, generate
+    from training.ml.generate import GenerateConfig, sample_with_model
+    from training.ml.models import load_causal_lm, merge_adapter
 
     project = battle.project
     messages = battle.prompt.messages
@@ -74,14 +80,30 @@ def arena_generate(*, battle: ArenaBattle) -> None:
                 batch_size=1,
                 seed=battle.pk * 2 + (side == "b"),  # two independent samples
             )
+            with _LOAD_LOCK:
+                model, tokenizer = load_causal_lm(
+                    config.base_model, adapter=config.adapter, device=config.device
+                )
+                if config.adapter is not None:
+                    model = merge_adapter(model)
             stream = _Stream(
                 lambda text: arena_event(
                     battle=battle, event="arena_token", data={"side": position, "text": text}
                 )
             )
-            samples = generate(config, [messages], on_token=lambda _i, piece: stream.add(piece))
+            (sample,) = sample_with_model(
+                model,
+                tokenizer,
+                [messages],
+                num_samples=1,
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                batch_size=1,
+                seed=config.seed,
+                on_token=lambda _i, piece: stream.add(piece),
+            )
             stream.flush()
-            sample = samples[0][0]
             arena_record_answer(
                 battle_id=battle.pk,
                 side=side,

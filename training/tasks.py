@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from training import jobs
 from training.models import LoopIteration, TrainingRun
+
+logger = logging.getLogger(__name__)
 
 # A whole iteration on a big model can take hours; the limits stop a hung job for good.
 ITERATION_TIME_LIMIT = 12 * 3600
@@ -45,4 +49,6 @@ def arena_generate_task(battle_id: int) -> None:
     try:
         arena_generate(battle=battle)
     except Exception:
-        return  # recorded on the battle; the annotator starts a new one
+        # Recorded on the battle (the annotator is told and starts a new one); logged here
+        # for the operator.
+        logger.exception("Arena battle %s failed", battle_id)
