@@ -28,6 +28,7 @@ from feedback.models import (
     Prompt,
 )
 from feedback.rendering import markdown_to_html
+from feedback.services import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def arena_record_answer(
         completion = Completion.objects.create(
             prompt=battle.prompt,
             policy_version=getattr(battle, f"policy_{side}"),
-            text=text,
+            text=storable_text(text),
             token_count=token_count,
             finish_reason=finish_reason,
             sampling={
@@ -143,7 +144,7 @@ def arena_record_answer(
             event="arena_answer",
             data={
                 "side": arena_side_position(battle, side),
-                "html": markdown_to_html(text),
+                "html": markdown_to_html(storable_text(text)),
                 "finish_reason": finish_reason,
             },
         )

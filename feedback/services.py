@@ -28,6 +28,12 @@ from feedback.models import (
 VALID_ROLES = {"system", "user", "assistant"}
 
 
+def storable_text(text: str) -> str:
+    """Model output as the database can store it: PostgreSQL text cannot hold NUL, which a
+    byte-level model may sample; it becomes U+FFFD (visible, like any undecodable byte)."""
+    return text.replace("\x00", "\ufffd")
+
+
 def project_create(*, slug: str, name: str, base_model: str, **fields: Any) -> Project:
     """Create a project and its version 0 policy (the base model, no adapter)."""
     from training.services import policy_create_base

@@ -12,6 +12,7 @@ from django.db import connections
 
 from feedback.arena import arena_event, arena_fail, arena_record_answer, arena_side_position
 from feedback.models import ArenaBattle
+from feedback.services import storable_text
 from training.jobs import _adapter, _overrides, stage_config
 
 STREAM_EVERY_PIECES = 4  # send at most one websocket message per few tokens ...
@@ -88,7 +89,9 @@ def arena_generate(*, battle: ArenaBattle) -> None:
                     model = merge_adapter(model)
             stream = _Stream(
                 lambda text: arena_event(
-                    battle=battle, event="arena_token", data={"side": position, "text": text}
+                    battle=battle,
+                    event="arena_token",
+                    data={"side": position, "text": storable_text(text)},
                 )
             )
             (sample,) = sample_with_model(

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from feedback.events import event_publish
 from feedback.models import Comparison, Completion, PreferenceLabel, Project, Prompt
-from feedback.services import comparisons_create
+from feedback.services import comparisons_create, storable_text
 from training.models import (
     DatasetSnapshot,
     LoopIteration,
@@ -345,7 +345,7 @@ def generation_record(
                     Completion(
                         prompt=prompt,
                         policy_version=policy,
-                        text=sample["text"],
+                        text=storable_text(sample["text"]),
                         sampling=sampling,
                         token_count=sample["token_count"],
                         finish_reason=sample["finish_reason"],

@@ -32,9 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Playwright's sync API runs an event loop in the test's thread; the ORM calls the tests make
-# between browser steps are still plain synchronous calls on this thread.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def _free_port() -> int:
@@ -111,18 +108,31 @@ def asgi_server(transactional_db, channel_layer_redis, settings, tmp_path):
     print(log_path.read_text()[-3000:])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """One browser per test module. Playwright's sync API keeps an event loop current in this
+    thread while it runs, so it must be stopped before other modules' tests (async_to_sync
+    refuses to run in a thread with a running loop): module scope, not session. Meanwhile the
+    ORM calls the tests make between browser steps are plain synchronous calls, which Django
+    would refuse under a running loop without DJANGO_ALLOW_ASYNC_UNSAFE."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

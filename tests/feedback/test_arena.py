@@ -121,3 +121,14 @@ def test_arena_socket_is_for_members_only(project, make_user):
         return connected, code
 
     assert async_to_sync(scenario)() == (False, 4403)
+
+
+def test_a_nul_in_model_output_is_stored_as_a_replacement_character(two_versions, annotator):
+    battle = arena_battle_start(user=annotator, project=two_versions, text="Hi")
+
+    arena_record_answer(
+        battle_id=battle.pk, side="a", text="a\x00b", token_count=3, finish_reason="stop"
+    )
+
+    battle.refresh_from_db()
+    assert battle.completion_a.text == "a\ufffdb"
