@@ -108,13 +108,14 @@ def asgi_server(transactional_db, channel_layer_redis, settings, tmp_path):
     print(log_path.read_text()[-3000:])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def chromium():
-    """One browser per test module. Playwright's sync API keeps an event loop current in this
-    thread while it runs, so it must be stopped before other modules' tests (async_to_sync
-    refuses to run in a thread with a running loop): module scope, not session. Meanwhile the
-    ORM calls the tests make between browser steps are plain synchronous calls, which Django
-    would refuse under a running loop without DJANGO_ALLOW_ASYNC_UNSAFE."""
+    """A browser per test (about a second to start). Playwright's sync API keeps an event loop
+    current in this thread while it runs: it must stop before anything that runs after the
+    test (async_to_sync refuses a thread with a running loop; the e2e worker fixture's
+    teardown and the next modules' tests). Meanwhile the ORM calls the tests make between
+    browser steps are plain synchronous calls, which Django would refuse under a running
+    loop without DJANGO_ALLOW_ASYNC_UNSAFE."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver")
     from playwright.sync_api import sync_playwright
@@ -163,3 +164,15 @@ def screenshot(page, name: str) -> None:
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def fresh_celery_app():
+    """Request it before `worker`: after the worker fixture's teardown, drop the app's cached
+    control mailbox and AMQP helpers, which otherwise keep state from this test's broker and
+    leave the next worker fixture's pings unanswered (seen with the embedded Redis)."""
+    from config.celery import app
+
+    yield app
+    for cached in ("control", "amqp"):
+        app.__dict__.pop(cached, None)
