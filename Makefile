@@ -7,8 +7,8 @@ BASE_MODEL_DIR ?= var/models/smollm2-135m-instruct
 TEST_DB ?= postgres://postgres@127.0.0.1:5432/hone
 TEST_REDIS ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv demo test test-postgres test-embedded lint format bench bench-ml bench-loop bench-load \
-	bench-data base-model clean
+.PHONY: venv demo test test-postgres test-embedded test-browser lint format bench bench-ml \
+	bench-loop bench-load bench-data bench-labeling screenshots base-model clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ test-embedded: venv
 	DATABASE_URL=sqlite:///$(CURDIR)/var/test-embedded.sqlite3 HONE_TEST_REDIS_URL= \
 		$(PY) -m pytest tests --ignore=tests/training/ml
 
+# Pages in Chromium only (part of test-postgres and test-embedded too).
+test-browser: venv
+	DATABASE_URL=$(TEST_DB) HONE_TEST_REDIS_URL=$(TEST_REDIS) $(PY) -m pytest tests/browser
+
+# docs/screenshots/labeling.png and arena.png, taken by the browser tests.
+screenshots: venv
+	HONE_SCREENSHOTS=1 DATABASE_URL=$(TEST_DB) HONE_TEST_REDIS_URL=$(TEST_REDIS) \
+		$(PY) -m pytest tests/browser -k "keyboard_only or arena"
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -47,7 +56,14 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-ml bench-loop bench-load bench-data
+bench: bench-ml bench-loop bench-load bench-data bench-labeling
+
+# Server time of "next item" and "submit" with 10,000 comparisons (PostgreSQL).
+BENCH_DB ?= postgres://postgres@127.0.0.1:5432/hone_bench_labeling
+bench-labeling: venv
+	DATABASE_URL=$(BENCH_DB) $(PY) bench/labeling_server_time.py --comparisons 10000 --rounds 300
+	DATABASE_URL=$(BENCH_DB) $(PY) bench/labeling_server_time.py --comparisons 10000 --rounds 300 \
+		--submit-via api
 
 bench-ml: venv base-model
 	$(PY) bench/ml.py --base $(BASE_MODEL_DIR)

@@ -64,6 +64,9 @@ class Project(models.Model):
         default=TieHandling.ABSTAIN,
         help_text="How tie and both-bad labels enter the training vote.",
     )
+    rationale_required_for_both_bad = models.BooleanField(
+        default=False, help_text='Annotators must explain a "both bad" label.'
+    )
     # The loop.
     trigger_new_labels = models.PositiveIntegerField(
         default=0, help_text="Start an iteration after this many new labels (0: off)."
@@ -127,6 +130,7 @@ class Prompt(models.Model):
     class Split(models.TextChoices):
         TRAIN = "train"
         EVAL = "eval"
+        ARENA = "arena"  # typed in the arena: never sampled for training or evaluation
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
     messages = models.JSONField(help_text='Chat turns: [{"role": ..., "content": ...}].')
@@ -228,6 +232,7 @@ class Assignment(models.Model):
         ACTIVE = "active"
         SUBMITTED = "submitted"
         EXPIRED = "expired"
+        SKIPPED = "skipped"
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
     annotator = models.ForeignKey(
@@ -238,6 +243,7 @@ class Assignment(models.Model):
     # It never counts towards the comparison's k labels.
     is_repeat = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    skip_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 
@@ -290,16 +296,25 @@ class PreferenceLabel(models.Model):
     review_status = models.CharField(
         max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
     )
+    withdrawn_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the annotator undid the label; kept for audit."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
+            # Withdrawn labels stay (audit trail); only one standing label per annotator.
             models.UniqueConstraint(
-                fields=["comparison", "annotator", "is_repeat"], name="one_label_per_annotator"
+                fields=["comparison", "annotator", "is_repeat"],
+                condition=Q(withdrawn_at__isnull=True),
+                name="one_label_per_annotator",
             )
         ]
-        indexes = [models.Index(fields=["comparison", "review_status"])]
+        indexes = [
+            models.Index(fields=["comparison", "review_status"]),
+            models.Index(fields=["annotator", "created_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.annotator} on {self.comparison_id}: {self.choice}"
@@ -331,3 +346,84 @@ class ComparisonAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} comparison {self.comparison_id} by {self.actor}"
+
+
+class ComparisonFlag(models.Model):
+    """An annotator's report that a comparison should not be labeled as it is."""
+
+    class Reason(models.TextChoices):
+        UNSAFE = "unsafe", "Unsafe content"
+        BROKEN = "broken", "Broken (empty, garbled, cut off)"
+        OTHER = "other", "Other"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="flags")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    reason = models.CharField(max_length=8, choices=Reason.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparison", "annotator"], name="one_flag_per_annotator"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} flagged {self.comparison_id}: {self.reason}"
+
+
+class ArenaBattle(models.Model):
+    """One arena round: a typed prompt, two anonymous policy versions, one vote.
+
+    The answers stream to the annotator while the worker generates them; the vote may come
+    first. Once both answers are stored and the vote is in, the battle becomes an arena
+    `Comparison` with one `PreferenceLabel` (what a version leaderboard counts).
+    """
+
+    class Status(models.TextChoices):
+        GENERATING = "generating"
+        DONE = "done"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="arena_battles")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="arena_battles"
+    )
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+")
+    policy_a = models.ForeignKey(
+        "training.PolicyVersion", on_delete=models.PROTECT, related_name="+"
+    )
+    policy_b = models.ForeignKey(
+        "training.PolicyVersion", on_delete=models.PROTECT, related_name="+"
+    )
+    a_shown_left = models.BooleanField()
+    completion_a = models.ForeignKey(
+        Completion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    completion_b = models.ForeignKey(
+        Completion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.GENERATING)
+    error = models.TextField(blank=True)
+    choice = models.CharField(max_length=8, choices=PreferenceLabel.Choice.choices, blank=True)
+    strength = models.PositiveSmallIntegerField(
+        choices=PreferenceLabel.Strength.choices, default=PreferenceLabel.Strength.CLEAR
+    )
+    voted_at = models.DateTimeField(null=True, blank=True)
+    time_to_vote_ms = models.PositiveIntegerField(default=0)
+    comparison = models.OneToOneField(
+        Comparison, null=True, blank=True, on_delete=models.SET_NULL, related_name="arena_battle"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(policy_a=models.F("policy_b")), name="arena_of_two_versions"
+            )
+        ]
+        indexes = [models.Index(fields=["annotator", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Arena battle {self.pk}"

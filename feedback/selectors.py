@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Avg, Count, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
-from feedback.models import Comparison, Membership, PreferenceLabel, Project
+from feedback.models import Assignment, Comparison, Membership, PreferenceLabel, Project
 
 
 def project_for_member(
@@ -37,12 +37,106 @@ def comparison_for_display(*, comparison_id: int) -> Comparison:
 
 
 def annotator_progress(*, project: Project, user: AbstractBaseUser) -> dict[str, int]:
+    """Standing labels of the annotator (today, in all) and what is left for them.
+
+    One round trip (subqueries): this runs on every item shown, so it stays cheap however
+    big the project is.
+    """
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    mine = PreferenceLabel.objects.filter(comparison__project=project, annotator=user)
+    mine = (
+        PreferenceLabel.objects.filter(
+            comparison__project=project, annotator=user, withdrawn_at__isnull=True
+        )
+        .exclude(comparison__kind=Comparison.Kind.ARENA)
+        .values("annotator")
+    )
+    open_comparisons = Comparison.objects.filter(
+        project=project, status=Comparison.Status.OPEN
+    ).values("project")
+    # Open comparisons this annotator has touched (one assignment per comparison and
+    # annotator): counted over their own assignments.
+    touched = Assignment.objects.filter(
+        annotator=user, comparison__project=project, comparison__status=Comparison.Status.OPEN
+    ).values("annotator")
+
+    def scalar(queryset, aggregate):
+        return Subquery(queryset.annotate(v=aggregate).values("v")[:1])
+
+    row = (
+        Project.objects.filter(pk=project.pk)
+        .annotate(
+            done_total=scalar(mine, Count("id")),
+            done_today=scalar(mine.filter(created_at__gte=today), Count("id")),
+            mean_ms=scalar(mine, Avg("time_spent_ms")),
+            open_count=scalar(open_comparisons, Count("id")),
+            touched=scalar(touched, Count("id")),
+        )
+        .values("done_total", "done_today", "mean_ms", "open_count", "touched")
+        .get()
+    )
+    open_count = row["open_count"] or 0
     return {
-        "done_today": mine.filter(created_at__gte=today).count(),
-        "done_total": mine.count(),
-        "open_in_project": Comparison.objects.filter(
-            project=project, status=Comparison.Status.OPEN
-        ).count(),
+        "done_today": row["done_today"] or 0,
+        "done_total": row["done_total"] or 0,
+        "mean_seconds": round((row["mean_ms"] or 0) / 1000, 1),
+        "open_in_project": open_count,
+        "remaining_for_me": open_count - (row["touched"] or 0),
     }
+
+
+def assignment_for_display(*, user: AbstractBaseUser, assignment_id: int) -> Assignment:
+    """One of the user's own assignments with everything the labeling page shows; 404 else."""
+    assignment = (
+        Assignment.objects.select_related(
+            "comparison__prompt", "comparison__completion_a", "comparison__completion_b"
+        )
+        .filter(pk=assignment_id, annotator=user)
+        .first()
+    )
+    if assignment is None:
+        raise Http404("No such assignment.")
+    return assignment
+
+
+def label_undoable(*, user: AbstractBaseUser, project: Project) -> PreferenceLabel | None:
+    """The annotator's latest label if `label_undo` would still accept it."""
+    from feedback.services import UNDO_WINDOW
+
+    return (
+        PreferenceLabel.objects.filter(
+            annotator=user,
+            comparison__project=project,
+            withdrawn_at__isnull=True,
+            assignment__isnull=False,
+            review_status=PreferenceLabel.ReviewStatus.UNREVIEWED,
+            created_at__gte=timezone.now() - UNDO_WINDOW,
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def home_overview(*, user: AbstractBaseUser) -> list[dict]:
+    """Per project of the user: their role, their progress and what waits for them."""
+    memberships = Membership.objects.filter(user=user).select_related("project")
+    return [
+        {
+            "project": m.project,
+            "role": m.role,
+            "progress": annotator_progress(project=m.project, user=user),
+        }
+        for m in memberships.order_by("project__name")
+    ]
+
+
+def arena_battle_for_user(*, user: AbstractBaseUser, project: Project, battle_id: int):
+    from feedback.models import ArenaBattle
+
+    battle = (
+        ArenaBattle.objects.select_related("policy_a", "policy_b")
+        .filter(pk=battle_id, project=project, annotator=user)
+        .first()
+    )
+    if battle is None:
+        raise Http404("No such arena battle.")
+    return battle

@@ -17,6 +17,7 @@ from feedback.models import (
     Assignment,
     Comparison,
     ComparisonAudit,
+    ComparisonFlag,
     Completion,
     LabelAudit,
     Membership,
@@ -24,6 +25,12 @@ from feedback.models import (
     Project,
     Prompt,
 )
+
+
+def storable_text(text: str) -> str:
+    """Model output as the database can store it: PostgreSQL text cannot hold NUL, which a
+    byte-level model may sample; it becomes U+FFFD (visible, like any undecodable byte)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def project_create(*, slug: str, name: str, base_model: str, **fields: Any) -> Project:
@@ -134,7 +141,7 @@ def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment |
 
 
 # Lease statuses after which an item is never offered to the same annotator again.
-_FINISHED = (Assignment.Status.SUBMITTED,)
+_FINISHED = (Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED)
 
 
 def _not_labelled_by(user: AbstractBaseUser) -> Exists:
@@ -435,6 +442,15 @@ def label_submit(
             raise ValidationError(
                 {"assignment": "This comparison no longer takes labels."}, code="closed"
             )
+        if (
+            choice == PreferenceLabel.Choice.BOTH_BAD
+            and assignment.comparison.project.rationale_required_for_both_bad
+            and not rationale.strip()
+        ):
+            raise ValidationError(
+                {"rationale": 'This project asks for a rationale with "both bad".'},
+                code="rationale_required",
+            )
         label = PreferenceLabel(
             comparison=comparison,
             annotator=user,
@@ -534,6 +550,143 @@ def _maybe_trigger_iteration(*, project: Project) -> None:
 
     if labels_since_last_iteration(project=project) >= project.trigger_new_labels:
         iteration_start(project=project, trigger="labels")
+
+
+# --- Annotator workspace: undo, skip, flag ------------------------------------------------
+
+UNDO_WINDOW = timedelta(minutes=2)
+SKIP_REASONS = {
+    "unsure": "I cannot judge this one",
+    "unclear": "The prompt is unclear",
+    "expertise": "Needs expertise I lack",
+    "long": "Too long to judge well",
+    "other": "Other",
+}
+
+
+def label_undo(*, user: AbstractBaseUser, project: Project) -> PreferenceLabel:
+    """Withdraw the annotator's latest label in `project` if it is recent enough.
+
+    Nothing is deleted: the label is marked withdrawn (training ignores it, see
+    training.selectors.labels_for_training), a LabelAudit row records it, and the
+    comparison goes back to the same annotator as an active lease.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        label = (
+            PreferenceLabel.objects.select_for_update()
+            .filter(
+                annotator=user,
+                comparison__project=project,
+                withdrawn_at__isnull=True,
+                assignment__isnull=False,
+            )
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if label is None:
+            raise ValidationError("There is no label of yours to undo.", code="nothing_to_undo")
+        if label.created_at < now - UNDO_WINDOW:
+            minutes = int(UNDO_WINDOW.total_seconds() // 60)
+            raise ValidationError(
+                f"Your last label is older than {minutes} minutes; it can no longer be undone.",
+                code="too_late",
+            )
+        if label.review_status != PreferenceLabel.ReviewStatus.UNREVIEWED:
+            raise ValidationError("Your last label was already reviewed.", code="reviewed")
+        assignment = Assignment.objects.select_for_update().get(pk=label.assignment_id)
+        comparison = Comparison.objects.select_for_update().get(pk=label.comparison_id)
+        before = _label_state(label)
+        label.withdrawn_at = now
+        label.assignment = None  # the lease takes a new label; this one stays for the record
+        label.save(update_fields=["withdrawn_at", "assignment", "updated_at"])
+        LabelAudit.objects.create(
+            label=label,
+            actor=user,
+            action="withdrawn",
+            before={**before, "assignment_id": assignment.pk},
+            after={**_label_state(label), "withdrawn_at": now.isoformat()},
+        )
+        assignment.status = Assignment.Status.ACTIVE
+        assignment.expires_at = now + timedelta(minutes=project.lease_minutes)
+        assignment.save(update_fields=["status", "expires_at"])
+        if not label.is_repeat:  # the label no longer counts towards k
+            comparison.label_count = max(0, comparison.label_count - 1)
+            fields = ["label_count"]
+            if comparison.status == Comparison.Status.COMPLETE:
+                comparison.status = Comparison.Status.OPEN
+                fields.append("status")
+            comparison.save(update_fields=fields)
+    return label
+
+
+def assignment_skip(*, user: AbstractBaseUser, assignment_id: int, reason: str) -> Assignment:
+    """Give an item back without labeling it; it is not offered to this annotator again.
+
+    Skipping twice is harmless: the second call returns the skipped assignment.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why you skip this item."})
+    if len(reason) > 200:
+        raise ValidationError({"reason": "Keep the reason under 200 characters."})
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update().filter(pk=assignment_id, annotator=user).first()
+        )
+        if assignment is None:
+            raise ValidationError(
+                {"assignment": "This comparison is not assigned to you."}, code="not_assigned"
+            )
+        if assignment.status == Assignment.Status.SKIPPED:
+            return assignment
+        if assignment.status != Assignment.Status.ACTIVE:
+            raise ValidationError(
+                {"assignment": f"This comparison was {assignment.status}; it cannot be skipped."}
+            )
+        assignment.status = Assignment.Status.SKIPPED
+        assignment.skip_reason = reason
+        assignment.save(update_fields=["status", "skip_reason"])
+    return assignment
+
+
+def comparison_flag(
+    *, user: AbstractBaseUser, assignment_id: int, reason: str, note: str = ""
+) -> ComparisonFlag:
+    """Report the leased comparison (unsafe, broken, other) and move past it (skipped)."""
+    if reason not in ComparisonFlag.Reason.values:
+        raise ValidationError(
+            {"reason": f"Unknown flag {reason!r}; use one of {ComparisonFlag.Reason.values}."}
+        )
+    with transaction.atomic():
+        assignment = (
+            Assignment.objects.select_for_update().filter(pk=assignment_id, annotator=user).first()
+        )
+        if assignment is None:
+            raise ValidationError(
+                {"assignment": "This comparison is not assigned to you."}, code="not_assigned"
+            )
+        existing = ComparisonFlag.objects.filter(
+            comparison_id=assignment.comparison_id, annotator=user
+        ).first()
+        if existing is not None:
+            return existing
+        if assignment.status != Assignment.Status.ACTIVE:
+            raise ValidationError(
+                {"assignment": f"This comparison was {assignment.status}; it cannot be flagged."}
+            )
+        flag = ComparisonFlag(
+            comparison_id=assignment.comparison_id,
+            annotator=user,
+            reason=reason,
+            note=note.strip(),
+        )
+        flag.full_clean(validate_unique=False)
+        flag.save()
+        assignment.status = Assignment.Status.SKIPPED
+        assignment.skip_reason = f"flagged: {reason}"
+        assignment.save(update_fields=["status", "skip_reason"])
+    return flag
 
 
 # --- Review and quality control -------------------------------------------------------------

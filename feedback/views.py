@@ -1,52 +1,67 @@
-"""Pages of the minimal labeling path (the full annotator workspace comes on top)."""
+"""Pages of the annotator workspace: home, labeling (htmx partials) and the arena."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from feedback.models import Assignment, PreferenceLabel
-from feedback.selectors import annotator_progress, project_for_member, projects_for_user
-from feedback.services import assignment_next, label_submit
+from feedback import arena
+from feedback.models import Assignment, ComparisonFlag, PreferenceLabel, Project
+from feedback.selectors import (
+    annotator_progress,
+    arena_battle_for_user,
+    assignment_for_display,
+    home_overview,
+    label_undoable,
+    project_for_member,
+)
+from feedback.services import (
+    SKIP_REASONS,
+    assignment_next,
+    assignment_skip,
+    comparison_flag,
+    label_submit,
+    label_undo,
+)
+
+
+def _errors(error: Exception) -> list[str]:
+    return list(getattr(error, "messages", [str(error)]))
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "feedback/home.html", {"projects": projects_for_user(user=request.user)})
+    return render(request, "feedback/home.html", {"overview": home_overview(user=request.user)})
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def label_page(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_for_member(user=request.user, slug=slug)
-    if request.method == "POST":
-        try:
-            label_submit(
-                user=request.user,
-                assignment_id=int(request.POST.get("assignment_id", 0)),
-                choice=request.POST.get("choice", ""),
-                strength=int(request.POST.get("strength") or PreferenceLabel.Strength.CLEAR),
-                rationale=request.POST.get("rationale", ""),
-                time_spent_ms=max(0, int(request.POST.get("time_spent_ms") or 0)),
-            )
-        except (ValidationError, ValueError) as error:
-            for message in getattr(error, "messages", [str(error)]):
-                messages.error(request, message)
-        return redirect("feedback:label", slug=slug)
-
-    assignment = assignment_next(project=project, user=request.user)
-    context = {
+def _item_context(
+    request: HttpRequest, project: Project, assignment: Assignment | None, **extra: Any
+) -> dict[str, Any]:
+    context: dict[str, Any] = {
         "project": project,
         "progress": annotator_progress(project=project, user=request.user),
+        "undoable": label_undoable(user=request.user, project=project),
+        "strengths": PreferenceLabel.Strength.choices,
+        "skip_reasons": SKIP_REASONS.items(),
+        "flag_reasons": ComparisonFlag.Reason.choices,
+        **extra,
     }
     if assignment is not None:
-        assignment = Assignment.objects.select_related(
-            "comparison__prompt", "comparison__completion_a", "comparison__completion_b"
-        ).get(pk=assignment.pk)
+        assignment = assignment_for_display(user=request.user, assignment_id=assignment.pk)
         comparison = assignment.comparison
         a = ("a", comparison.completion_a.text)
         b = ("b", comparison.completion_b.text)
@@ -54,6 +69,188 @@ def label_page(request: HttpRequest, slug: str) -> HttpResponse:
             assignment=assignment,
             comparison=comparison,
             sides=[a, b] if assignment.a_shown_left else [b, a],
-            strengths=PreferenceLabel.Strength.choices,
         )
-    return render(request, "feedback/label.html", context)
+    return context
+
+
+def _render_item(request: HttpRequest, project: Project, **extra: Any) -> HttpResponse:
+    """The next item for the annotator (their current lease first), as an htmx partial."""
+    assignment = assignment_next(project=project, user=request.user)
+    return render(
+        request, "feedback/_item.html", _item_context(request, project, assignment, **extra)
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def label_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The labeling page. A plain POST (no JavaScript) submits a label and redirects."""
+    project = project_for_member(user=request.user, slug=slug)
+    if request.method == "POST":
+        try:
+            label_submit(
+                user=request.user,
+                assignment_id=_int(request.POST.get("assignment_id")),
+                choice=request.POST.get("choice", ""),
+                strength=_int(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
+                rationale=request.POST.get("rationale", ""),
+                time_spent_ms=max(0, _int(request.POST.get("time_spent_ms"))),
+            )
+        except ValidationError as error:
+            for message in _errors(error):
+                messages.error(request, message)
+        return redirect("feedback:label", slug=slug)
+
+    assignment = assignment_next(project=project, user=request.user)
+    return render(request, "feedback/label.html", _item_context(request, project, assignment))
+
+
+@login_required
+@require_GET
+def label_item(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_member(user=request.user, slug=slug)
+    return _render_item(request, project)
+
+
+@login_required
+@require_POST
+def label_submit_view(request: HttpRequest, slug: str) -> HttpResponse:
+    """Submit and answer with the next item. A repeated submit (lost connection, retry)
+    returns the stored label and the next item: never a second label."""
+    project = project_for_member(user=request.user, slug=slug)
+    assignment_id = _int(request.POST.get("assignment_id"))
+    try:
+        label_submit(
+            user=request.user,
+            assignment_id=assignment_id,
+            choice=request.POST.get("choice", ""),
+            strength=_int(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
+            rationale=request.POST.get("rationale", ""),
+            time_spent_ms=max(0, _int(request.POST.get("time_spent_ms"))),
+        )
+    except ValidationError as error:
+        return _render_item(
+            request,
+            project,
+            errors=_errors(error),
+            posted=request.POST,
+        )
+    return _render_item(request, project, just_done="Saved.")
+
+
+@login_required
+@require_POST
+def label_skip_view(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_member(user=request.user, slug=slug)
+    key = request.POST.get("reason", "")
+    reason = SKIP_REASONS.get(key, "")
+    note = request.POST.get("note", "").strip()
+    try:
+        assignment_skip(
+            user=request.user,
+            assignment_id=_int(request.POST.get("assignment_id")),
+            reason=f"{reason}: {note}" if note and reason else (reason or note),
+        )
+    except ValidationError as error:
+        return _render_item(request, project, errors=_errors(error))
+    return _render_item(request, project, just_done="Skipped.")
+
+
+@login_required
+@require_POST
+def label_flag_view(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_member(user=request.user, slug=slug)
+    try:
+        comparison_flag(
+            user=request.user,
+            assignment_id=_int(request.POST.get("assignment_id")),
+            reason=request.POST.get("reason", ""),
+            note=request.POST.get("note", ""),
+        )
+    except ValidationError as error:
+        return _render_item(request, project, errors=_errors(error))
+    return _render_item(request, project, just_done="Flagged for review.")
+
+
+@login_required
+@require_POST
+def label_undo_view(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_member(user=request.user, slug=slug)
+    try:
+        label_undo(user=request.user, project=project)
+    except ValidationError as error:
+        return _render_item(request, project, errors=_errors(error))
+    return _render_item(request, project, just_done="Label withdrawn: label this item again.")
+
+
+# --- Arena ---------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def arena_page(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_member(user=request.user, slug=slug)
+    return render(request, "feedback/arena.html", {"project": project, "arena_page": True})
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(request.body or b"{}")
+        except json.JSONDecodeError as error:
+            raise ValidationError(f"The request body is not JSON: {error}") from error
+        if not isinstance(body, dict):
+            raise ValidationError("The request body must be a JSON object.")
+        return body
+    return request.POST.dict()
+
+
+@login_required
+@require_POST
+def arena_start_view(request: HttpRequest, slug: str) -> JsonResponse:
+    project = project_for_member(user=request.user, slug=slug)
+    try:
+        body = _json_body(request)
+        battle = arena.arena_battle_start(
+            user=request.user, project=project, text=str(body.get("prompt", ""))
+        )
+    except ValidationError as error:
+        return JsonResponse({"errors": _errors(error)}, status=400)
+    return JsonResponse({"battle": battle.pk}, status=201)
+
+
+@login_required
+@require_POST
+def arena_vote_view(request: HttpRequest, slug: str, battle_id: int) -> JsonResponse:
+    """Record the vote; the answer names the two versions (revealed only after voting)."""
+    project = project_for_member(user=request.user, slug=slug)
+    battle = arena_battle_for_user(user=request.user, project=project, battle_id=battle_id)
+    try:
+        body = _json_body(request)
+        # The page knows positions only; which completion sat left is the server's secret.
+        position = str(body.get("choice", ""))
+        left, right = ("a", "b") if battle.a_shown_left else ("b", "a")
+        battle = arena.arena_vote(
+            user=request.user,
+            project=project,
+            battle_id=battle_id,
+            choice={"left": left, "right": right}.get(position, position),
+            strength=_int(str(body.get("strength", "")), PreferenceLabel.Strength.CLEAR),
+            time_to_vote_ms=max(0, _int(str(body.get("time_to_vote_ms", "")))),
+        )
+    except ValidationError as error:
+        return JsonResponse({"errors": _errors(error)}, status=400)
+    battle = arena_battle_for_user(user=request.user, project=project, battle_id=battle.pk)
+    left, right = (
+        (battle.policy_a, battle.policy_b)
+        if battle.a_shown_left
+        else (battle.policy_b, battle.policy_a)
+    )
+    return JsonResponse(
+        {
+            "battle": battle.pk,
+            "choice": battle.choice,
+            "left": f"v{left.number}",
+            "right": f"v{right.number}",
+        }
+    )

@@ -13,11 +13,19 @@ def policy_active(*, project: Project) -> PolicyVersion:
 
 
 def labels_for_training(*, project: Project) -> QuerySet[PreferenceLabel]:
-    """Labels that may train a reward model: every regular label a reviewer has not rejected
-    (consistency repeats measure the annotator; they never vote)."""
+    """Labels that may train a reward model: every standing, regular label a reviewer has not
+    rejected.
+
+    Withdrawn labels (undone by their annotator), consistency repeats (they measure the
+    annotator and never vote) and arena votes (cast on answers that may still have been
+    streaming; they rank versions, see the leaderboard) are left out.
+    """
     return (
-        PreferenceLabel.objects.filter(comparison__project=project, is_repeat=False)
+        PreferenceLabel.objects.filter(
+            comparison__project=project, is_repeat=False, withdrawn_at__isnull=True
+        )
         .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
+        .exclude(comparison__kind="arena")
         .select_related(
             "comparison__prompt", "comparison__completion_a", "comparison__completion_b"
         )
@@ -27,7 +35,9 @@ def labels_for_training(*, project: Project) -> QuerySet[PreferenceLabel]:
 
 def labels_since_last_iteration(*, project: Project) -> int:
     """Labels created after the start of the project's latest iteration."""
-    labels = PreferenceLabel.objects.filter(comparison__project=project, is_repeat=False)
+    labels = PreferenceLabel.objects.filter(
+        comparison__project=project, is_repeat=False, withdrawn_at__isnull=True
+    ).exclude(comparison__kind="arena")
     last = LoopIteration.objects.filter(project=project).order_by("-number").first()
     if last is not None:
         labels = labels.filter(created_at__gt=last.created_at)

@@ -26,7 +26,7 @@ from feedback.models import (
     Prompt,
     TieHandling,
 )
-from feedback.services import comparisons_create
+from feedback.services import comparisons_create, storable_text
 from training.models import (
     DatasetSnapshot,
     LoopIteration,
@@ -557,11 +557,6 @@ def artifact_commit(*, tmp_dir: Path, relative: str) -> str:
     return relative
 
 
-def model_text(text: str) -> str:
-    """Model output is untrusted: NUL bytes (which PostgreSQL refuses) become U+FFFD."""
-    return text.replace("\x00", "\ufffd")
-
-
 def generation_record(
     *,
     project: Project,
@@ -582,7 +577,7 @@ def generation_record(
                     Completion(
                         prompt=prompt,
                         policy_version=policy,
-                        text=model_text(sample["text"]),
+                        text=storable_text(sample["text"]),
                         sampling=sampling,
                         token_count=sample["token_count"],
                         finish_reason=sample["finish_reason"],

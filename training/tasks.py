@@ -6,6 +6,7 @@ config/settings/base.py).
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import shared_task
@@ -13,6 +14,8 @@ from celery import shared_task
 from feedback.models import Project
 from training import jobs, services
 from training.models import LoopIteration, TrainingRun
+
+logger = logging.getLogger(__name__)
 
 # A whole iteration on a big model can take hours; the limits stop a hung job for good.
 ITERATION_TIME_LIMIT = 12 * 3600
@@ -51,3 +54,23 @@ def iteration_start_task(project_id: int, trigger: str = "schedule") -> None:
 @shared_task
 def runs_reap_stale_task() -> None:
     services.runs_reap_stale(older_than_seconds=STALE_AFTER_SECONDS)
+
+
+@shared_task(acks_late=True, time_limit=15 * 60)
+def arena_generate_task(battle_id: int) -> None:
+    from feedback.models import ArenaBattle
+    from training.arena import arena_generate
+
+    battle = (
+        ArenaBattle.objects.select_related("project", "prompt", "policy_a", "policy_b")
+        .filter(pk=battle_id)
+        .first()
+    )
+    if battle is None or battle.status != ArenaBattle.Status.GENERATING:
+        return
+    try:
+        arena_generate(battle=battle)
+    except Exception:
+        # Recorded on the battle (the annotator is told and starts a new one); logged here
+        # for the operator.
+        logger.exception("Arena battle %s failed", battle_id)

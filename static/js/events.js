@@ -27,7 +27,7 @@
 
   function connect() {
     const socket = new WebSocket(url);
-    socket.onopen = () => { delay = 1000; };
+    socket.onopen = () => { delay = 1000; document.body.dataset.events = "open"; };
     socket.onmessage = (message) => {
       const { event, data } = JSON.parse(message.data);
       document.dispatchEvent(new CustomEvent("hone:event", { detail: { event, data } }));
@@ -39,7 +39,7 @@
         log.prepend(li);
       }
     };
-    socket.onclose = () => { setTimeout(connect, delay); delay = Math.min(delay * 2, 30000); };
+    socket.onclose = () => { document.body.dataset.events = "closed"; setTimeout(connect, delay); delay = Math.min(delay * 2, 30000); };
   }
   connect();
 })();

@@ -80,3 +80,22 @@ def test_promotion_retires_the_previous_policy(project, tmp_path):
 
     statuses = dict(PolicyVersion.objects.values_list("number", "status"))
     assert statuses == {0: "retired", 1: "active"}
+
+
+def test_generation_record_stores_a_nul_in_model_output_as_a_replacement_character(project):
+    from feedback.models import Prompt
+    from training.selectors import policy_active
+    from training.services import generation_record
+
+    prompt = Prompt.objects.filter(project=project).order_by("id").first()
+    sample = {"token_count": 2, "finish_reason": "stop"}
+
+    (comparison,) = generation_record(
+        project=project,
+        policy=policy_active(project=project),
+        prompts=[prompt],
+        samples=[[{**sample, "text": "x\x00"}, {**sample, "text": "y"}]],
+        sampling={},
+    )
+
+    assert (comparison.completion_a.text, comparison.completion_b.text) == ("x\ufffd", "y")
