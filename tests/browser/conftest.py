@@ -164,15 +164,3 @@ def screenshot(page, name: str) -> None:
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
-
-
-@pytest.fixture
-def fresh_celery_app():
-    """Request it before `worker`: after the worker fixture's teardown, drop the app's cached
-    control mailbox and AMQP helpers, which otherwise keep state from this test's broker and
-    leave the next worker fixture's pings unanswered (seen with the embedded Redis)."""
-    from config.celery import app
-
-    yield app
-    for cached in ("control", "amqp"):
-        app.__dict__.pop(cached, None)

@@ -47,9 +47,7 @@ def arena_project(worker, tiny_model_dir, settings, make_user):
     return project, user
 
 
-def test_arena_streams_two_answers_and_records_the_vote(
-    fresh_celery_app, arena_project, login, asgi_server
-):
+def test_arena_streams_two_answers_and_records_the_vote(arena_project, login, asgi_server):
     project, user = arena_project
     page = login(user)
     page.add_init_script(RECORD_SOCKET)

@@ -37,6 +37,15 @@ def redis_url(tmp_path_factory):
     process.wait(timeout=10)
 
 
+def reset_celery_client() -> None:
+    """Forget this process's broker connections and the cached control mailbox and AMQP
+    helpers, which otherwise keep the previous broker's state (a later worker's pings then
+    go unanswered)."""
+    celery_app.close()
+    for cached in ("control", "amqp"):
+        celery_app.__dict__.pop(cached, None)
+
+
 def database_url() -> str:
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):
@@ -58,7 +67,7 @@ def worker(transactional_db, redis_url, settings, tmp_path):
     }
     channel_layers.backends.clear()
     old_broker = celery_app.conf.broker_url
-    celery_app.close()
+    reset_celery_client()
     celery_app.conf.broker_url = redis_url
     # Nothing left over from an earlier run, not even a message a killed worker held.
     redis.Redis.from_url(redis_url).flushdb()
@@ -98,6 +107,8 @@ def worker(transactional_db, redis_url, settings, tmp_path):
     deadline = time.monotonic() + 120
     while not celery_app.control.ping(timeout=1.0):
         if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()  # never leave a worker behind on the test database
+            process.wait(timeout=30)
             log.flush()
             raise RuntimeError(f"worker did not start:\n{(tmp_path / 'worker.log').read_text()}")
     yield process
@@ -107,7 +118,7 @@ def worker(transactional_db, redis_url, settings, tmp_path):
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
-    celery_app.close()
+    reset_celery_client()
     celery_app.conf.broker_url = old_broker
     channel_layers.backends.clear()
     print((tmp_path / "worker.log").read_text()[-3000:])
