@@ -64,7 +64,17 @@ class RewardTrainConfig:
     )
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the training pairs"})
-    batch_size: int = field(default=4, metadata={"help": "pairs per device per step"})
+    batch_size: int = field(
+        default=4, metadata={"help": "most pairs per step (fewer when max_batch_tokens is hit)"}
+    )
+    max_batch_tokens: int | None = field(
+        default=4096,
+        metadata={
+            "help": "token budget per step: pairs x 2 x longest sequence in the batch, padding "
+            "included; pairs are sorted by length and grouped under it (none: fixed batch_size, "
+            "random order, as TRL does)"
+        },
+    )
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "steps whose gradients are summed before an update"}
     )
@@ -94,6 +104,11 @@ class RewardTrainConfig:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("batch_size and gradient_accumulation_steps must be at least 1")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 2 * self.max_length:
+            raise ValueError(
+                f"max_batch_tokens must hold one pair of max_length tokens "
+                f"(>= {2 * self.max_length}), got {self.max_batch_tokens}"
+            )
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
         if not 0 <= self.eval_fraction < 1:
@@ -145,6 +160,73 @@ def encode_for_reward(
     prompt_cut = max(0, len(prompt_ids) - prompt_room)
     prompt_ids = prompt_ids[prompt_cut:]
     return RewardInput(prompt_ids + response_ids + end, prompt_cut, response_cut)
+
+
+# ---- batching: similar lengths together, under a token budget ----
+
+
+def token_budget_batches(
+    lengths: Sequence[int],
+    *,
+    max_pairs: int,
+    max_tokens: int,
+    seed: int,
+    epoch: int,
+) -> list[list[int]]:
+    """Batches of pair indices: every pair once, each batch within `max_tokens` when padded.
+
+    `lengths[i]` is the longer of pair i's two sequences. A batch of n pairs is padded to its
+    longest sequence, so it costs `2 * n * max(lengths)` tokens; that, not the pair count, sets
+    memory and time. Pairs are shuffled (seed, epoch), sorted by length (a stable sort: equal
+    lengths keep the shuffled order), cut greedily into batches of at most `max_pairs` pairs under
+    the budget, and the batches are shuffled so that one step is not always the long one. A pair
+    longer than the budget alone gets a batch of its own.
+    """
+    import random
+
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in order:  # ascending: the newest pair is the batch's longest
+        if batch and (len(batch) >= max_pairs or 2 * (len(batch) + 1) * lengths[i] > max_tokens):
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    rng.shuffle(batches)
+    return batches
+
+
+class TokenBudgetBatchSampler:
+    """A torch batch sampler over `token_budget_batches`; a new order on each pass (epoch)."""
+
+    def __init__(self, lengths: Sequence[int], *, max_pairs: int, max_tokens: int, seed: int):
+        self.lengths = list(lengths)
+        self.max_pairs = max_pairs
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.epoch = 0
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        return token_budget_batches(
+            self.lengths,
+            max_pairs=self.max_pairs,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            epoch=epoch,
+        )
+
+    def __iter__(self):  # noqa: ANN204
+        batches = self.batches(self.epoch)
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch))  # the count is the same in every epoch
 
 
 # ---- scoring ----
@@ -324,7 +406,19 @@ def train_reward(
             disable_tqdm=not progress_bar,
             use_cpu=not torch.cuda.is_available(),
         )
-        trainer = RewardTrainer(
+        trainer_class = RewardTrainer
+        if config.max_batch_tokens is not None:
+            lengths = [max(len(c), len(r)) for c, r in train_rows]
+            trainer_class = _token_budget_trainer(
+                RewardTrainer,
+                TokenBudgetBatchSampler(
+                    lengths,
+                    max_pairs=config.batch_size,
+                    max_tokens=config.max_batch_tokens,
+                    seed=config.seed,
+                ),
+            )
+        trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=train_dataset,
@@ -427,6 +521,23 @@ def _heldout_report(
         **{f"heldout_pairs_{k}": len(v) for k, v in buckets.items()},
         "rows": report_rows,
     }
+
+
+def _token_budget_trainer(trainer_class: type, batch_sampler: TokenBudgetBatchSampler) -> type:
+    """`trainer_class` whose training batches come from `batch_sampler` (same collator)."""
+    from torch.utils.data import DataLoader
+
+    class TokenBudgetTrainer(trainer_class):  # type: ignore[misc, valid-type]
+        def get_train_dataloader(self) -> DataLoader:
+            loader = DataLoader(
+                self.train_dataset,
+                batch_sampler=batch_sampler,
+                collate_fn=self.data_collator,
+                num_workers=0,
+            )
+            return self.accelerator.prepare(loader)
+
+    return TokenBudgetTrainer
 
 
 def _metrics_callback(on_metrics: OnMetrics) -> Any:

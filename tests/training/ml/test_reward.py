@@ -13,7 +13,9 @@ from training.ml.models import encode_prompt, encode_response, load_tokenizer
 from training.ml.reward import (
     RewardScorer,
     RewardTrainConfig,
+    TokenBudgetBatchSampler,
     encode_for_reward,
+    token_budget_batches,
     train_reward,
 )
 
@@ -227,3 +229,96 @@ def test_split_keeps_each_prompt_on_one_side_whatever_the_order() -> None:
     assert {p.prompt for p in train}.isdisjoint({p.prompt for p in heldout})
     assert (len(train), len(heldout)) == (12, 8)  # whole prompts of 4 pairs until >= 5 pairs
     assert {p.line for p in heldout_reversed} == {p.line for p in heldout}
+
+
+# ---- batching under a token budget ----
+
+
+def test_token_budget_batches_use_every_pair_once_and_stay_under_budget() -> None:
+    lengths = [5, 40, 12, 33, 7, 50, 21, 18, 9, 44, 30, 26, 3, 48, 15, 11]
+
+    for epoch in range(3):
+        batches = token_budget_batches(lengths, max_pairs=4, max_tokens=200, seed=0, epoch=epoch)
+
+        assert sorted(i for batch in batches for i in batch) == list(range(16))
+        assert all(2 * len(b) * max(lengths[i] for i in b) <= 200 for b in batches)
+        assert all(len(b) <= 4 for b in batches)
+
+
+def test_token_budget_batches_group_similar_lengths() -> None:
+    lengths = [10, 100, 11, 101, 12, 102, 13, 103]
+
+    batches = token_budget_batches(lengths, max_pairs=4, max_tokens=10_000, seed=0, epoch=0)
+
+    assert sorted(sorted(b) for b in batches) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+
+
+def test_token_budget_batches_change_order_with_the_epoch_only() -> None:
+    lengths = [8] * 12
+
+    first = token_budget_batches(lengths, max_pairs=3, max_tokens=1000, seed=0, epoch=0)
+    again = token_budget_batches(lengths, max_pairs=3, max_tokens=1000, seed=0, epoch=0)
+    second = token_budget_batches(lengths, max_pairs=3, max_tokens=1000, seed=0, epoch=1)
+
+    assert first == again
+    assert first != second
+    assert sorted(map(sorted, first)) != sorted(map(sorted, second))  # new groups, not only order
+
+
+def test_a_pair_over_the_budget_gets_a_batch_of_its_own() -> None:
+    batches = token_budget_batches([4, 80, 4], max_pairs=8, max_tokens=100, seed=0, epoch=0)
+
+    assert sorted(batches) == [[0, 2], [1]]
+
+
+def test_sampler_yields_a_new_epoch_on_each_pass() -> None:
+    sampler = TokenBudgetBatchSampler([6] * 10, max_pairs=2, max_tokens=100, seed=3)
+
+    assert len(sampler) == 5
+    first, second = list(sampler), list(sampler)
+
+    assert first == token_budget_batches([6] * 10, max_pairs=2, max_tokens=100, seed=3, epoch=0)
+    assert second == token_budget_batches([6] * 10, max_pairs=2, max_tokens=100, seed=3, epoch=1)
+
+
+def test_training_steps_follow_the_token_budget(tiny_model: str, tmp_path: Path) -> None:
+    data = write_preferences(tmp_path / "prefs.jsonl", pairs=12, seed=2)
+    config = RewardTrainConfig(
+        base_model=tiny_model,
+        lora_r=4,
+        epochs=1,
+        batch_size=12,
+        max_length=32,
+        max_batch_tokens=64,  # one pair of up to 32 tokens per step
+        eval_fraction=0,
+    )
+
+    result = train_reward(config, data, tmp_path / "rm")
+
+    assert (result["train_pairs"], result["steps"]) == (12, 12)
+
+
+def test_without_a_budget_batches_are_fixed_size(tiny_model: str, tmp_path: Path) -> None:
+    data = write_preferences(tmp_path / "prefs.jsonl", pairs=12, seed=2)
+    config = RewardTrainConfig(
+        base_model=tiny_model,
+        lora_r=4,
+        epochs=1,
+        batch_size=4,
+        max_batch_tokens=None,
+        eval_fraction=0,
+    )
+
+    result = train_reward(config, data, tmp_path / "rm")
+
+    assert result["steps"] == 3
+
+
+def test_budget_below_one_pair_is_refused(tiny_model: str, tmp_path: Path) -> None:
+    config = RewardTrainConfig(base_model=tiny_model, max_length=64, max_batch_tokens=100)
+
+    with pytest.raises(
+        ValueError, match=r"max_batch_tokens must hold one pair .*\(>= 128\), got 100"
+    ):
+        train_reward(config, tmp_path / "prefs.jsonl", tmp_path / "rm")
+    assert list(tmp_path.iterdir()) == []
