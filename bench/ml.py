@@ -68,7 +68,7 @@ LONG_TRL_STEPS = 1  # steps of the TRL-defaults baseline (8 pairs each): it is t
 REWARD_LR = 1e-4
 DEMO_SAMPLES = 3  # answers per demo prompt; every judged pair of them is a preference
 PPO = {
-    "total_episodes": 64,
+    "total_episodes": 32,  # 64-128 wanted; 32 fit the time left on the loaded machine
     "rollout_batch_size": 8,
     "num_mini_batches": 1,
     "num_ppo_epochs": 4,
