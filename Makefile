@@ -7,7 +7,7 @@ BASE_MODEL_DIR ?= var/models/smollm2-135m-instruct
 TEST_DB ?= postgres://postgres@127.0.0.1:5432/hone
 TEST_REDIS ?= redis://127.0.0.1:6379/15
 
-.PHONY: venv demo test test-postgres test-embedded lint format bench bench-ml base-model clean
+.PHONY: venv demo test test-postgres test-embedded lint format bench bench-ml bench-loop base-model clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ base-model: venv
 	$(PY) -m training.ml.prepare_base --out $(BASE_MODEL_DIR)
 
 demo: venv base-model
-	$(PY) manage.py demo
+	DEBUG=1 $(PY) manage.py demo
 
 test: test-postgres test-embedded
 
@@ -46,7 +46,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-ml
+bench: bench-ml bench-loop
 
 # TRL 1.12 (the last TRL with a PPO trainer) in an environment of its own, for bench/trl_ppo.py
 # only: Hone itself runs on the latest TRL and never imports this one.
@@ -60,6 +60,9 @@ $(BENCH_TRL)/.installed:
 
 bench-ml: venv base-model $(BENCH_TRL)/.installed
 	$(PY) bench/ml.py --base $(BASE_MODEL_DIR)
+
+bench-loop: venv base-model
+	$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 3
 
 clean:
 	rm -rf var/artifacts var/*.sqlite3 var/test-*

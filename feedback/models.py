@@ -36,6 +36,30 @@ class Project(models.Model):
     comparisons_per_iteration = models.PositiveIntegerField(
         default=16, help_text="Prompts sampled into new comparisons after each iteration."
     )
+    # Promotion gates: a candidate must pass every one against the active policy.
+    auto_promote = models.BooleanField(
+        default=True, help_text="Promote a candidate that passes the gates without approval."
+    )
+    gate_min_win_rate = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Least reward-model win rate of the candidate against the active policy.",
+    )
+    gate_max_kl = models.FloatField(
+        default=20.0,
+        validators=[MinValueValidator(0.0)],
+        help_text="Largest mean KL to the base model (nats per answer).",
+    )
+    gate_max_empty_rate = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Largest share of empty answers.",
+    )
+    gate_max_repetition = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Largest share of repeated 3-grams in the candidate's answers.",
+    )
     training_config = models.JSONField(
         default=dict, blank=True, help_text="Overrides for reward and PPO settings."
     )

@@ -3,20 +3,22 @@
 Runs inside a Celery worker on the `gpu` queue. `training.ml` (torch, transformers, peft,
 TRL) is imported inside each function, so that web processes never pay for it.
 
-Every step of an iteration is resumable: a step whose result is already recorded on the
-iteration is skipped, so a retried or redelivered task continues where the last one
-stopped, and an artifact only becomes visible (moved into place, then registered) once it
-is complete.
+An iteration is a small state machine on its row: each step moves it on with a
+compare-and-set on the status, so a retried or redelivered task continues where the last one
+stopped, and a step that ends after a cancel changes nothing. An artifact only becomes
+visible (moved into place, then registered) once it is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import socket
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -24,16 +26,53 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from feedback.models import Comparison, Project, Prompt
 from training import services
+from training.gates import gate_report
 from training.models import LoopIteration, PolicyVersion, TrainingRun
 from training.selectors import policy_active
 
 logger = logging.getLogger(__name__)
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+HEARTBEAT_SECONDS = float(os.environ.get("HONE_HEARTBEAT_SECONDS", "15"))
+
+
+class RunCancelled(Exception):
+    """Someone asked this run to stop."""
+
+
+class Heartbeat(threading.Thread):
+    """Beats a run's heart while its job works, and notices a request to cancel it.
+
+    A job between two metric steps can be silent for minutes; the beat tells the reaper
+    (`runs_reap_stale_task`) that the worker is alive all the same.
+    """
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
+        self.run_id = run_id
+        self.stopped = threading.Event()
+        self.cancelled = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(HEARTBEAT_SECONDS):
+                try:
+                    TrainingRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
+                    if TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists():
+                        self.cancelled.set()
+                except DatabaseError:  # a busy database: the next beat will do
+                    logger.warning("Heartbeat of run %s missed", self.run_id, exc_info=True)
+        finally:
+            connection.close()
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise RunCancelled(f"Run {self.run_id} was cancelled.")
 
 
 def stage_config(cls: type, overrides: dict[str, Any], **values: Any) -> Any:
@@ -63,14 +102,26 @@ def _work_dir(project: Project) -> Path:
     return Path(tempfile.mkdtemp(dir=root))
 
 
-def _run(run: TrainingRun, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run `body` as `run`: mark it running, then succeeded with its summary, or failed."""
+def _run(run: TrainingRun, body: Callable[[Heartbeat], dict[str, Any]]) -> dict[str, Any]:
+    """Run `body` as `run`: running, then succeeded with its summary, failed or cancelled."""
+    run.refresh_from_db()
+    if run.cancel_requested:
+        services.run_mark_cancelled(run=run)
+        raise RunCancelled(f"Run {run.pk} was cancelled before it started.")
     services.run_start(run=run, worker=WORKER_NAME)
+    heartbeat = Heartbeat(run.pk)
+    heartbeat.start()
     try:
-        summary = body()
+        summary = body(heartbeat)
+    except RunCancelled:
+        services.run_mark_cancelled(run=run)
+        raise
     except Exception as error:
         services.run_fail(run=run, error=_error_text(error))
         raise
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join()
     services.run_succeed(run=run, summary=summary)
     return summary
 
@@ -81,8 +132,9 @@ def _error_text(error: Exception) -> str:
     return "".join(traceback.format_exception(error))[-4000:]
 
 
-def _metrics_sink(run: TrainingRun) -> Callable[[dict[str, Any]], None]:
+def _metrics_sink(run: TrainingRun, heartbeat: Heartbeat) -> Callable[[dict[str, Any]], None]:
     def sink(values: dict[str, Any]) -> None:
+        heartbeat.check()
         services.run_record_metrics(run=run, values=values)
 
     return sink
@@ -107,12 +159,14 @@ def generation_queue(*, project: Project, iteration: LoopIteration | None = None
     return run
 
 
-def generation_prompts(*, project: Project, policy: PolicyVersion, limit: int) -> list[Prompt]:
-    """Train prompts with the fewest open comparisons of this policy, oldest first."""
+def generation_prompts(
+    *, project: Project, policy: PolicyVersion, split: str, limit: int
+) -> list[Prompt]:
+    """Prompts of a split with the fewest open comparisons of this policy, oldest first."""
     from django.db.models import Count, Q
 
     return list(
-        Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN)
+        Prompt.objects.filter(project=project, split=split)
         .annotate(
             open_of_policy=Count(
                 "comparisons",
@@ -126,53 +180,84 @@ def generation_prompts(*, project: Project, policy: PolicyVersion, limit: int) -
     )
 
 
-def generation_run(*, run: TrainingRun) -> dict[str, Any]:
+def generation_run(*, run: TrainingRun, versus: PolicyVersion | None = None) -> dict[str, Any]:
+    """Sample comparisons from the active policy.
+
+    Without `versus`: two answers of the active policy per train prompt (data for the next
+    reward model). With `versus`: one answer of the active policy and one of `versus` per
+    eval prompt, so that people judge each new version against the one before it.
+    """
     from training.ml.generate import GenerateConfig, generate
 
     project = run.project
     policy = policy_active(project=project)
+    split = Prompt.Split.EVAL if versus else Prompt.Split.TRAIN
     prompts = generation_prompts(
-        project=project, policy=policy, limit=project.comparisons_per_iteration
+        project=project, policy=policy, split=split, limit=project.comparisons_per_iteration
     )
+    players = [policy, versus] if versus else [policy]
 
-    def body() -> dict[str, Any]:
+    def body(heartbeat: Heartbeat) -> dict[str, Any]:
         if not prompts:
-            raise ValidationError(f"Project {project.slug} has no train prompts to sample.")
-        config = stage_config(
-            GenerateConfig,
-            _overrides(project, "generate"),
-            base_model=project.base_model,
-            adapter=_adapter(policy),
-            num_samples=2,
-            max_new_tokens=project.max_new_tokens,
-            temperature=project.temperature,
-            top_p=project.top_p,
-            seed=run.pk,  # a new run samples new answers
-        )
-        run.config = {"policy": policy.number, **dataclasses.asdict(config)}
-        run.save(update_fields=["config"])
-        services.run_log(run=run, line=f"Sampling {len(prompts)} prompts from v{policy.number}")
-
-        def progress(done: int, total: int) -> None:
-            services.run_record_metrics(
-                run=run, values={"step": done, "prompts_done": done, "prompts_total": total}
+            raise ValidationError(f"Project {project.slug} has no {split} prompts to sample.")
+        configs = [
+            stage_config(
+                GenerateConfig,
+                _overrides(project, "generate"),
+                base_model=project.base_model,
+                adapter=_adapter(player),
+                num_samples=2 // len(players),
+                max_new_tokens=project.max_new_tokens,
+                temperature=project.temperature,
+                top_p=project.top_p,
+                seed=run.pk + i,  # a new run samples new answers
             )
+            for i, player in enumerate(players)
+        ]
+        run.config = {
+            "policy": policy.number,
+            "versus": versus.number if versus else None,
+            "split": split,
+            **dataclasses.asdict(configs[0]),
+        }
+        run.save(update_fields=["config"])
+        names = " and ".join(f"v{p.number}" for p in players)
+        services.run_log(run=run, line=f"Sampling {len(prompts)} {split} prompts from {names}")
+        total = len(prompts) * len(players)
 
-        samples = generate(config, [p.messages for p in prompts], on_progress=progress)
+        per_player = []
+        for i, (player, config) in enumerate(zip(players, configs, strict=True)):
+
+            def progress(done: int, _total: int, offset: int = i * len(prompts)) -> None:
+                heartbeat.check()
+                services.run_record_metrics(
+                    run=run,
+                    values={
+                        "step": offset + done,
+                        "prompts_done": offset + done,
+                        "prompts_total": total,
+                    },
+                )
+
+            samples = generate(config, [p.messages for p in prompts], on_progress=progress)
+            per_player.append([[(player, dataclasses.asdict(s)) for s in one] for one in samples])
+        rows = [
+            (prompt, [pair for player_samples in per_player for pair in player_samples[k]])
+            for k, prompt in enumerate(prompts)
+        ]
         comparisons = services.generation_record(
             project=project,
-            policy=policy,
-            prompts=prompts,
-            samples=[[dataclasses.asdict(s) for s in per_prompt] for per_prompt in samples],
+            rows=rows,
             sampling={
-                "temperature": config.temperature,
-                "top_p": config.top_p,
-                "max_new_tokens": config.max_new_tokens,
-                "seed": config.seed,
+                "temperature": configs[0].temperature,
+                "top_p": configs[0].top_p,
+                "max_new_tokens": configs[0].max_new_tokens,
+                "seed": configs[0].seed,
             },
         )
         return {
             "policy": policy.number,
+            "versus": versus.number if versus else None,
             "prompts": len(prompts),
             "comparisons": len(comparisons),
             "identical_pairs_skipped": len(prompts) - len(comparisons),
@@ -185,32 +270,52 @@ def generation_run(*, run: TrainingRun) -> dict[str, Any]:
 
 
 def iteration_run(*, iteration: LoopIteration) -> None:
-    """Carry an iteration from wherever it stands to its end. Safe to call again."""
+    """Carry an iteration from wherever it stands to its end. Safe to call again.
+
+    Each step records its result on the iteration with a compare-and-set on the status, so
+    a step that finishes after the iteration was cancelled (or was run twice by a
+    redelivered message) changes nothing.
+    """
     steps = {
         LoopIteration.Status.COLLECTING: _step_collect,
         LoopIteration.Status.REWARD: _step_reward,
         LoopIteration.Status.PPO: _step_ppo,
+        LoopIteration.Status.EVALUATING: _step_evaluate,
         LoopIteration.Status.PROMOTING: _step_promote,
         LoopIteration.Status.GENERATING: _step_generate,
     }
-    while iteration.status in steps:
+    while True:
+        iteration.refresh_from_db()
+        step = steps.get(iteration.status)
+        if step is None:
+            return  # done, failed, rejected, cancelled, or waiting for an admin
         try:
-            steps[iteration.status](iteration)
+            step(iteration)
+        except (services.IterationMoved, RunCancelled):
+            return
         except Exception as error:
             logger.exception("Iteration %s of %s failed", iteration.number, iteration.project)
-            services.iteration_advance(
-                iteration=iteration, status=LoopIteration.Status.FAILED, error=_error_text(error)
-            )
+            with contextlib.suppress(services.IterationMoved):
+                services.iteration_advance(
+                    iteration=iteration,
+                    status=LoopIteration.Status.FAILED,
+                    expected=iteration.status,
+                    error=_error_text(error),
+                )
             return
+
+
+def _advance(iteration: LoopIteration, status: str, **fields: Any) -> None:
+    services.iteration_advance(
+        iteration=iteration, status=status, expected=iteration.status, **fields
+    )
 
 
 def _step_collect(iteration: LoopIteration) -> None:
     snapshot = services.snapshot_create(
         project=iteration.project, name=f"iteration-{iteration.number}"
     )
-    services.iteration_advance(
-        iteration=iteration, status=LoopIteration.Status.REWARD, snapshot=snapshot
-    )
+    _advance(iteration, LoopIteration.Status.REWARD, snapshot=snapshot)
 
 
 def _step_reward(iteration: LoopIteration) -> None:
@@ -229,14 +334,15 @@ def _step_reward(iteration: LoopIteration) -> None:
     work = _work_dir(project)
     holder: dict[str, Any] = {}
 
-    def body() -> dict[str, Any]:
+    def body(heartbeat: Heartbeat) -> dict[str, Any]:
         services.run_log(run=run, line=f"Reward model on {snapshot.pair_count} pairs")
         metrics = train_reward(
             config,
             str(services.artifact_path(snapshot.path)),
             str(work / "adapter"),
-            on_metrics=_metrics_sink(run),
+            on_metrics=_metrics_sink(run, heartbeat),
         )
+        heartbeat.check()
         relative = services.artifact_commit(
             tmp_dir=work / "adapter",
             relative=f"projects/{project.pk}/reward/iteration-{iteration.number}",
@@ -250,9 +356,7 @@ def _step_reward(iteration: LoopIteration) -> None:
         _run(run, body)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    services.iteration_advance(
-        iteration=iteration, status=LoopIteration.Status.PPO, reward_model=holder["model"]
-    )
+    _advance(iteration, LoopIteration.Status.PPO, reward_model=holder["model"])
 
 
 def _step_ppo(iteration: LoopIteration) -> None:
@@ -278,14 +382,18 @@ def _step_ppo(iteration: LoopIteration) -> None:
     work = _work_dir(project)
     holder: dict[str, Any] = {}
 
-    def body() -> dict[str, Any]:
+    def body(heartbeat: Heartbeat) -> dict[str, Any]:
         prompts = Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN)
         prompts_path = work / "prompts.jsonl"
         write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
         services.run_log(run=run, line=f"PPO from v{parent.number} on {len(prompts)} prompts")
         metrics = train_ppo(
-            config, str(prompts_path), str(work / "adapter"), on_metrics=_metrics_sink(run)
+            config,
+            str(prompts_path),
+            str(work / "adapter"),
+            on_metrics=_metrics_sink(run, heartbeat),
         )
+        heartbeat.check()
         relative = services.artifact_commit(
             tmp_dir=work / "adapter",
             relative=f"projects/{project.pk}/policies/iteration-{iteration.number}",
@@ -304,19 +412,90 @@ def _step_ppo(iteration: LoopIteration) -> None:
         _run(run, body)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    services.iteration_advance(
-        iteration=iteration, status=LoopIteration.Status.PROMOTING, policy=holder["policy"]
+    _advance(iteration, LoopIteration.Status.EVALUATING, policy=holder["policy"])
+
+
+def _step_evaluate(iteration: LoopIteration) -> None:
+    """Candidate against the active policy on held-out prompts, then the project's gates."""
+    from training.ml.data import write_jsonl
+    from training.ml.evaluate import EvaluateConfig, evaluate
+
+    project, candidate = iteration.project, iteration.policy
+    incumbent = policy_active(project=project)
+    prompts = list(Prompt.objects.filter(project=project, split=Prompt.Split.EVAL))
+    if not prompts:  # no held-out prompts: judge on train prompts rather than not at all
+        prompts = list(Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN))
+    config = stage_config(
+        EvaluateConfig,
+        _overrides(project, "evaluate"),
+        base_model=project.base_model,
+        reward_model=str(services.artifact_path(iteration.reward_model.adapter_path)),
+        candidate_adapter=_adapter(candidate),
+        incumbent_adapter=_adapter(incumbent),
+        max_new_tokens=project.max_new_tokens,
+        seed=iteration.number,
     )
+    run = services.run_create(
+        project=project,
+        kind=TrainingRun.Kind.EVALUATE,
+        iteration=iteration,
+        config={
+            "candidate": candidate.number,
+            "incumbent": incumbent.number,
+            **dataclasses.asdict(config),
+        },
+    )
+    work = _work_dir(project)
+
+    def body(heartbeat: Heartbeat) -> dict[str, Any]:
+        prompts_path = work / "prompts.jsonl"
+        write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
+
+        def progress(done: int, total: int) -> None:
+            heartbeat.check()
+            services.run_record_metrics(run=run, values={"step": done, "of": total})
+
+        return evaluate(config, str(prompts_path), on_progress=progress)
+
+    try:
+        evaluation = _run(run, body)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = gate_report(project=project, evaluation=evaluation)
+    record = {
+        **evaluation,
+        "candidate_version": candidate.number,
+        "incumbent_version": incumbent.number,
+        "gates": report,
+    }
+    if not report["passed"]:
+        failed = ", ".join(g["name"] for g in report["gates"] if not g["passed"])
+        services.iteration_advance(iteration=iteration, status=iteration.status, evaluation=record)
+        services.iteration_reject(iteration=iteration, reason=f"Gates not passed: {failed}.")
+        return
+    next_status = (
+        LoopIteration.Status.PROMOTING
+        if project.auto_promote
+        else LoopIteration.Status.AWAITING_APPROVAL
+    )
+    _advance(iteration, next_status, evaluation=record)
 
 
 def _step_promote(iteration: LoopIteration) -> None:
     services.policy_promote(policy=iteration.policy)
-    services.iteration_advance(iteration=iteration, status=LoopIteration.Status.GENERATING)
+    _advance(iteration, LoopIteration.Status.GENERATING)
 
 
 def _step_generate(iteration: LoopIteration) -> None:
+    """New comparisons: the new version against its parent, and pairs of the new version."""
+    project, policy = iteration.project, iteration.policy
+    if policy.parent_id and Prompt.objects.filter(project=project, split="eval").exists():
+        run = services.run_create(
+            project=project, kind=TrainingRun.Kind.GENERATE, config={}, iteration=iteration
+        )
+        generation_run(run=run, versus=policy.parent)
     run = services.run_create(
-        project=iteration.project, kind=TrainingRun.Kind.GENERATE, config={}, iteration=iteration
+        project=project, kind=TrainingRun.Kind.GENERATE, config={}, iteration=iteration
     )
     generation_run(run=run)
-    services.iteration_advance(iteration=iteration, status=LoopIteration.Status.DONE)
+    _advance(iteration, LoopIteration.Status.DONE)

@@ -80,6 +80,18 @@ class PolicyVersion(models.Model):
         return f"v{self.number}"
 
 
+# An iteration in one of these holds the project's loop: the database allows one at a time.
+ITERATION_RUNNING_STATUSES = (
+    "collecting",
+    "reward",
+    "ppo",
+    "evaluating",
+    "awaiting_approval",
+    "promoting",
+    "generating",
+)
+
+
 class LoopIteration(models.Model):
     """One turn of the loop: snapshot, reward model, PPO, promotion, new comparisons."""
 
@@ -92,25 +104,31 @@ class LoopIteration(models.Model):
         COLLECTING = "collecting"
         REWARD = "reward", "Training the reward model"
         PPO = "ppo", "PPO"
+        EVALUATING = "evaluating"
+        AWAITING_APPROVAL = "awaiting_approval", "Waiting for approval"
         PROMOTING = "promoting"
         GENERATING = "generating", "Generating new comparisons"
         DONE = "done"
+        REJECTED = "rejected", "Rejected by the gates"
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    ACTIVE_STATUSES = ("collecting", "reward", "ppo", "promoting", "generating")
+    ACTIVE_STATUSES = ITERATION_RUNNING_STATUSES
 
     project = models.ForeignKey(
         "feedback.Project", on_delete=models.CASCADE, related_name="iterations"
     )
     number = models.PositiveIntegerField()
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.COLLECTING)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.COLLECTING)
     snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT)
     reward_model = models.ForeignKey(
         RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT
     )
     policy = models.ForeignKey(PolicyVersion, null=True, blank=True, on_delete=models.PROTECT)
+    evaluation = models.JSONField(
+        default=dict, blank=True, help_text="Candidate against the active policy, and the gates."
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -120,7 +138,7 @@ class LoopIteration(models.Model):
             models.UniqueConstraint(fields=["project", "number"], name="unique_iteration_number"),
             models.UniqueConstraint(
                 fields=["project"],
-                condition=Q(status__in=["collecting", "reward", "ppo", "promoting", "generating"]),
+                condition=Q(status__in=ITERATION_RUNNING_STATUSES),
                 name="one_running_iteration",
             ),
         ]
@@ -160,6 +178,7 @@ class TrainingRun(models.Model):
     config = models.JSONField(default=dict, blank=True)
     summary = models.JSONField(default=dict, blank=True, help_text="Final metrics.")
     log_tail = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
     worker = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     queued_at = models.DateTimeField(auto_now_add=True)

@@ -47,3 +47,40 @@ def runs_for_project(*, project: Project) -> QuerySet[TrainingRun]:
 
 def run_metrics(*, run: TrainingRun) -> QuerySet[RunMetric]:
     return RunMetric.objects.filter(run=run).order_by("step", "id")
+
+
+def iteration_series(*, project: Project) -> dict[str, list]:
+    """Per-iteration numbers to plot: reward-model accuracy, candidate KL and win rates."""
+    from training.leaderboard import version_games
+
+    games = version_games(project=project)
+    series: dict[str, list] = {
+        "iteration": [],
+        "rm_accuracy": [],
+        "kl": [],
+        "rm_win_rate": [],
+        "human_win_rate": [],
+    }
+    for it in (
+        LoopIteration.objects.filter(project=project)
+        .select_related("reward_model", "policy")
+        .order_by("number")
+    ):
+        evaluation = it.evaluation or {}
+        human = None
+        if it.policy_id and it.policy.parent_id:
+            new, old = it.policy.number, it.policy.parent.number
+            scores = [
+                g.score if g.first == new else 1 - g.score
+                for g in games
+                if {g.first, g.second} == {new, old}
+            ]
+            human = sum(scores) / len(scores) if scores else None
+        series["iteration"].append(it.number)
+        series["rm_accuracy"].append(
+            it.reward_model.heldout_accuracy if it.reward_model_id else None
+        )
+        series["kl"].append(evaluation.get("kl_to_base_mean"))
+        series["rm_win_rate"].append(evaluation.get("win_rate"))
+        series["human_win_rate"].append(human)
+    return series

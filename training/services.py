@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from collections import defaultdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,40 @@ def policy_promote(*, policy: PolicyVersion) -> PolicyVersion:
             data={"version": policy.number, "policy_id": policy.pk},
         )
     return policy
+
+
+def policy_rollback(*, policy: PolicyVersion) -> PolicyVersion:
+    """Make an earlier version active again; the one it replaces is marked rolled back.
+
+    Nothing is deleted: every version, its adapter and its history stay.
+    """
+    with transaction.atomic():
+        versions = list(
+            PolicyVersion.objects.select_for_update().filter(project_id=policy.project_id)
+        )
+        target = next(v for v in versions if v.pk == policy.pk)
+        if target.status == PolicyVersion.Status.ACTIVE:
+            raise ValidationError({"policy": f"v{target.number} is already active."})
+        if target.status not in (PolicyVersion.Status.RETIRED, PolicyVersion.Status.ROLLED_BACK):
+            raise ValidationError(
+                {
+                    "policy": f"v{target.number} is {target.status}; only a version that was "
+                    "active before can be rolled back to."
+                }
+            )
+        for old in versions:
+            if old.status == PolicyVersion.Status.ACTIVE:
+                old.status = PolicyVersion.Status.ROLLED_BACK
+                old.save(update_fields=["status"])
+        target.status = PolicyVersion.Status.ACTIVE
+        target.promoted_at = timezone.now()
+        target.save(update_fields=["status", "promoted_at"])
+        event_publish(
+            project_id=target.project_id,
+            event="policy_live",
+            data={"version": target.number, "policy_id": target.pk, "rollback": True},
+        )
+    return target
 
 
 # --- Dataset snapshots ------------------------------------------------------------------
@@ -196,14 +231,27 @@ def iteration_start(*, project: Project, trigger: str) -> LoopIteration | None:
     return iteration
 
 
-def iteration_advance(*, iteration: LoopIteration, status: str, **fields: Any) -> LoopIteration:
-    """Move an iteration to its next state, recording what the finished step produced."""
-    iteration.status = status
-    for name, value in fields.items():
-        setattr(iteration, name, value)
-    if status in (LoopIteration.Status.DONE, LoopIteration.Status.FAILED):
-        iteration.finished_at = timezone.now()
+class IterationMoved(Exception):
+    """The iteration is no longer where this step left it (cancelled, or done by another)."""
+
+
+def iteration_advance(
+    *, iteration: LoopIteration, status: str, expected: str | None = None, **fields: Any
+) -> LoopIteration:
+    """Move an iteration to its next state, recording what the finished step produced.
+
+    With `expected`, the move happens only if the row still has that status (a compare and
+    set), so a step that ends after the iteration was cancelled changes nothing.
+    """
     with transaction.atomic():
+        current = LoopIteration.objects.select_for_update().get(pk=iteration.pk)
+        if expected is not None and current.status != expected:
+            raise IterationMoved(f"Iteration {current.number} is {current.status}, not {expected}.")
+        iteration.status = status
+        for name, value in fields.items():
+            setattr(iteration, name, value)
+        if status not in LoopIteration.ACTIVE_STATUSES:
+            iteration.finished_at = timezone.now()
         iteration.save()
         event_publish(
             project_id=iteration.project_id,
@@ -211,6 +259,47 @@ def iteration_advance(*, iteration: LoopIteration, status: str, **fields: Any) -
             data={"iteration": iteration.number, "status": status, "error": iteration.error},
         )
     return iteration
+
+
+def iteration_cancel(*, iteration: LoopIteration) -> LoopIteration:
+    """Stop an iteration: its running jobs are asked to stop at their next step."""
+    if not iteration.is_running:
+        raise ValidationError({"iteration": f"Iteration {iteration.number} is not running."})
+    with transaction.atomic():
+        TrainingRun.objects.filter(
+            iteration=iteration, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+        ).update(cancel_requested=True)
+        if iteration.policy_id and iteration.policy.status == PolicyVersion.Status.CANDIDATE:
+            PolicyVersion.objects.filter(pk=iteration.policy_id).update(
+                status=PolicyVersion.Status.REJECTED
+            )
+        return iteration_advance(iteration=iteration, status=LoopIteration.Status.CANCELLED)
+
+
+def iteration_approve(*, iteration: LoopIteration) -> LoopIteration:
+    """An admin accepts a candidate that waits for approval; the worker promotes it."""
+    from training.tasks import loop_iteration_task
+
+    with transaction.atomic():
+        iteration = iteration_advance(
+            iteration=iteration,
+            status=LoopIteration.Status.PROMOTING,
+            expected=LoopIteration.Status.AWAITING_APPROVAL,
+        )
+        transaction.on_commit(lambda: loop_iteration_task.delay(iteration.pk))
+    return iteration
+
+
+def iteration_reject(*, iteration: LoopIteration, reason: str) -> LoopIteration:
+    """The candidate is not promoted (the gates or an admin said no); the loop is free again."""
+    with transaction.atomic():
+        if iteration.policy_id:
+            PolicyVersion.objects.filter(pk=iteration.policy_id).update(
+                status=PolicyVersion.Status.REJECTED
+            )
+        return iteration_advance(
+            iteration=iteration, status=LoopIteration.Status.REJECTED, error=reason
+        )
 
 
 # --- Training runs -----------------------------------------------------------------------
@@ -281,6 +370,60 @@ def run_fail(*, run: TrainingRun, error: str) -> TrainingRun:
     return run
 
 
+def run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """Ask a queued or running job to stop; a queued one stops before it starts."""
+    if run.status not in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
+        raise ValidationError({"run": f"Run {run.pk} is {run.status}: nothing to cancel."})
+    run.cancel_requested = True
+    run.save(update_fields=["cancel_requested"])
+    if run.iteration_id and run.iteration.is_running:
+        iteration_cancel(iteration=run.iteration)
+    return run
+
+
+def run_mark_cancelled(*, run: TrainingRun) -> TrainingRun:
+    run.status = TrainingRun.Status.CANCELLED
+    run.finished_at = timezone.now()
+    with transaction.atomic():
+        run.save(update_fields=["status", "finished_at"])
+        _run_event(run)
+    return run
+
+
+def runs_reap_stale(*, older_than_seconds: float) -> list[TrainingRun]:
+    """Mark failed every running job whose worker stopped beating (killed, machine lost).
+
+    Its iteration fails too, so the loop is free again; nothing it half-made was registered
+    (an artifact only gets its row once complete), and the active policy never changed.
+    """
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    reaped = []
+    for run in TrainingRun.objects.filter(
+        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).select_related("iteration"):
+        with transaction.atomic():
+            updated = TrainingRun.objects.filter(
+                pk=run.pk, status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff
+            ).update(
+                status=TrainingRun.Status.FAILED,
+                error=f"The worker {run.worker} stopped sending heartbeats "
+                f"(last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC): it was lost.",
+                finished_at=timezone.now(),
+            )
+            if not updated:
+                continue
+            run.refresh_from_db()
+            _run_event(run)
+            if run.iteration_id and run.iteration.is_running:
+                iteration_advance(
+                    iteration=run.iteration,
+                    status=LoopIteration.Status.FAILED,
+                    error=f"{run.kind} run {run.pk} lost its worker.",
+                )
+        reaped.append(run)
+    return reaped
+
+
 def _run_event(run: TrainingRun) -> None:
     event_publish(
         project_id=run.project_id,
@@ -325,34 +468,96 @@ def artifact_commit(*, tmp_dir: Path, relative: str) -> str:
     return relative
 
 
+def model_text(text: str) -> str:
+    """Model output is untrusted: NUL bytes (which PostgreSQL refuses) become U+FFFD."""
+    return text.replace("\x00", "\ufffd")
+
+
 def generation_record(
     *,
     project: Project,
-    policy: PolicyVersion,
-    prompts: list[Prompt],
-    samples: list[list[dict[str, Any]]],
+    rows: list[tuple[Prompt, list[tuple[PolicyVersion, dict[str, Any]]]]],
     sampling: dict[str, Any],
 ) -> list[Comparison]:
-    """Store two samples per prompt as completions and pair them into comparisons.
+    """Store sampled answers as completions and pair each prompt's two into a comparison.
 
-    Pairs whose two answers are identical teach nothing and are left out.
+    `rows` holds, per prompt, two (policy version, sample) pairs: two samples of one policy,
+    or one of the new policy and one of the previous. Pairs whose two answers are identical
+    teach nothing and are left out.
     """
     with transaction.atomic():
         pairs: list[tuple[Completion, Completion]] = []
-        for prompt, prompt_samples in zip(prompts, samples, strict=True):
+        for prompt, samples in rows:
             completions = Completion.objects.bulk_create(
                 [
                     Completion(
                         prompt=prompt,
                         policy_version=policy,
-                        text=sample["text"],
+                        text=model_text(sample["text"]),
                         sampling=sampling,
                         token_count=sample["token_count"],
                         finish_reason=sample["finish_reason"],
                     )
-                    for sample in prompt_samples
+                    for policy, sample in samples
                 ]
             )
             if len(completions) >= 2 and completions[0].text != completions[1].text:
                 pairs.append((completions[0], completions[1]))
         return comparisons_create(project=project, pairs=pairs)
+
+
+# --- Schedules --------------------------------------------------------------------------
+
+
+def loop_schedule_set(*, project: Project, cron: str) -> None:
+    """Start an iteration on a cron schedule ("0 3 * * *"); an empty string removes it.
+
+    The schedule is a django-celery-beat PeriodicTask, so it can be edited in the admin too.
+    A scheduled start does nothing while an iteration is running.
+    """
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    name = f"hone-loop-{project.slug}"
+    if not cron.strip():
+        PeriodicTask.objects.filter(name=name).delete()
+        return
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValidationError(
+            {
+                "schedule": f"{cron!r} is not a cron expression: it needs 5 fields "
+                "(minute hour day-of-month month day-of-week), e.g. '0 3 * * *'."
+            }
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    schedule = CrontabSchedule(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+        timezone="UTC",
+    )
+    try:
+        schedule.full_clean()
+    except ValidationError as error:
+        raise ValidationError({"schedule": f"{cron!r}: {'; '.join(error.messages)}"}) from None
+    with transaction.atomic():
+        schedule, _ = CrontabSchedule.objects.get_or_create(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+            timezone="UTC",
+        )
+        PeriodicTask.objects.update_or_create(
+            name=name,
+            defaults={
+                "task": "training.tasks.iteration_start_task",
+                "crontab": schedule,
+                "interval": None,
+                "args": json.dumps([project.pk, "schedule"]),
+                "enabled": True,
+            },
+        )

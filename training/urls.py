@@ -9,4 +9,16 @@ urlpatterns = [
     path("p/<slug:slug>/iterations/start/", views.iteration_start, name="iteration-start"),
     path("p/<slug:slug>/generate/", views.generation_start, name="generation-start"),
     path("p/<slug:slug>/runs/<int:run_id>/", views.run_detail, name="run"),
+    path("p/<slug:slug>/runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+    path(
+        "p/<slug:slug>/iterations/<int:number>/<str:action>/",
+        views.iteration_action,
+        name="iteration-action",
+    ),
+    path(
+        "p/<slug:slug>/policies/<int:number>/rollback/",
+        views.policy_rollback,
+        name="policy-rollback",
+    ),
+    path("p/<slug:slug>/schedule/", views.schedule_set, name="schedule"),
 ]

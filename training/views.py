@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from feedback.models import Membership
 from feedback.selectors import project_for_member
 from training import jobs, services
-from training.models import PolicyVersion, TrainingRun
-from training.selectors import iterations_for_project, run_metrics, runs_for_project
+from training.leaderboard import leaderboard
+from training.models import LoopIteration, PolicyVersion, TrainingRun
+from training.selectors import (
+    iteration_series,
+    iterations_for_project,
+    run_metrics,
+    runs_for_project,
+)
 
 STAFF = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
 
@@ -20,6 +27,9 @@ STAFF = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
 @login_required
 def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug, roles=STAFF)
+    from django_celery_beat.models import PeriodicTask
+
+    schedule = PeriodicTask.objects.filter(name=f"hone-loop-{project.slug}").first()
     return render(
         request,
         "training/project.html",
@@ -27,12 +37,107 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "iterations": iterations_for_project(project=project)[:20],
             "runs": runs_for_project(project=project)[:20],
-            "policies": PolicyVersion.objects.filter(project=project).order_by("-number"),
+            "policies": PolicyVersion.objects.filter(project=project)
+            .select_related("reward_model__snapshot", "parent", "training_run")
+            .order_by("-number"),
+            "leaderboard": _leaderboard_plot(leaderboard(project=project)),
+            "series": iteration_series(project=project),
+            "schedule": str(schedule.crontab).split(" (")[0] if schedule else "",
             "is_admin": project.memberships.filter(
                 user=request.user, role=Membership.Role.ADMIN
             ).exists(),
         },
     )
+
+
+def _leaderboard_plot(rows: list) -> dict:
+    """Rows plus the x positions (0-100) of each rating and its interval, for an SVG plot."""
+    rated = [r for r in rows if r.rating is not None]
+    if not rated:
+        return {"rows": rows, "points": []}
+    lo = min(r.low for r in rated) - 20
+    hi = max(r.high for r in rated) + 20
+
+    def x(value: float) -> float:
+        return round(5 + 90 * (value - lo) / (hi - lo), 2)
+
+    points = [
+        {"row": r, "x": x(r.rating), "x_low": x(r.low), "x_high": x(r.high), "y": 20 + 28 * i}
+        for i, r in enumerate(rated)
+    ]
+    return {
+        "rows": rows,
+        "points": points,
+        "height": 28 * len(rated) + 30,
+        "axis": [(x(v), round(v)) for v in (lo + 20, (lo + hi) / 2, hi - 20)],
+    }
+
+
+def _admin_action(request: HttpRequest, slug: str, action) -> HttpResponse:
+    """Run one admin action on the project's loop and report the outcome as a message."""
+    project = project_for_member(user=request.user, slug=slug, roles=(Membership.Role.ADMIN,))
+    try:
+        messages.success(request, action(project))
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    return redirect("training:project", slug=slug)
+
+
+@login_required
+@require_POST
+def iteration_action(request: HttpRequest, slug: str, number: int, action: str) -> HttpResponse:
+    if action not in ("cancel", "approve", "reject"):
+        raise Http404("Unknown action.")
+
+    def act(project) -> str:
+        iteration = get_object_or_404(LoopIteration, project=project, number=number)
+        if action == "cancel":
+            services.iteration_cancel(iteration=iteration)
+        elif action == "approve":
+            try:
+                services.iteration_approve(iteration=iteration)
+            except services.IterationMoved as error:
+                raise ValidationError(str(error)) from None
+        else:
+            if iteration.status != LoopIteration.Status.AWAITING_APPROVAL:
+                raise ValidationError(f"Iteration {number} is not waiting for approval.")
+            services.iteration_reject(iteration=iteration, reason="Rejected by an admin.")
+        return f"Iteration {number}: {action} done."
+
+    return _admin_action(request, slug, act)
+
+
+@login_required
+@require_POST
+def policy_rollback(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    def act(project) -> str:
+        policy = get_object_or_404(PolicyVersion, project=project, number=number)
+        services.policy_rollback(policy=policy)
+        return f"v{number} is active again."
+
+    return _admin_action(request, slug, act)
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
+    def act(project) -> str:
+        services.run_cancel(run=get_object_or_404(TrainingRun, project=project, pk=run_id))
+        return f"Run {run_id} will stop at its next step."
+
+    return _admin_action(request, slug, act)
+
+
+@login_required
+@require_POST
+def schedule_set(request: HttpRequest, slug: str) -> HttpResponse:
+    def act(project) -> str:
+        cron = request.POST.get("cron", "")
+        services.loop_schedule_set(project=project, cron=cron)
+        return f"Schedule set to {cron!r}." if cron.strip() else "Schedule removed."
+
+    return _admin_action(request, slug, act)
 
 
 @login_required
@@ -60,8 +165,17 @@ def generation_start(request: HttpRequest, slug: str) -> HttpResponse:
 def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug, roles=STAFF)
     run = get_object_or_404(TrainingRun, pk=run_id, project=project)
+    metrics = list(run_metrics(run=run))
     return render(
         request,
         "training/run.html",
-        {"project": project, "run": run, "metrics": run_metrics(run=run)},
+        {
+            "project": project,
+            "run": run,
+            "metrics": metrics,
+            "metrics_data": [{"step": m.step, **m.values} for m in metrics],
+            "is_admin": project.memberships.filter(
+                user=request.user, role=Membership.Role.ADMIN
+            ).exists(),
+        },
     )

@@ -106,7 +106,14 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"training.tasks.*": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    "training.tasks.iteration_start_task": {"queue": "default"},
+    "training.tasks.runs_reap_stale_task": {"queue": "default"},
+    "training.tasks.*": {"queue": "gpu"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-runs": {"task": "training.tasks.runs_reap_stale_task", "schedule": 60.0},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from channels.layers import channel_layers
 from django.db import connection
 
@@ -59,7 +60,8 @@ def worker(transactional_db, redis_url, settings, tmp_path):
     old_broker = celery_app.conf.broker_url
     celery_app.close()
     celery_app.conf.broker_url = redis_url
-    celery_app.control.purge()  # nothing left over from an earlier run
+    # Nothing left over from an earlier run, not even a message a killed worker held.
+    redis.Redis.from_url(redis_url).flushdb()
 
     env = {
         **os.environ,

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from feedback.models import Comparison, Completion, Membership
 from feedback.routing import websocket_urlpatterns
 from feedback.services import membership_set, project_create, prompts_import
+from tests.factories import make_comparisons
 from training import jobs, services
 from training.models import LoopIteration, PolicyVersion, TrainingRun
 
@@ -46,7 +47,7 @@ def wait_for(predicate, seconds: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_one_iteration_end_to_end(worker, tiny_model_dir, make_user):
+def test_two_iterations_end_to_end(worker, tiny_model_dir, make_user):
     project = project_create(
         slug="e2e",
         name="E2E",
@@ -119,5 +120,61 @@ def test_one_iteration_end_to_end(worker, tiny_model_dir, make_user):
     assert list(iteration.runs.order_by("id").values_list("kind", "status")) == [
         ("reward", "succeeded"),
         ("ppo", "succeeded"),
+        ("evaluate", "succeeded"),
         ("generate", "succeeded"),
     ]
+
+    # 4. A second iteration on the new comparisons: PPO continues v1's adapter.
+    call_command("simulate_annotators", project="e2e", labels=6, preference="shorter")
+    second = services.iteration_start(project=project, trigger="manual")
+    wait_for(
+        lambda: LoopIteration.objects.get(pk=second.pk).status in ("done", "failed", "rejected"),
+        300,
+        "the second iteration",
+    )
+    second.refresh_from_db()
+    assert second.status == "done", second.error
+    v2 = PolicyVersion.objects.get(project=project, status="active")
+    assert (v2.number, v2.parent.number) == (2, 1)
+    assert second.runs.get(kind="ppo").config["init_adapter"].endswith("iteration-1")
+    statuses = dict(PolicyVersion.objects.filter(project=project).values_list("number", "status"))
+    assert statuses == {0: "retired", 1: "retired", 2: "active"}
+
+
+def test_worker_killed_during_ppo_leaves_a_failed_run_and_the_policy_unchanged(
+    worker, tiny_model_dir, make_user
+):
+    endless = {**TINY_TRAINING, "ppo": {**TINY_TRAINING["ppo"], "total_episodes": 100000}}
+    project = project_create(
+        slug="crash", name="Crash", base_model=tiny_model_dir, training_config=endless
+    )
+    prompts_import(project=project, records=PROMPTS, source="crash")
+    make_comparisons(project, [("ok", "a much longer answer")] * 4)
+    call_command("simulate_annotators", project="crash", labels=4, preference="shorter")
+
+    iteration = services.iteration_start(project=project, trigger="manual")
+    ppo = wait_for(
+        lambda: (
+            TrainingRun.objects.filter(iteration=iteration, kind="ppo", metrics__isnull=False)
+            .distinct()
+            .first()
+        ),
+        240,
+        "PPO to report a step",
+    )
+    worker.kill()  # SIGKILL: no cleanup, no goodbye
+    worker.wait(timeout=30)
+
+    reaped = services.runs_reap_stale(older_than_seconds=0)
+
+    ppo.refresh_from_db()
+    iteration.refresh_from_db()
+    assert [r.pk for r in reaped] == [ppo.pk]
+    assert ppo.status == "failed"
+    assert "stopped sending heartbeats" in ppo.error
+    assert iteration.status == "failed"
+    policies = list(PolicyVersion.objects.filter(project=project).values_list("number", "status"))
+    assert policies == [(0, "active")]
+    assert not services.artifact_path(f"projects/{project.pk}/policies").exists()
+    # The loop is free again.
+    assert services.iteration_start(project=project, trigger="manual") is not None

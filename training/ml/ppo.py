@@ -52,7 +52,7 @@ RewardFn = Callable[[list[Prompt], list[str]], list[float]]
 MetricsFn = Callable[[dict[str, Any]], None]
 
 METRICS_FILE = "metrics.jsonl"
-POLICY_FILE = "hone_policy.json"  # written last: its presence marks a finished run
+POLICY_FILE = "hone_policy.json"
 
 
 @dataclass
@@ -349,13 +349,14 @@ def train_ppo(
     """Train a LoRA policy with PPO on the prompts in `prompts_path` (JSONL `{"prompt": ...}`).
 
     The reward is `config.reward_model` (a folder from `training.ml.reward`) or
-    `reward_fn(prompts, answers) -> scores`. Writes to `out_dir`: the LoRA adapter and the
-    tokenizer, `metrics.jsonl` (one line per update: the dicts also sent to `on_metrics`) and,
-    last, `hone_policy.json`. Returns a summary: mean score at the first and the last update,
-    final KL, episodes, seconds.
+    `reward_fn(prompts, answers) -> scores`. Writes to `out_dir` (absent or empty): the LoRA
+    adapter and the tokenizer, `metrics.jsonl` (one line per update: the dicts also sent to
+    `on_metrics` as they come) and `hone_policy.json`. The folder is built aside and renamed
+    into place at the end, so a failed run leaves nothing. Returns a summary: mean score at the
+    first and the last update, final KL, episodes, seconds.
 
     Bad input (config, prompts file, model folders) raises a ValueError subclass naming the
-    field, file and line, or path, before anything is written.
+    field, file and line, or path, before any model is loaded.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -429,6 +430,9 @@ def train_ppo(
 
     history: list[dict[str, Any]] = []
     start = time.time()
+
+    def mean(t: torch.Tensor) -> float:  # a metric: the mean here, averaged over processes
+        return accelerator.reduce(t.float().mean(), reduction="mean").item()
 
     for update in range(1, num_updates + 1):
         # ---- 1. prompts: this process's slice of the next global batch ----
@@ -555,9 +559,6 @@ def train_ppo(
                 del new_logits, probs, entropy
 
         # ---- 9. metrics (averaged over processes), then the KL controller ----
-        def mean(t: torch.Tensor) -> float:
-            return accelerator.reduce(t.float().mean(), reduction="mean").item()
-
         mean_kl = mean(kl.sum(1))
         metrics = {
             "step": update,
@@ -653,6 +654,7 @@ def _score(
 
 
 def main(argv: list[str] | None = None) -> None:
+    from accelerate import PartialState
     from tqdm import tqdm
 
     parser = argparse.ArgumentParser(
@@ -666,11 +668,13 @@ def main(argv: list[str] | None = None) -> None:
     add_config_arguments(parser, PPOConfig, renames={"base_model": "base"})
     args = parser.parse_args(argv)
     config = config_from_arguments(PPOConfig, args)
-    bar = tqdm(total=config.total_episodes, unit="ep", file=sys.stderr, disable=None)
+    bars: list[tqdm] = []  # made on the first report: only the main process gets reports
 
     def on_metrics(metrics: dict[str, Any]) -> None:
-        bar.update(min(metrics["episode"], bar.total) - bar.n)
-        bar.set_postfix(
+        if not bars:
+            bars.append(tqdm(total=config.total_episodes, unit="ep", file=sys.stderr, disable=None))
+        bars[0].update(min(metrics["episode"], bars[0].total) - bars[0].n)
+        bars[0].set_postfix(
             score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}"
         )
         print(json.dumps(metrics), flush=True)
@@ -678,11 +682,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         summary = train_ppo(config, args.prompts, args.out, on_metrics=on_metrics)
     except ValueError as exc:  # bad input: one clear line, no traceback
-        bar.close()
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    bar.close()
-    print(json.dumps({"summary": summary}), flush=True)
+    finally:
+        for bar in bars:
+            bar.close()
+    # Under `accelerate launch` every process runs this; the summary is printed once.
+    if PartialState().is_main_process:
+        print(json.dumps({"summary": summary}), flush=True)
 
 
 if __name__ == "__main__":

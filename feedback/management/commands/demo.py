@@ -91,7 +91,12 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     process.kill()
 
-        signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+        def interrupt(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        # Explicit handlers: a shell that starts the demo in the background ignores SIGINT.
+        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
         try:
             if not env.get("REDIS_URL"):
                 redis_process, env["REDIS_URL"] = start_private_redis(var_dir)

@@ -1,0 +1,184 @@
+"""Proof that the loop learns: SmolLM2-135M-Instruct and a simulated annotator.
+
+The annotator prefers concise answers without exclamation marks (feedback/preferences.py,
+"concise"), a taste the base policy does not know. The script seeds a project with the demo
+prompts, lets the annotator label the base policy's comparisons, runs N iterations (reward
+model, PPO, gates, promotion, new comparisons; the annotator labels the new ones after each),
+and finally has the same annotator judge the final policy against the base on the held-out
+prompts. It prints one JSON line and writes it to bench/out/loop.json.
+
+    python bench/loop.py --base var/models/smollm2-135m-instruct --iterations 3
+
+Jobs run in this process (the same functions a GPU worker runs), so the times are the jobs'
+own, without queueing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def wilson(wins: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (math.nan, math.nan)
+    p = wins / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half, centre + half)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default=str(ROOT / "var/models/smollm2-135m-instruct"))
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--comparisons", type=int, default=16, help="new pairs per iteration")
+    parser.add_argument("--judge-samples", type=int, default=4, help="answers per eval prompt")
+    parser.add_argument("--episodes", type=int, default=64, help="PPO episodes per iteration")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="hone-bench-loop-"))
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="config.settings.base",
+        DEBUG="1",
+        HONE_VAR_DIR=str(work),
+        DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
+    )
+    import django
+
+    django.setup()
+    import torch
+    from django.core.management import call_command
+
+    from feedback.management.commands.seed_demo import DEMO_PROMPTS, _read_jsonl
+    from feedback.models import Membership, Prompt
+    from feedback.preferences import judge
+    from feedback.services import membership_set, project_create, prompts_import
+    from training import jobs, services
+    from training.ml.generate import GenerateConfig, generate
+    from training.models import PolicyVersion, TrainingRun
+
+    torch.set_num_threads(2)
+    call_command("migrate", verbosity=0)
+    project = project_create(
+        slug="bench",
+        name="Bench: concise answers",
+        base_model=args.base,
+        max_new_tokens=64,
+        comparisons_per_iteration=args.comparisons,
+        training_config={
+            "reward": {"epochs": 2, "batch_size": 4, "max_length": 384},
+            "ppo": {
+                "total_episodes": args.episodes,
+                "rollout_batch_size": 8,
+                "num_mini_batches": 2,
+                "response_length": 64,
+            },
+            "evaluate": {"num_prompts": 8, "batch_size": 8},
+            "generate": {"batch_size": 8},
+        },
+    )
+    prompts_import(project=project, records=_read_jsonl(DEMO_PROMPTS), source="demo")
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username="sim-concise-1")
+    membership_set(project=project, user=user, role=Membership.Role.ANNOTATOR)
+
+    def label_everything() -> int:
+        before = user.preference_labels.count()
+        call_command(
+            "simulate_annotators",
+            project="bench",
+            labels=10_000,
+            preference="concise",
+            stdout=io.StringIO(),
+        )
+        return user.preference_labels.count() - before
+
+    started = time.monotonic()
+    run = services.run_create(project=project, kind=TrainingRun.Kind.GENERATE, config={})
+    jobs.generation_run(run=run)
+    labels = label_everything()
+    print(f"base comparisons: {labels} labels in {time.monotonic() - started:.0f} s", flush=True)
+
+    iterations = []
+    for n in range(1, args.iterations + 1):
+        t0 = time.monotonic()
+        iteration = services.iteration_start(project=project, trigger="manual")
+        jobs.iteration_run(iteration=iteration)
+        iteration.refresh_from_db()
+        seconds = time.monotonic() - t0
+        runs = {r.kind: r.duration_seconds for r in iteration.runs.all()}
+        record = {
+            "iteration": n,
+            "status": iteration.status,
+            "trigger_to_new_comparisons_s": round(seconds, 1),
+            "run_seconds": {k: round(v or 0, 1) for k, v in runs.items()},
+            "rm_heldout_accuracy": iteration.reward_model.heldout_accuracy
+            if iteration.reward_model_id
+            else None,
+            "rm_win_rate": iteration.evaluation.get("win_rate"),
+            "kl_to_base": iteration.evaluation.get("kl_to_base_mean"),
+            "error": iteration.error[:300],
+        }
+        iterations.append(record)
+        print(json.dumps(record), flush=True)
+        if iteration.status != "done":
+            break
+        label_everything()
+
+    # The annotator judges the final policy against the base on the held-out prompts.
+    final = PolicyVersion.objects.get(project=project, status="active")
+    eval_prompts = [p.messages for p in Prompt.objects.filter(project=project, split="eval")]
+
+    def answers(adapter: str | None) -> list[str]:
+        config = GenerateConfig(
+            base_model=args.base,
+            adapter=adapter,
+            num_samples=args.judge_samples,
+            max_new_tokens=64,
+            batch_size=8,
+            seed=12345,
+        )
+        return [s.text for per in generate(config, eval_prompts) for s in per]
+
+    final_answers = answers(
+        str(services.artifact_path(final.adapter_path)) if final.adapter_path else None
+    )
+    base_answers = answers(None)
+    score = {"a": 1.0, "b": 0.0, "tie": 0.5}
+    outcomes = [
+        score[judge("concise", a, b)[0]] for a, b in zip(final_answers, base_answers, strict=True)
+    ]
+    wins = sum(outcomes)
+    low, high = wilson(wins, len(outcomes))
+    summary = {
+        "final_version": final.number,
+        "judged_pairs": len(outcomes),
+        "win_rate_vs_base": round(wins / len(outcomes), 3),
+        "win_rate_95ci": [round(low, 3), round(high, 3)],
+        "mean_chars_final": round(sum(map(len, final_answers)) / len(final_answers), 1),
+        "mean_chars_base": round(sum(map(len, base_answers)) / len(base_answers), 1),
+        "exclamations_final": sum(a.count("!") for a in final_answers),
+        "exclamations_base": sum(a.count("!") for a in base_answers),
+        "iterations": iterations,
+        "total_s": round(time.monotonic() - started, 1),
+    }
+    out = ROOT / "bench/out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "loop.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
