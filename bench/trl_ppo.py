@@ -55,6 +55,7 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.reward)  # Hone's: pad <|endoftext|>
     assert tokenizer.pad_token_id == 0 and tokenizer.eos_token == "<|im_end|>"
+    tokenizer.padding_side = "left"  # prompts are generated from: left padding, as TRL's examples
     with open(args.prompt_ids, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     dataset = datasets.Dataset.from_dict({"input_ids": [r["input_ids"] for r in rows]})
