@@ -7,6 +7,13 @@ on a sequence-classification view of the base model with a peft LoRA adapter; th
 is trained in full and saved with the adapter (peft modules_to_save), so the output folder is
 self-contained next to the base model.
 
+Batches (`max_batch_tokens`, default 2048; docs/benchmarks.md has the measurements): each pair is
+packed into one row, shared prompt + chosen + rejected, with a 4D attention mask that keeps the
+two answers apart, so the prompt is computed once and the rewards equal those of the two
+sequences apart; rows are sorted by length and cut into batches under the token budget, which
+bounds memory (about 2 MB per token for SmolLM2-135M in float32). `max_batch_tokens=None` gives
+TRL's RewardTrainer as it is (fixed batch_size, random order, padded pairs).
+
 The data is tokenized here, not by TRL, by `encode_for_reward`, and `RewardScorer` uses the same
 function: the text is `render_prompt(prompt) + answer + eos` and the reward is read at that eos
 (`<|im_end|>` for ChatML), the token where the policy ends its turn. Two reasons to do it here:
