@@ -18,7 +18,14 @@ from training.leaderboard import Game, fit, leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
 
 TINY_TRAINING = {
-    "reward": {"epochs": 1, "batch_size": 2, "max_length": 128, "eval_fraction": 0.34},
+    # TRL's own batching (max_batch_tokens None): the tiny policy's gate outcome was set with it
+    "reward": {
+        "epochs": 1,
+        "batch_size": 2,
+        "max_length": 128,
+        "eval_fraction": 0.34,
+        "max_batch_tokens": None,
+    },
     "ppo": {
         "total_episodes": 8,
         "rollout_batch_size": 4,
