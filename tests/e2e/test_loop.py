@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PROMPTS = [{"prompt": f"Tell me about topic number {i}."} for i in range(6)]
 TINY_TRAINING = {
-    # TRL's own batching (max_batch_tokens None): the tiny policy's gate outcome was set with it
+    # TRL's own batching (max_batch_tokens None), as when these expectations were written
     "reward": {
         "epochs": 1,
         "batch_size": 2,

@@ -18,7 +18,7 @@ from training.leaderboard import Game, fit, leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
 
 TINY_TRAINING = {
-    # TRL's own batching (max_batch_tokens None): the tiny policy's gate outcome was set with it
+    # TRL's own batching (max_batch_tokens None), as when these expectations were written
     "reward": {
         "epochs": 1,
         "batch_size": 2,
