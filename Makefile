@@ -65,7 +65,17 @@ bench-labeling: venv
 	DATABASE_URL=$(BENCH_DB) $(PY) bench/labeling_server_time.py --comparisons 10000 --rounds 300 \
 		--submit-via api
 
-bench-ml: venv base-model
+# TRL 1.12 (the last TRL with a PPO trainer) in an environment of its own, for bench/trl_ppo.py
+# only: Hone itself runs on the latest TRL and never imports this one.
+BENCH_TRL := var/bench-trl112
+$(BENCH_TRL)/.installed:
+	$(PYTHON) -m venv $(BENCH_TRL)
+	$(BENCH_TRL)/bin/pip install -q torch==2.13.0
+	$(BENCH_TRL)/bin/pip install -q "trl==1.12.*" transformers==5.23.0 peft==0.21.2 \
+		accelerate==1.15.0 datasets==5.2.0
+	touch $@
+
+bench-ml: venv base-model $(BENCH_TRL)/.installed
 	$(PY) bench/ml.py --base $(BASE_MODEL_DIR)
 
 bench-loop: venv base-model

@@ -7,6 +7,13 @@ on a sequence-classification view of the base model with a peft LoRA adapter; th
 is trained in full and saved with the adapter (peft modules_to_save), so the output folder is
 self-contained next to the base model.
 
+Batches (`max_batch_tokens`, default 2048; docs/benchmarks.md has the measurements): each pair is
+packed into one row, shared prompt + chosen + rejected, with a 4D attention mask that keeps the
+two answers apart, so the prompt is computed once and the rewards equal those of the two
+sequences apart; rows are sorted by length and cut into batches under the token budget, which
+bounds memory (about 2 MB per token for SmolLM2-135M in float32). `max_batch_tokens=None` gives
+TRL's RewardTrainer as it is (fixed batch_size, random order, padded pairs).
+
 The data is tokenized here, not by TRL, by `encode_for_reward`, and `RewardScorer` uses the same
 function: the text is `render_prompt(prompt) + answer + eos` and the reward is read at that eos
 (`<|im_end|>` for ChatML), the token where the policy ends its turn. Two reasons to do it here:
@@ -64,7 +71,19 @@ class RewardTrainConfig:
     )
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the training pairs"})
-    batch_size: int = field(default=4, metadata={"help": "pairs per device per step"})
+    batch_size: int = field(
+        default=4, metadata={"help": "most pairs per step (fewer when max_batch_tokens is hit)"}
+    )
+    max_batch_tokens: int | None = field(
+        default=2048,
+        metadata={
+            "help": "token budget per step: pairs x longest packed pair in the batch, padding "
+            "included (a pair is packed as shared prompt + chosen + rejected, the prompt "
+            "computed once); pairs are sorted by length and grouped under it (none: TRL's "
+            "RewardTrainer as it is: fixed batch_size, random order, padded pairs). Memory follows it: SmolLM2-135M in float32 with LoRA "
+            "keeps about 2 MB of activations per token (2048: ~5 GB in all)"
+        },
+    )
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "steps whose gradients are summed before an update"}
     )
@@ -94,6 +113,11 @@ class RewardTrainConfig:
             raise ValueError(f"epochs must be positive, got {self.epochs}")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("batch_size and gradient_accumulation_steps must be at least 1")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 2 * self.max_length:
+            raise ValueError(
+                f"max_batch_tokens must hold one pair of max_length tokens "
+                f"(>= {2 * self.max_length}), got {self.max_batch_tokens}"
+            )
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
         if not 0 <= self.eval_fraction < 1:
@@ -145,6 +169,185 @@ def encode_for_reward(
     prompt_cut = max(0, len(prompt_ids) - prompt_room)
     prompt_ids = prompt_ids[prompt_cut:]
     return RewardInput(prompt_ids + response_ids + end, prompt_cut, response_cut)
+
+
+# ---- batching: similar lengths together, under a token budget ----
+
+
+def token_budget_batches(
+    lengths: Sequence[int],
+    *,
+    max_pairs: int,
+    max_tokens: int,
+    seed: int,
+    epoch: int,
+) -> list[list[int]]:
+    """Batches of pair indices: every pair once, each batch within `max_tokens` when padded.
+
+    `lengths[i]` is the length of pair i's packed row (`pack_pair`). A batch of n rows is padded
+    to its longest, so it costs `n * max(lengths)` tokens; that, not the pair count, sets memory
+    and time. Pairs are shuffled (seed, epoch), sorted by length (a stable sort: equal
+    lengths keep the shuffled order), cut greedily into batches of at most `max_pairs` pairs under
+    the budget, and the batches are shuffled so that one step is not always the long one. A pair
+    longer than the budget alone gets a batch of its own.
+    """
+    import random
+
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in order:  # ascending: the newest pair is the batch's longest
+        if batch and (len(batch) >= max_pairs or (len(batch) + 1) * lengths[i] > max_tokens):
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    rng.shuffle(batches)
+    return batches
+
+
+class TokenBudgetBatchSampler:
+    """A torch batch sampler over `token_budget_batches`; a new order on each pass (epoch)."""
+
+    def __init__(self, lengths: Sequence[int], *, max_pairs: int, max_tokens: int, seed: int):
+        self.lengths = list(lengths)
+        self.max_pairs = max_pairs
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.epoch = 0
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        return token_budget_batches(
+            self.lengths,
+            max_pairs=self.max_pairs,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            epoch=epoch,
+        )
+
+    def __iter__(self):  # noqa: ANN204
+        batches = self.batches(self.epoch)
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch))  # the count is the same in every epoch
+
+
+# ---- packed pairs: the prefix both answers share is computed once ----
+
+
+@dataclass(frozen=True)
+class PackedPair:
+    """One pair as one row: shared prefix, chosen's rest, rejected's rest.
+
+    The rejected tokens see the shared prefix and themselves, never the chosen tokens, and take
+    the positions they have in their own sequence: the model computes exactly what it computes
+    on the two sequences apart, with the prefix (most often the whole prompt) computed once.
+    """
+
+    input_ids: list[int]
+    position_ids: list[int]
+    shared: int  # tokens of the shared prefix
+    chosen_end: int  # index of chosen's last token (the reward token) in the row
+    rejected_end: int  # index of rejected's last token in the row
+
+
+def pack_pair(chosen_ids: Sequence[int], rejected_ids: Sequence[int]) -> PackedPair:
+    shared = 0
+    for a, b in zip(chosen_ids, rejected_ids, strict=False):
+        if a != b:
+            break
+        shared += 1
+    # each answer keeps at least its reward token out of the shared part
+    shared = min(shared, len(chosen_ids) - 1, len(rejected_ids) - 1)
+    rest = list(rejected_ids[shared:])
+    return PackedPair(
+        input_ids=list(chosen_ids) + rest,
+        position_ids=list(range(len(chosen_ids))) + list(range(shared, len(rejected_ids))),
+        shared=shared,
+        chosen_end=len(chosen_ids) - 1,
+        rejected_end=len(chosen_ids) + len(rest) - 1,
+    )
+
+
+def collate_packed_pairs(
+    packed: Sequence[PackedPair],
+    *,
+    pad_token_id: int,
+    margins: Sequence[float] | None = None,
+    bool_mask: bool = True,
+) -> dict[str, Any]:
+    """A batch of packed rows, right-padded, with the 4D attention mask that keeps answers apart.
+
+    The mask is (B, 1, T, T): True (or 0.0 as an additive float mask, for eager attention)
+    where a token may attend. Padding attends to itself only, so no row is all masked.
+    """
+    import torch
+
+    width = max(len(p.input_ids) for p in packed)
+    batch = len(packed)
+    input_ids = torch.full((batch, width), pad_token_id, dtype=torch.long)
+    position_ids = torch.zeros((batch, width), dtype=torch.long)
+    allowed = torch.zeros((batch, 1, width, width), dtype=torch.bool)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    for row, p in enumerate(packed):
+        n, c = len(p.input_ids), p.chosen_end + 1
+        input_ids[row, :n] = torch.tensor(p.input_ids)
+        position_ids[row, :n] = torch.tensor(p.position_ids)
+        allowed[row, 0, :n, :n] = causal[:n, :n]
+        allowed[row, 0, c:n, p.shared : c] = False  # rejected never sees chosen's own tokens
+        pad = torch.arange(n, width)
+        allowed[row, 0, pad, pad] = True
+        position_ids[row, n:] = torch.arange(width - n)
+    mask: Any = allowed
+    if not bool_mask:
+        mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(
+            ~allowed, torch.finfo(torch.float32).min
+        )
+    out = {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "position_ids": position_ids,
+        "chosen_end": torch.tensor([p.chosen_end for p in packed]),
+        "rejected_end": torch.tensor([p.rejected_end for p in packed]),
+        "real_tokens": torch.tensor(sum(len(p.input_ids) for p in packed)),
+    }
+    if margins is not None:
+        out["margin"] = torch.tensor(list(margins), dtype=torch.float)
+    return out
+
+
+def score_module(model: Any) -> Any:
+    """The `score` head of a (peft-wrapped) sequence classifier: the outermost module so named."""
+    names = [n for n, _ in model.named_modules() if n.split(".")[-1] == "score"]
+    if not names:
+        raise ValueError("the reward model has no `score` head")
+    return model.get_submodule(min(names, key=len))
+
+
+def packed_pair_rewards(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
+    """(chosen rewards, rejected rewards), each (B,), read at each answer's last token."""
+    import torch
+
+    captured: list[Any] = []
+    handle = score_module(model).register_forward_hook(lambda m, a, out: captured.append(out))
+    try:
+        model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+            use_cache=False,
+        )
+    finally:
+        handle.remove()
+    scores = captured[-1].squeeze(-1)  # (B, T): the head on every token
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    return scores[rows, batch["chosen_end"]], scores[rows, batch["rejected_end"]]
 
 
 # ---- scoring ----
@@ -324,7 +527,22 @@ def train_reward(
             disable_tqdm=not progress_bar,
             use_cpu=not torch.cuda.is_available(),
         )
-        trainer = RewardTrainer(
+        trainer_class = RewardTrainer
+        if config.max_batch_tokens is not None:
+            packed = [pack_pair(c, r) for c, r in train_rows]
+            trainer_class = _packed_pair_trainer(
+                RewardTrainer,
+                TokenBudgetBatchSampler(
+                    [len(p.input_ids) for p in packed],
+                    max_pairs=config.batch_size,
+                    max_tokens=config.max_batch_tokens,
+                    seed=config.seed,
+                ),
+                packed,
+                train_columns.get("margin"),
+                tokenizer.pad_token_id,
+            )
+        trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=train_dataset,
@@ -427,6 +645,62 @@ def _heldout_report(
         **{f"heldout_pairs_{k}": len(v) for k, v in buckets.items()},
         "rows": report_rows,
     }
+
+
+def _packed_pair_trainer(
+    trainer_class: type,
+    batch_sampler: TokenBudgetBatchSampler,
+    packed: Sequence[PackedPair],
+    margins: Sequence[float] | None,
+    pad_token_id: int,
+) -> type:
+    """`trainer_class` (TRL's RewardTrainer) fed packed pairs from `batch_sampler`.
+
+    The loss is RewardTrainer's, -log sigmoid(r_chosen - r_rejected - margin) averaged over the
+    batch, with the same logged metrics; only the batches and the forward pass differ.
+    """
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    class PackedPairTrainer(trainer_class):  # type: ignore[misc, valid-type]
+        def get_train_dataloader(self) -> DataLoader:
+            eager = getattr(self.model.config, "_attn_implementation", "sdpa") == "eager"
+
+            def collate(indices: list[int]) -> dict[str, Any]:
+                return collate_packed_pairs(
+                    [packed[i] for i in indices],
+                    pad_token_id=pad_token_id,
+                    margins=None if margins is None else [margins[i] for i in indices],
+                    bool_mask=not eager,
+                )
+
+            loader = DataLoader(range(len(packed)), batch_sampler=batch_sampler, collate_fn=collate)
+            return self.accelerator.prepare(loader)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[override]  # noqa: ANN001, ANN201
+            chosen, rejected = packed_pair_rewards(model, inputs)
+            diff = chosen - rejected
+            if "margin" in inputs:
+                diff = diff - inputs["margin"]
+            loss = -nn.functional.logsigmoid(diff).mean()
+            if self.args.center_rewards_coefficient is not None:
+                loss = loss + self.args.center_rewards_coefficient * torch.mean(
+                    (chosen + rejected) ** 2
+                )
+            metrics = self._metrics["train"]
+            self._total_train_tokens += int(inputs["real_tokens"])
+            metrics["num_tokens"] = [self._total_train_tokens]
+            with torch.no_grad():
+                both = torch.cat([chosen, rejected])
+                metrics["min_reward"].append(both.min().item())
+                metrics["mean_reward"].append(both.mean().item())
+                metrics["max_reward"].append(both.max().item())
+                metrics["accuracy"].append((chosen > rejected).float().mean().item())
+                metrics["margin"].append((chosen - rejected).mean().item())
+            return (loss, {"chosen": chosen, "rejected": rejected}) if return_outputs else loss
+
+    return PackedPairTrainer
 
 
 def _metrics_callback(on_metrics: OnMetrics) -> Any:

@@ -13,7 +13,12 @@ from training.ml.models import encode_prompt, encode_response, load_tokenizer
 from training.ml.reward import (
     RewardScorer,
     RewardTrainConfig,
+    TokenBudgetBatchSampler,
+    collate_packed_pairs,
     encode_for_reward,
+    pack_pair,
+    packed_pair_rewards,
+    token_budget_batches,
     train_reward,
 )
 
@@ -227,3 +232,162 @@ def test_split_keeps_each_prompt_on_one_side_whatever_the_order() -> None:
     assert {p.prompt for p in train}.isdisjoint({p.prompt for p in heldout})
     assert (len(train), len(heldout)) == (12, 8)  # whole prompts of 4 pairs until >= 5 pairs
     assert {p.line for p in heldout_reversed} == {p.line for p in heldout}
+
+
+# ---- batching under a token budget ----
+
+
+def test_token_budget_batches_use_every_pair_once_and_stay_under_budget() -> None:
+    lengths = [5, 40, 12, 33, 7, 50, 21, 18, 9, 44, 30, 26, 3, 48, 15, 11]
+
+    for epoch in range(3):
+        batches = token_budget_batches(lengths, max_pairs=4, max_tokens=200, seed=0, epoch=epoch)
+
+        assert sorted(i for batch in batches for i in batch) == list(range(16))
+        assert all(len(b) * max(lengths[i] for i in b) <= 200 for b in batches)
+        assert all(len(b) <= 4 for b in batches)
+
+
+def test_token_budget_batches_group_similar_lengths() -> None:
+    lengths = [10, 100, 11, 101, 12, 102, 13, 103]
+
+    batches = token_budget_batches(lengths, max_pairs=4, max_tokens=10_000, seed=0, epoch=0)
+
+    assert sorted(sorted(b) for b in batches) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+
+
+def test_token_budget_batches_change_order_with_the_epoch_only() -> None:
+    lengths = [8] * 12
+
+    first = token_budget_batches(lengths, max_pairs=3, max_tokens=1000, seed=0, epoch=0)
+    again = token_budget_batches(lengths, max_pairs=3, max_tokens=1000, seed=0, epoch=0)
+    second = token_budget_batches(lengths, max_pairs=3, max_tokens=1000, seed=0, epoch=1)
+
+    assert first == again
+    assert first != second
+    assert sorted(map(sorted, first)) != sorted(map(sorted, second))  # new groups, not only order
+
+
+def test_a_pair_over_the_budget_gets_a_batch_of_its_own() -> None:
+    batches = token_budget_batches([4, 120, 4], max_pairs=8, max_tokens=100, seed=0, epoch=0)
+
+    assert sorted(batches) == [[0, 2], [1]]
+
+
+def test_sampler_yields_a_new_epoch_on_each_pass() -> None:
+    sampler = TokenBudgetBatchSampler([6] * 10, max_pairs=2, max_tokens=100, seed=3)
+
+    assert len(sampler) == 5
+    first, second = list(sampler), list(sampler)
+
+    assert first == token_budget_batches([6] * 10, max_pairs=2, max_tokens=100, seed=3, epoch=0)
+    assert second == token_budget_batches([6] * 10, max_pairs=2, max_tokens=100, seed=3, epoch=1)
+
+
+def test_training_steps_follow_the_token_budget(tiny_model: str, tmp_path: Path) -> None:
+    data = write_preferences(tmp_path / "prefs.jsonl", pairs=12, seed=2)
+    config = RewardTrainConfig(
+        base_model=tiny_model,
+        lora_r=4,
+        epochs=1,
+        batch_size=12,
+        max_length=32,
+        max_batch_tokens=64,  # one packed pair (shared prompt + two answers) per step
+        eval_fraction=0,
+    )
+
+    result = train_reward(config, data, tmp_path / "rm")
+
+    assert (result["train_pairs"], result["steps"]) == (12, 12)
+
+
+def test_without_a_budget_batches_are_fixed_size(tiny_model: str, tmp_path: Path) -> None:
+    data = write_preferences(tmp_path / "prefs.jsonl", pairs=12, seed=2)
+    config = RewardTrainConfig(
+        base_model=tiny_model,
+        lora_r=4,
+        epochs=1,
+        batch_size=4,
+        max_batch_tokens=None,
+        eval_fraction=0,
+    )
+
+    result = train_reward(config, data, tmp_path / "rm")
+
+    assert result["steps"] == 3
+
+
+def test_budget_below_one_pair_is_refused(tiny_model: str, tmp_path: Path) -> None:
+    config = RewardTrainConfig(base_model=tiny_model, max_length=64, max_batch_tokens=100)
+
+    with pytest.raises(
+        ValueError, match=r"max_batch_tokens must hold one pair .*\(>= 128\), got 100"
+    ):
+        train_reward(config, tmp_path / "prefs.jsonl", tmp_path / "rm")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- packed pairs: the shared prompt computed once, the same rewards ----
+
+
+def test_pack_pair_shares_the_common_prefix_and_keeps_positions() -> None:
+    packed = pack_pair([5, 6, 7, 8, 2], [5, 6, 9, 2])
+
+    assert packed.input_ids == [5, 6, 7, 8, 2, 9, 2]
+    assert packed.position_ids == [0, 1, 2, 3, 4, 2, 3]
+    assert (packed.shared, packed.chosen_end, packed.rejected_end) == (2, 4, 6)
+
+
+def test_pack_pair_keeps_each_reward_token_out_of_the_shared_part() -> None:
+    packed = pack_pair([5, 6, 2], [5, 6, 2, 7, 2])  # chosen is a prefix of rejected
+
+    assert packed.shared == 2
+    assert packed.input_ids == [5, 6, 2, 2, 7, 2]
+    assert (packed.chosen_end, packed.rejected_end) == (2, 5)
+
+
+def test_packed_mask_keeps_the_answers_apart() -> None:
+    batch = collate_packed_pairs(
+        [pack_pair([5, 6, 7, 2], [5, 6, 8, 8, 2]), pack_pair([5, 7, 2], [5, 8, 2])],
+        pad_token_id=0,
+    )
+    mask = batch["attention_mask"][:, 0].int().tolist()
+
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 2, 8, 8, 2], [5, 7, 2, 8, 2, 0, 0]]
+    assert mask[0] == [
+        [1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0, 0],
+        [1, 1, 0, 0, 1, 0, 0],  # rejected's first token: the prompt and itself
+        [1, 1, 0, 0, 1, 1, 0],
+        [1, 1, 0, 0, 1, 1, 1],
+    ]
+    assert mask[1][3] == [1, 0, 0, 1, 0, 0, 0]
+    assert mask[1][5] == [0, 0, 0, 0, 0, 1, 0]  # padding sees itself only
+    assert batch["position_ids"].tolist()[1][:5] == [0, 1, 2, 1, 2]
+    assert batch["real_tokens"].item() == 12
+
+
+def test_packed_rewards_equal_the_rewards_of_separate_sequences(
+    trained_reward: tuple[Path, dict, list[dict]], tiny_model: str, preference_file: Path
+) -> None:
+    import torch
+
+    out, _, _ = trained_reward
+    scorer = RewardScorer.load(tiny_model, out)
+    pairs = load_preferences(preference_file)[:6]
+    rows = [
+        (
+            encode_for_reward(scorer.tokenizer, p.prompt, p.chosen, REWARD_MAX_LENGTH).input_ids,
+            encode_for_reward(scorer.tokenizer, p.prompt, p.rejected, REWARD_MAX_LENGTH).input_ids,
+        )
+        for p in pairs
+    ]
+    batch = collate_packed_pairs([pack_pair(c, r) for c, r in rows], pad_token_id=0)
+
+    with torch.no_grad():
+        chosen, rejected = packed_pair_rewards(scorer.model, batch)
+
+    assert chosen.tolist() == pytest.approx(scorer.score_ids([c for c, _ in rows]), abs=1e-5)
+    assert rejected.tolist() == pytest.approx(scorer.score_ids([r for _, r in rows]), abs=1e-5)
