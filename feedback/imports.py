@@ -38,6 +38,7 @@ from feedback.models import (
 VALID_ROLES = ("system", "user", "assistant")
 FORMATS = ("jsonl", "csv", "json")
 DUPLICATES = ("error", "skip", "keep")
+IMPORTABLE_SPLITS = ["train", "eval"]
 MAX_PROMPT_CHARS = 100_000
 
 
@@ -295,8 +296,8 @@ def prompts_import_records(
             continue
         messages, found = prompt_messages(record["prompt"], line)
         split = record.get("split", Prompt.Split.TRAIN)
-        if split not in Prompt.Split.values:
-            found.append(Problem(line, "split", f"Must be one of {Prompt.Split.values}."))
+        if split not in IMPORTABLE_SPLITS:  # "arena" prompts are typed in the arena only
+            found.append(Problem(line, "split", f"Must be one of {IMPORTABLE_SPLITS}."))
         metadata = record.get("metadata", {})
         if metadata is None:
             metadata = {}

@@ -503,10 +503,11 @@ def _assignment_lock(*, assignment_id: int, user: AbstractBaseUser) -> Assignmen
     if not rows:
         return None
     assignment = rows[0]
+    # from_db takes the values in the model's field order (id, project, ..., kind).
     assignment.comparison = Comparison.from_db(
         connection.alias,
-        ["id", "kind", "project_id"],
-        [assignment.comparison_id, assignment.c_kind, assignment.c_project_id],
+        ["id", "project_id", "kind"],
+        [assignment.comparison_id, assignment.c_project_id, assignment.c_kind],
     )
     return assignment
 

@@ -90,11 +90,10 @@ def test_generation_record_stores_a_nul_in_model_output_as_a_replacement_charact
     prompt = Prompt.objects.filter(project=project).order_by("id").first()
     sample = {"token_count": 2, "finish_reason": "stop"}
 
+    policy = policy_active(project=project)
     (comparison,) = generation_record(
         project=project,
-        policy=policy_active(project=project),
-        prompts=[prompt],
-        samples=[[{**sample, "text": "x\x00"}, {**sample, "text": "y"}]],
+        rows=[(prompt, [(policy, {**sample, "text": "x\x00"}), (policy, {**sample, "text": "y"})])],
         sampling={},
     )
 
