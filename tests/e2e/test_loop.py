@@ -63,6 +63,7 @@ def test_two_iterations_end_to_end(worker, tiny_model_dir, make_user):
         max_new_tokens=12,
         comparisons_per_iteration=6,
         training_config=TINY_TRAINING,
+        gate_min_win_rate=0.0,  # a tiny random model: this test is about the mechanics
     )
     prompts_import(project=project, records=PROMPTS, source="e2e")
     viewer = make_user("viewer")
@@ -96,7 +97,10 @@ def test_two_iterations_end_to_end(worker, tiny_model_dir, make_user):
             events.append(message)
             if message["event"] == "policy_live":
                 break
-            if message["event"] == "iteration_status" and message["data"]["status"] == "failed":
+            if message["event"] == "iteration_status" and message["data"]["status"] in (
+                "failed",
+                "rejected",
+            ):
                 break
         await communicator.disconnect()
         return iteration, events
