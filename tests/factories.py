@@ -6,6 +6,19 @@ from feedback.models import Comparison, Completion, Project, Prompt
 from feedback.services import comparisons_create
 from training.selectors import policy_active
 
+# Loop settings small enough for the tiny test model: an iteration takes seconds.
+TINY_TRAINING = {
+    "reward": {"epochs": 1, "batch_size": 2, "max_length": 128, "eval_fraction": 0.34},
+    "ppo": {
+        "total_episodes": 8,
+        "rollout_batch_size": 4,
+        "num_mini_batches": 2,
+        "num_ppo_epochs": 1,
+        "response_length": 12,
+    },
+    "evaluate": {"batch_size": 4},
+}
+
 
 def make_comparisons(project: Project, texts: list[tuple[str, str]]) -> list[Comparison]:
     """One comparison per (a, b) pair of answer texts, on the project's train prompts."""

@@ -40,6 +40,12 @@ from training.selectors import labels_for_training
 LOG_TAIL_CHARS = 20_000
 
 
+def _next_number(model: type, project: Project) -> int:
+    """The next per-project number of a version or an iteration (the unique constraint on
+    (project, number) turns a race into an IntegrityError)."""
+    return (model.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+
+
 def artifact_path(relative: str) -> Path:
     return Path(settings.ARTIFACT_ROOT) / relative
 
@@ -67,12 +73,9 @@ def policy_register(
     if not (artifact_path(adapter_path) / "adapter_config.json").exists():
         raise ValidationError({"adapter_path": f"No adapter at {adapter_path}."})
     with transaction.atomic():
-        number = (
-            PolicyVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
-        ) + 1
         return PolicyVersion.objects.create(
             project=project,
-            number=number,
+            number=_next_number(PolicyVersion, project),
             parent=parent,
             adapter_path=adapter_path,
             status=PolicyVersion.Status.CANDIDATE,
@@ -303,16 +306,13 @@ def iteration_start(*, project: Project, trigger: str) -> LoopIteration | None:
         raise ValidationError({"trigger": f"Unknown trigger {trigger!r}."})
     try:
         with transaction.atomic():
-            number = (
-                LoopIteration.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
-            ) + 1
             iteration = LoopIteration.objects.create(
-                project=project, number=number, trigger=trigger
+                project=project, number=_next_number(LoopIteration, project), trigger=trigger
             )
             event_publish(
                 project_id=project.pk,
                 event="iteration_status",
-                data={"iteration": number, "status": iteration.status},
+                data={"iteration": iteration.number, "status": iteration.status},
             )
             transaction.on_commit(lambda: loop_iteration_task.delay(iteration.pk))
     except IntegrityError:  # one is running (the partial unique index said so)
@@ -533,12 +533,9 @@ def reward_model_register(
     metrics: dict[str, Any],
 ) -> RewardModelVersion:
     with transaction.atomic():
-        number = (
-            RewardModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
-        ) + 1
         return RewardModelVersion.objects.create(
             project=project,
-            number=number,
+            number=_next_number(RewardModelVersion, project),
             adapter_path=adapter_path,
             snapshot=snapshot,
             training_run=run,

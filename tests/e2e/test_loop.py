@@ -18,31 +18,13 @@ from django.core.management import call_command
 from feedback.models import Comparison, Completion, Membership
 from feedback.routing import websocket_urlpatterns
 from feedback.services import membership_set, project_create, prompts_import
-from tests.factories import make_comparisons
+from tests.factories import TINY_TRAINING, make_comparisons
 from training import jobs, services
 from training.models import LoopIteration, PolicyVersion, TrainingRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PROMPTS = [{"prompt": f"Tell me about topic number {i}."} for i in range(6)]
-TINY_TRAINING = {
-    # TRL's own batching (max_batch_tokens None): with packed batches the tiny reward model
-    # differs and the first iteration's policy fails the win-rate gate (measured)
-    "reward": {
-        "epochs": 1,
-        "batch_size": 2,
-        "max_length": 128,
-        "eval_fraction": 0.34,
-        "max_batch_tokens": None,
-    },
-    "ppo": {
-        "total_episodes": 8,
-        "rollout_batch_size": 4,
-        "num_mini_batches": 2,
-        "num_ppo_epochs": 1,
-        "response_length": 12,
-    },
-}
 
 
 def wait_for(predicate, seconds: float, what: str):

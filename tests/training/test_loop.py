@@ -12,30 +12,11 @@ from django.db import connection
 
 from feedback.models import Comparison, Completion
 from feedback.services import assignment_next, label_submit, membership_set
-from tests.factories import make_comparisons
+from tests.factories import TINY_TRAINING, make_comparisons
 from training import jobs, services
 from training.leaderboard import Game, fit, leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
 
-TINY_TRAINING = {
-    # TRL's own batching (max_batch_tokens None): with packed batches the tiny reward model
-    # differs and the first iteration's policy fails the win-rate gate (measured)
-    "reward": {
-        "epochs": 1,
-        "batch_size": 2,
-        "max_length": 128,
-        "eval_fraction": 0.34,
-        "max_batch_tokens": None,
-    },
-    "ppo": {
-        "total_episodes": 8,
-        "rollout_batch_size": 4,
-        "num_mini_batches": 2,
-        "num_ppo_epochs": 1,
-        "response_length": 12,
-    },
-    "evaluate": {"batch_size": 4},
-}
 ANSWERS = [("ok", "a much longer and wordier answer")] * 6
 
 
