@@ -140,6 +140,18 @@ def _metrics_sink(run: TrainingRun, heartbeat: Heartbeat) -> Callable[[dict[str,
     return sink
 
 
+def _publish_artifact(tmp_dir: Path, relative: str, register: Callable[[str], Any]) -> Any:
+    """Move a finished artifact into place, then register its row; if the row cannot be
+    written, the artifact goes again: never an adapter without its row, nor a row without
+    its adapter."""
+    services.artifact_commit(tmp_dir=tmp_dir, relative=relative)
+    try:
+        return register(relative)
+    except Exception:
+        shutil.rmtree(services.artifact_path(relative), ignore_errors=True)
+        raise
+
+
 def _adapter(policy: PolicyVersion) -> str | None:
     return str(services.artifact_path(policy.adapter_path)) if policy.adapter_path else None
 
@@ -343,12 +355,12 @@ def _step_reward(iteration: LoopIteration) -> None:
             on_metrics=_metrics_sink(run, heartbeat),
         )
         heartbeat.check()
-        relative = services.artifact_commit(
-            tmp_dir=work / "adapter",
-            relative=f"projects/{project.pk}/reward/iteration-{iteration.number}",
-        )
-        holder["model"] = services.reward_model_register(
-            project=project, run=run, snapshot=snapshot, adapter_path=relative, metrics=metrics
+        holder["model"] = _publish_artifact(
+            work / "adapter",
+            f"projects/{project.pk}/reward/iteration-{iteration.number}",
+            lambda relative: services.reward_model_register(
+                project=project, run=run, snapshot=snapshot, adapter_path=relative, metrics=metrics
+            ),
         )
         return metrics
 
@@ -394,17 +406,17 @@ def _step_ppo(iteration: LoopIteration) -> None:
             on_metrics=_metrics_sink(run, heartbeat),
         )
         heartbeat.check()
-        relative = services.artifact_commit(
-            tmp_dir=work / "adapter",
-            relative=f"projects/{project.pk}/policies/iteration-{iteration.number}",
-        )
-        holder["policy"] = services.policy_register(
-            project=project,
-            parent=parent,
-            run=run,
-            reward_model=reward_model,
-            adapter_path=relative,
-            metrics=metrics,
+        holder["policy"] = _publish_artifact(
+            work / "adapter",
+            f"projects/{project.pk}/policies/iteration-{iteration.number}",
+            lambda relative: services.policy_register(
+                project=project,
+                parent=parent,
+                run=run,
+                reward_model=reward_model,
+                adapter_path=relative,
+                metrics=metrics,
+            ),
         )
         return metrics
 

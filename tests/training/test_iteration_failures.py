@@ -75,3 +75,21 @@ def test_unknown_training_setting_is_named(project, annotator, iteration, tiny_m
     assert iteration.status == LoopIteration.Status.FAILED
     assert "learning_rat" in iteration.error
     assert active_numbers(project) == [0]
+
+
+def test_a_row_that_cannot_be_written_takes_its_adapter_away(project, settings, tmp_path):
+    from training.jobs import _publish_artifact
+
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    tmp = tmp_path / "work" / "adapter"
+    tmp.mkdir(parents=True)
+    (tmp / "adapter_config.json").write_text("{}")
+
+    def register(relative: str):
+        raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError, match="database went away"):
+        _publish_artifact(tmp, "projects/1/policies/iteration-9", register)
+
+    assert not services.artifact_path("projects/1/policies/iteration-9").exists()
+    assert PolicyVersion.objects.count() == 1  # version 0 only
