@@ -280,7 +280,7 @@ class LabelFilterSerializer(serializers.Serializer):
         choices=PreferenceLabel.ReviewStatus.choices, required=False, help_text="Review status."
     )
     choice = serializers.ChoiceField(choices=PreferenceLabel.Choice.choices, required=False)
-    comparison = serializers.IntegerField(required=False, min_value=1)
+    comparison = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
 

@@ -18,25 +18,25 @@ urlpatterns = [
     # Prompts
     path(P + "prompts/", views.PromptListApi.as_view(), name="prompts"),
     path(P + "prompts/import/", data.PromptImportApi.as_view(), name="prompts-import"),
-    path(P + "prompts/<int:pk>/", views.PromptDetailApi.as_view(), name="prompt"),
+    path(P + "prompts/<id:pk>/", views.PromptDetailApi.as_view(), name="prompt"),
     # Comparisons and the labeling path (same URLs as the first cut in feedback/apis.py)
     path(P + "comparisons/", views.ComparisonListApi.as_view(), name="comparisons"),
     path(P + "comparisons/next/", views.ComparisonNextApi.as_view(), name="comparison-next"),
-    path(P + "comparisons/<int:pk>/", views.ComparisonDetailApi.as_view(), name="comparison"),
+    path(P + "comparisons/<id:pk>/", views.ComparisonDetailApi.as_view(), name="comparison"),
     path(
-        "assignments/<int:assignment_id>/label/",
+        "assignments/<id:assignment_id>/label/",
         views.LabelSubmitApi.as_view(),
         name="label-submit",
     ),
     # Labels
     path(P + "labels/", views.LabelListApi.as_view(), name="labels"),
     path(P + "labels/import/", data.LabelImportApi.as_view(), name="labels-import"),
-    path(P + "labels/<int:pk>/", views.LabelDetailApi.as_view(), name="label"),
+    path(P + "labels/<id:pk>/", views.LabelDetailApi.as_view(), name="label"),
     # Datasets
     path(P + "snapshots/", data.SnapshotListApi.as_view(), name="snapshots"),
-    path(P + "snapshots/<int:pk>/", data.SnapshotDetailApi.as_view(), name="snapshot"),
+    path(P + "snapshots/<id:pk>/", data.SnapshotDetailApi.as_view(), name="snapshot"),
     path(
-        P + "snapshots/<int:pk>/download/",
+        P + "snapshots/<id:pk>/download/",
         data.SnapshotDownloadApi.as_view(),
         name="snapshot-download",
     ),
@@ -44,25 +44,25 @@ urlpatterns = [
     path(P + "exports/votes/", data.VoteExportApi.as_view(), name="export-votes"),
     # Training
     path(P + "runs/", loop.RunListApi.as_view(), name="runs"),
-    path(P + "runs/<int:pk>/", loop.RunDetailApi.as_view(), name="run"),
-    path(P + "runs/<int:pk>/cancel/", loop.RunCancelApi.as_view(), name="run-cancel"),
-    path(P + "runs/<int:pk>/metrics/", loop.RunMetricsApi.as_view(), name="run-metrics"),
+    path(P + "runs/<id:pk>/", loop.RunDetailApi.as_view(), name="run"),
+    path(P + "runs/<id:pk>/cancel/", loop.RunCancelApi.as_view(), name="run-cancel"),
+    path(P + "runs/<id:pk>/metrics/", loop.RunMetricsApi.as_view(), name="run-metrics"),
     path(P + "iterations/", loop.IterationListApi.as_view(), name="iterations"),
     path(
-        P + "iterations/<int:number>/<str:action>/",
+        P + "iterations/<id:number>/<str:action>/",
         loop.IterationActionApi.as_view(),
         name="iteration-action",
     ),
     # Policies
     path(P + "policies/", loop.PolicyListApi.as_view(), name="policies"),
-    path(P + "policies/<int:number>/", loop.PolicyDetailApi.as_view(), name="policy"),
+    path(P + "policies/<id:number>/", loop.PolicyDetailApi.as_view(), name="policy"),
     path(
-        P + "policies/<int:number>/promote/",
+        P + "policies/<id:number>/promote/",
         loop.PolicyPromoteApi.as_view(),
         name="policy-promote",
     ),
     path(
-        P + "policies/<int:number>/rollback/",
+        P + "policies/<id:number>/rollback/",
         loop.PolicyRollbackApi.as_view(),
         name="policy-rollback",
     ),

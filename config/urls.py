@@ -1,8 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, register_converter
 
-from api.base import not_found as api_not_found
+from config.converters import IdConverter
+
+register_converter(IdConverter, "id")  # before the apps' URL modules below use it
+
+from api.base import not_found as api_not_found  # noqa: E402
 
 urlpatterns = [
     path("admin/", admin.site.urls),

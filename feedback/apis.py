@@ -14,7 +14,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from feedback.models import Assignment, Membership, PreferenceLabel
 from feedback.quality import project_quality
 from feedback.selectors import project_for_member
-from feedback.services import assignment_next, label_submit
+from feedback.services import MAX_TIME_SPENT_MS, assignment_next, label_submit
 
 
 def _errors(detail: Any, field: str = "non_field_errors") -> list[dict[str, str]]:
@@ -72,7 +72,9 @@ class LabelSubmitApi(APIView):
         choice = serializers.CharField()
         strength = serializers.IntegerField(default=PreferenceLabel.Strength.CLEAR)
         rationale = serializers.CharField(required=False, allow_blank=True, default="")
-        time_spent_ms = serializers.IntegerField(required=False, default=0, min_value=0)
+        time_spent_ms = serializers.IntegerField(
+            required=False, default=0, min_value=0, max_value=MAX_TIME_SPENT_MS
+        )
 
     def post(self, request, assignment_id: int) -> Response:
         serializer = self.InputSerializer(data=request.data)

@@ -26,6 +26,8 @@ from feedback.models import (
     Prompt,
 )
 
+MAX_TIME_SPENT_MS = 24 * 3600 * 1000  # a day: anything longer is a broken client clock
+
 
 def storable_text(text: str) -> str:
     """Model output as the database can store it: PostgreSQL text cannot hold NUL, which a
@@ -421,8 +423,10 @@ def label_submit(
         raise ValidationError(
             {"strength": f"Strength must be one of {PreferenceLabel.Strength.values}."}
         )
-    if time_spent_ms < 0:
-        raise ValidationError({"time_spent_ms": "Time spent cannot be negative."})
+    if not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
+        raise ValidationError(
+            {"time_spent_ms": f"Time spent must be between 0 and {MAX_TIME_SPENT_MS} ms."}
+        )
 
     with transaction.atomic():
         assignment = _assignment_lock(assignment_id=assignment_id, user=user)

@@ -10,7 +10,7 @@ urlpatterns = [
     path("p/<slug:slug>/quality/", review_views.quality_page, name="quality"),
     path("p/<slug:slug>/review/", review_views.review_queue_page, name="review"),
     path(
-        "p/<slug:slug>/review/comparisons/<int:comparison_id>/",
+        "p/<slug:slug>/review/comparisons/<id:comparison_id>/",
         review_views.review_comparison_page,
         name="review-comparison",
     ),
@@ -27,7 +27,7 @@ urlpatterns = [
     path("p/<slug:slug>/arena/", views.arena_page, name="arena"),
     path("p/<slug:slug>/arena/battles/", views.arena_start_view, name="arena-start"),
     path(
-        "p/<slug:slug>/arena/battles/<int:battle_id>/vote/",
+        "p/<slug:slug>/arena/battles/<id:battle_id>/vote/",
         views.arena_vote_view,
         name="arena-vote",
     ),
@@ -37,7 +37,7 @@ urlpatterns = [
         name="api-comparison-next",
     ),
     path(
-        "api/assignments/<int:assignment_id>/label/",
+        "api/assignments/<id:assignment_id>/label/",
         apis.LabelSubmitApi.as_view(),
         name="api-label-submit",
     ),

@@ -23,6 +23,7 @@ from feedback.selectors import (
     project_for_member,
 )
 from feedback.services import (
+    MAX_TIME_SPENT_MS,
     SKIP_REASONS,
     assignment_next,
     assignment_skip,
@@ -34,6 +35,11 @@ from feedback.services import (
 
 def _errors(error: Exception) -> list[str]:
     return list(getattr(error, "messages", [str(error)]))
+
+
+def _time_spent(request: HttpRequest) -> int:
+    """The page's own measure of time on the item; a broken clock never costs a label."""
+    return min(MAX_TIME_SPENT_MS, max(0, _int(request.POST.get("time_spent_ms"))))
 
 
 def _int(value: str | None, default: int = 0) -> int:
@@ -94,7 +100,7 @@ def label_page(request: HttpRequest, slug: str) -> HttpResponse:
                 choice=request.POST.get("choice", ""),
                 strength=_int(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
                 rationale=request.POST.get("rationale", ""),
-                time_spent_ms=max(0, _int(request.POST.get("time_spent_ms"))),
+                time_spent_ms=_time_spent(request),
             )
         except ValidationError as error:
             for message in _errors(error):
@@ -126,7 +132,7 @@ def label_submit_view(request: HttpRequest, slug: str) -> HttpResponse:
             choice=request.POST.get("choice", ""),
             strength=_int(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
             rationale=request.POST.get("rationale", ""),
-            time_spent_ms=max(0, _int(request.POST.get("time_spent_ms"))),
+            time_spent_ms=_time_spent(request),
         )
     except ValidationError as error:
         return _render_item(
