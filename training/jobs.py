@@ -235,19 +235,21 @@ def generation_run(*, run: TrainingRun, versus: PolicyVersion | None = None) -> 
         run.save(update_fields=["config"])
         names = " and ".join(f"v{p.number}" for p in players)
         services.run_log(run=run, line=f"Sampling {len(prompts)} {split} prompts from {names}")
-        total = len(prompts) * len(players)
+        # generate() reports answers (sequences) done; every player samples as many.
+        per_player_total = len(prompts) * configs[0].num_samples
+        total = per_player_total * len(players)
 
         per_player = []
         for i, (player, config) in enumerate(zip(players, configs, strict=True)):
 
-            def progress(done: int, _total: int, offset: int = i * len(prompts)) -> None:
+            def progress(done: int, _total: int, offset: int = i * per_player_total) -> None:
                 heartbeat.check()
                 services.run_record_metrics(
                     run=run,
                     values={
                         "step": offset + done,
-                        "prompts_done": offset + done,
-                        "prompts_total": total,
+                        "answers_done": offset + done,
+                        "answers_total": total,
                     },
                 )
 

@@ -131,6 +131,8 @@ def test_rollback_makes_generation_use_the_older_version(
     )
     assert statuses == {0: "active", 1: "rolled_back"}
     assert (run.status, run.config["policy"], run.config["adapter"]) == ("succeeded", 0, None)
+    last = run.metrics.order_by("-step", "-id").first().values
+    assert last["answers_done"] == last["answers_total"] == 2 * run.summary["prompts"]
     latest = Completion.objects.order_by("-id")[:2]
     assert {c.policy_version.number for c in latest} == {0}
 
