@@ -40,3 +40,19 @@ def test_loop_page_is_for_staff_only(client, project, annotator, admin_member):
     assert client.get("/p/demo/").status_code == 404
     client.force_login(admin_member)
     assert client.get("/p/demo/").status_code == 200
+
+
+def test_navigation_offers_only_the_pages_a_role_may_open(client, project, annotator, admin_member):
+    make_comparisons(project, [("x", "y")])
+
+    client.force_login(annotator)
+    annotator_page = client.get("/p/demo/label/").content.decode()
+    client.force_login(admin_member)
+    admin_page = client.get("/p/demo/label/").content.decode()
+
+    assert 'href="/p/demo/"' not in annotator_page
+    assert 'href="/p/demo/review/"' not in annotator_page
+    assert 'href="/p/demo/arena/"' in annotator_page
+    assert 'href="/p/demo/"' in admin_page
+    assert 'href="/p/demo/review/"' in admin_page
+    assert 'href="/p/demo/data/"' in admin_page
