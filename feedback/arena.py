@@ -28,7 +28,7 @@ from feedback.models import (
     Prompt,
 )
 from feedback.rendering import markdown_to_html
-from feedback.services import storable_text
+from feedback.services import storable_text, vote_check
 
 logger = logging.getLogger(__name__)
 
@@ -173,14 +173,7 @@ def arena_vote(
     time_to_vote_ms: int = 0,
 ) -> ArenaBattle:
     """Record the vote (answers may still be streaming). Voting twice keeps the first vote."""
-    if choice not in PreferenceLabel.Choice.values:
-        raise ValidationError(
-            {"choice": f"Unknown choice {choice!r}; use one of {PreferenceLabel.Choice.values}."}
-        )
-    if strength not in PreferenceLabel.Strength.values:
-        raise ValidationError(
-            {"strength": f"Strength must be one of {PreferenceLabel.Strength.values}."}
-        )
+    vote_check(choice=choice, strength=strength)
     if time_to_vote_ms < 0:
         raise ValidationError({"time_to_vote_ms": "Time cannot be negative."})
     with transaction.atomic():

@@ -398,6 +398,18 @@ def _lease_repeat(
     return Assignment.objects.select_related(*_DISPLAY).get(pk=lease.pk)
 
 
+def vote_check(*, choice: str, strength: int) -> None:
+    """A preference is one of the choices with one of the strengths (labels, arena votes)."""
+    if choice not in PreferenceLabel.Choice.values:
+        raise ValidationError(
+            {"choice": f"Unknown choice {choice!r}; use one of {PreferenceLabel.Choice.values}."}
+        )
+    if strength not in PreferenceLabel.Strength.values:
+        raise ValidationError(
+            {"strength": f"Strength must be one of {PreferenceLabel.Strength.values}."}
+        )
+
+
 def label_submit(
     *,
     user: AbstractBaseUser,
@@ -415,14 +427,7 @@ def label_submit(
     raised in one conditional UPDATE, which holds its row lock to the end: a comparison never
     gets more than its k regular labels. Repeats never count towards k.
     """
-    if choice not in PreferenceLabel.Choice.values:
-        raise ValidationError(
-            {"choice": f"Unknown choice {choice!r}; use one of {PreferenceLabel.Choice.values}."}
-        )
-    if strength not in PreferenceLabel.Strength.values:
-        raise ValidationError(
-            {"strength": f"Strength must be one of {PreferenceLabel.Strength.values}."}
-        )
+    vote_check(choice=choice, strength=strength)
     if not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
         raise ValidationError(
             {"time_spent_ms": f"Time spent must be between 0 and {MAX_TIME_SPENT_MS} ms."}

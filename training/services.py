@@ -85,25 +85,43 @@ def policy_register(
         )
 
 
+def _policy_activate(
+    *, policy: PolicyVersion, versions: list[PolicyVersion], replaced: str, rollback: bool
+) -> PolicyVersion:
+    """Make `policy` active and give the version it replaces the status `replaced`.
+
+    Call inside a transaction holding the project's versions with SELECT FOR UPDATE.
+    """
+    for old in versions:
+        if old.status == PolicyVersion.Status.ACTIVE:
+            old.status = replaced
+            old.save(update_fields=["status"])
+    policy.status = PolicyVersion.Status.ACTIVE
+    policy.promoted_at = timezone.now()
+    policy.save(update_fields=["status", "promoted_at"])
+    data = {"version": policy.number, "policy_id": policy.pk}
+    event_publish(
+        project_id=policy.project_id,
+        event="policy_live",
+        data={**data, "rollback": True} if rollback else data,
+    )
+    return policy
+
+
 def policy_promote(*, policy: PolicyVersion) -> PolicyVersion:
     """Make `policy` the project's active version; the previous one retires. All or nothing."""
     with transaction.atomic():
-        versions = PolicyVersion.objects.select_for_update().filter(project_id=policy.project_id)
-        current = [v for v in versions if v.status == PolicyVersion.Status.ACTIVE]
-        if any(v.pk == policy.pk for v in current):
-            return policy
-        for old in current:
-            old.status = PolicyVersion.Status.RETIRED
-            old.save(update_fields=["status"])
-        policy.status = PolicyVersion.Status.ACTIVE
-        policy.promoted_at = timezone.now()
-        policy.save(update_fields=["status", "promoted_at"])
-        event_publish(
-            project_id=policy.project_id,
-            event="policy_live",
-            data={"version": policy.number, "policy_id": policy.pk},
+        versions = list(
+            PolicyVersion.objects.select_for_update().filter(project_id=policy.project_id)
         )
-    return policy
+        if any(v.pk == policy.pk and v.status == PolicyVersion.Status.ACTIVE for v in versions):
+            return policy
+        return _policy_activate(
+            policy=policy,
+            versions=versions,
+            replaced=PolicyVersion.Status.RETIRED,
+            rollback=False,
+        )
 
 
 def policy_rollback(*, policy: PolicyVersion) -> PolicyVersion:
@@ -125,19 +143,12 @@ def policy_rollback(*, policy: PolicyVersion) -> PolicyVersion:
                     "active before can be rolled back to."
                 }
             )
-        for old in versions:
-            if old.status == PolicyVersion.Status.ACTIVE:
-                old.status = PolicyVersion.Status.ROLLED_BACK
-                old.save(update_fields=["status"])
-        target.status = PolicyVersion.Status.ACTIVE
-        target.promoted_at = timezone.now()
-        target.save(update_fields=["status", "promoted_at"])
-        event_publish(
-            project_id=target.project_id,
-            event="policy_live",
-            data={"version": target.number, "policy_id": target.pk, "rollback": True},
+        return _policy_activate(
+            policy=target,
+            versions=versions,
+            replaced=PolicyVersion.Status.ROLLED_BACK,
+            rollback=True,
         )
-    return target
 
 
 # --- Dataset snapshots ------------------------------------------------------------------

