@@ -4,7 +4,8 @@
 Every label on a comparison whose two answers come from different versions (the comparisons
 made after each promotion, and arena votes) is one game: a win, or a tie counted as half a
 win each. "Both bad" says nothing about which is better and is left out, as are labels a
-reviewer rejected.
+reviewer rejected and labels their annotator withdrew. The human promotion gate
+(training/gates.py) reads the same games, so the gate and this board never disagree.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ class Rating:
 def version_games(*, project: Project) -> list[Game]:
     labels = (
         # A consistency repeat is the same annotator's second look: one game per label.
-        PreferenceLabel.objects.filter(comparison__project=project, is_repeat=False)
+        # A withdrawn label was undone by its annotator: no game.
+        PreferenceLabel.objects.filter(
+            comparison__project=project, is_repeat=False, withdrawn_at__isnull=True
+        )
         .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
         .exclude(choice=PreferenceLabel.Choice.BOTH_BAD)
         .exclude(
@@ -83,6 +87,41 @@ def fit(games: list[Game], versions: list[int]) -> np.ndarray:
     return theta - theta.mean()
 
 
+def fit_with_bootstrap(
+    games: list[Game], versions: list[int], *, bootstrap: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fit on all games, and one fit per bootstrap resample of the games: shapes (V,)
+    and (bootstrap, V). Percentiles of the samples give the intervals."""
+    point = fit(games, versions)
+    rng = np.random.default_rng(seed)
+    samples = np.array(
+        [
+            fit([games[i] for i in rng.integers(0, len(games), len(games))], versions)
+            for _ in range(bootstrap)
+        ]
+    )
+    return point, samples
+
+
+def win_probability(
+    games: list[Game], *, version: int, against: int, bootstrap: int = 200, seed: int = 0
+) -> tuple[float, float, float, int]:
+    """The chance that `version` beats `against` under the Bradley-Terry fit of their games
+    with each other (either side), with its bootstrap 95% interval, and the games counted:
+    (p, low, high, games). Other versions' games are left out. Needs at least one game."""
+    pair = [g for g in games if {g.first, g.second} == {version, against}]
+    if not pair:
+        raise ValueError(f"v{version} and v{against} have no game with each other.")
+    versions = [version, against]
+    point, samples = fit_with_bootstrap(pair, versions, bootstrap=bootstrap, seed=seed)
+
+    def p(theta: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(theta[..., 0] - theta[..., 1])))
+
+    low, high = np.percentile(p(samples), [2.5, 97.5])
+    return float(p(point)), float(low), float(high), len(pair)
+
+
 def leaderboard(*, project: Project, bootstrap: int = 200, seed: int = 0) -> list[Rating]:
     """Every version of the project, best rated first; versions without games have no rating."""
     policies = list(PolicyVersion.objects.filter(project=project).order_by("number"))
@@ -91,14 +130,7 @@ def leaderboard(*, project: Project, bootstrap: int = 200, seed: int = 0) -> lis
     counts = {v: sum(v in (g.first, g.second) for g in games) for v in played}
     ratings: dict[int, tuple[float, float, float]] = {}
     if len(played) >= 2:
-        point = fit(games, played)
-        rng = np.random.default_rng(seed)
-        samples = np.array(
-            [
-                fit([games[i] for i in rng.integers(0, len(games), len(games))], played)
-                for _ in range(bootstrap)
-            ]
-        )
+        point, samples = fit_with_bootstrap(games, played, bootstrap=bootstrap, seed=seed)
         low, high = np.percentile(samples, [2.5, 97.5], axis=0)
         for i, version in enumerate(played):
             ratings[version] = (
