@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from feedback.imports import DUPLICATES, FORMATS
@@ -36,6 +37,13 @@ class ProjectSerializer(serializers.ModelSerializer):
             "lease_minutes",
             "trigger_new_labels",
             "comparisons_per_iteration",
+            "auto_promote",
+            "gate_min_win_rate",
+            "gate_max_kl",
+            "gate_max_empty_rate",
+            "gate_max_repetition",
+            "gate_human_min_win_rate",
+            "gate_human_labels",
             "created_at",
             "role",
         ]
@@ -158,10 +166,37 @@ class RunMetricSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class HumanGateSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.FloatField(
+        allow_null=True,
+        help_text="The candidate's win probability against the active policy (Bradley-Terry "
+        "on human labels); null before the first label.",
+    )
+    low = serializers.FloatField(allow_null=True, help_text="Bootstrap 2.5th percentile.")
+    high = serializers.FloatField(allow_null=True, help_text="Bootstrap 97.5th percentile.")
+    threshold = serializers.CharField()
+    labels = serializers.IntegerField(help_text="Labels counted (both-bad labels are not).")
+    labels_needed = serializers.IntegerField()
+    open_comparisons = serializers.IntegerField(
+        help_text="The candidate's comparisons still taking labels."
+    )
+    decision = serializers.ChoiceField(
+        choices=["waiting", "passed", "failed", "off"],
+        help_text="off: an admin turned the gate off while the candidate waited.",
+    )
+    passed = serializers.BooleanField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+
+
 class IterationSerializer(serializers.ModelSerializer):
     snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True)
     reward_model = serializers.IntegerField(source="reward_model.number", allow_null=True)
     policy = serializers.IntegerField(source="policy.number", allow_null=True)
+    human_gate = serializers.SerializerMethodField(
+        help_text="The human gate (also in evaluation.human_gate); null when the project has "
+        "none or the candidate never reached it."
+    )
 
     class Meta:
         model = LoopIteration
@@ -173,11 +208,16 @@ class IterationSerializer(serializers.ModelSerializer):
             "reward_model",
             "policy",
             "evaluation",
+            "human_gate",
             "error",
             "created_at",
             "finished_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(HumanGateSerializer(allow_null=True))
+    def get_human_gate(self, iteration: LoopIteration) -> dict | None:
+        return (iteration.evaluation or {}).get("human_gate")
 
 
 class PolicySerializer(serializers.ModelSerializer):

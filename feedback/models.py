@@ -98,6 +98,21 @@ class Project(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Largest share of repeated 3-grams in the candidate's answers.",
     )
+    # The human gate: after the gates above, people judge the candidate against the active
+    # policy on the eval prompts before it may be promoted (training/gates.py).
+    gate_human_min_win_rate = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Least human win probability of the candidate against the active policy: "
+        "the lower end of its bootstrap 95% interval must reach it (empty: no human gate).",
+    )
+    gate_human_labels = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="Human labels on candidate-versus-active comparisons the human gate needs "
+        "before it decides (both-bad labels do not count).",
+    )
     training_config = models.JSONField(
         default=dict, blank=True, help_text="Overrides for reward and PPO settings."
     )

@@ -485,12 +485,15 @@ def label_submit(
         assignment.status = Assignment.Status.SUBMITTED
     if not label.is_repeat and assignment.project_trigger:
         _maybe_trigger_iteration(project=Project.objects.get(pk=comparison.project_id))
+    if not label.is_repeat and assignment.project_human_gate is not None:
+        _human_gate_check_later(project_id=comparison.project_id)
     return label
 
 
 _ASSIGNMENT_LOCK_SQL = """
 SELECT a.*, c.kind AS c_kind, c.project_id AS c_project_id,
-       pr.trigger_new_labels AS project_trigger
+       pr.trigger_new_labels AS project_trigger,
+       pr.gate_human_min_win_rate AS project_human_gate
   FROM {assignment} a
   JOIN {comparison} c ON c.id = a.comparison_id
   JOIN {project} pr ON pr.id = c.project_id
@@ -500,7 +503,7 @@ SELECT a.*, c.kind AS c_kind, c.project_id AS c_project_id,
 
 def _assignment_lock(*, assignment_id: int, user: AbstractBaseUser) -> Assignment | None:
     """The user's lease, row-locked where the database can, with its comparison's kind and
-    project and the project's label trigger. Call inside a transaction."""
+    project and the project's label trigger and human gate. Call inside a transaction."""
     features = connection.features
     lock = ""
     if features.has_select_for_update_of:
@@ -560,6 +563,15 @@ def _maybe_trigger_iteration(*, project: Project) -> None:
 
     if labels_since_last_iteration(project=project) >= project.trigger_new_labels:
         iteration_start(project=project, trigger="labels")
+
+
+def _human_gate_check_later(*, project_id: int) -> None:
+    """A label may decide the human gate of an iteration waiting for humans: check on a
+    worker once the label is committed (a bootstrap is no work for the annotator's request).
+    Robust: a broker that is down costs the annotator nothing; the beat checks again."""
+    from training.tasks import human_gate_check_task
+
+    transaction.on_commit(lambda: human_gate_check_task.delay(project_id), robust=True)
 
 
 # --- Annotator workspace: undo, skip, flag ------------------------------------------------

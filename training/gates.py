@@ -1,10 +1,15 @@
-"""Promotion gates: what a candidate policy must show before it may replace the active one."""
+"""Promotion gates: what a candidate policy must show before it may replace the active one.
+
+The reward-model gates read the evaluation run (training.ml.evaluate); the human gate, when a
+project turns it on, reads human labels on the candidate against the active policy.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from feedback.models import Project
+from training.leaderboard import Game, win_probability
 
 
 def gate_report(*, project: Project, evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -29,3 +34,67 @@ def gate_report(*, project: Project, evaluation: dict[str, Any]) -> dict[str, An
         for name, value, op, threshold in checks
     ]
     return {"passed": all(g["passed"] for g in gates), "gates": gates}
+
+
+def human_gate(
+    *,
+    project: Project,
+    games: list[Game],
+    candidate: int,
+    incumbent: int,
+    open_comparisons: int,
+) -> dict[str, Any]:
+    """The human gate: the candidate's win probability against the active policy, from human
+    labels (the leaderboard's games and Bradley-Terry fit), with its bootstrap 95% interval.
+
+    It decides once the project's number of labels is in: "passed" when the interval's lower
+    end reaches the threshold, "failed" when its upper end is below it; in between it waits
+    for more labels while some of the candidate's comparisons are still open. When none is
+    open and it still cannot pass, it fails: nothing more will come. Before the labels are
+    in it never passes, even on a unanimous start: a percentile bootstrap of a few identical
+    games has no width at all.
+    """
+    threshold = project.gate_human_min_win_rate
+    needed = project.gate_human_labels
+    labels = sum({g.first, g.second} == {candidate, incumbent} for g in games)
+    value = low = high = None
+    if labels:
+        value, low, high, _ = win_probability(games, version=candidate, against=incumbent)
+    enough = labels >= needed
+    interval = f"{value:.3f} (95% interval {low:.3f}-{high:.3f})" if labels else ""
+    if enough and low is not None and low >= threshold:
+        decision, reason = "passed", ""
+    elif enough and high is not None and high < threshold:
+        decision = "failed"
+        reason = (
+            f"humans prefer v{incumbent}: the candidate's win probability is {interval}, "
+            f"below {threshold}, from {labels} labels"
+        )
+    elif open_comparisons:
+        decision, reason = "waiting", ""
+    elif not enough:
+        decision = "failed"
+        reason = (
+            f"only {labels} of the {needed} labels it needs could be collected (no comparison "
+            "of the candidate is open any more); add eval prompts, raise "
+            "comparisons_per_iteration or lower gate_human_labels"
+        )
+    else:
+        decision = "failed"
+        reason = (
+            f"undecided after all {labels} labels: the candidate's win probability is "
+            f"{interval}, whose interval still contains {threshold}"
+        )
+    return {
+        "name": "human win rate",
+        "value": value,
+        "low": low,
+        "high": high,
+        "threshold": f">= {threshold} (lower end of the 95% interval)",
+        "labels": labels,
+        "labels_needed": needed,
+        "open_comparisons": open_comparisons,
+        "decision": decision,
+        "passed": {"passed": True, "failed": False}.get(decision),
+        "reason": reason,
+    }

@@ -33,7 +33,7 @@ from feedback.models import Comparison, Project, Prompt
 from training import services
 from training.gates import gate_report
 from training.models import LoopIteration, PolicyVersion, TrainingRun
-from training.selectors import policy_active
+from training.selectors import policy_active, versus_generated
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,14 @@ HEARTBEAT_SECONDS = float(os.environ.get("HONE_HEARTBEAT_SECONDS", "15"))
 
 class RunCancelled(Exception):
     """Someone asked this run to stop."""
+
+
+class WaitingForHumans(Exception):
+    """The human gate waits for labels: the worker is free; a label or the beat goes on."""
+
+
+# The human gate's comparisons come before other items in annotators' queues: the loop waits.
+HUMAN_GATE_PRIORITY = 1.0
 
 
 class Heartbeat(threading.Thread):
@@ -192,17 +200,24 @@ def generation_prompts(
     )
 
 
-def generation_run(*, run: TrainingRun, versus: PolicyVersion | None = None) -> dict[str, Any]:
-    """Sample comparisons from the active policy.
+def generation_run(
+    *,
+    run: TrainingRun,
+    policy: PolicyVersion | None = None,
+    versus: PolicyVersion | None = None,
+    priority: float = 0.0,
+) -> dict[str, Any]:
+    """Sample comparisons from `policy` (the active policy unless given).
 
-    Without `versus`: two answers of the active policy per train prompt (data for the next
-    reward model). With `versus`: one answer of the active policy and one of `versus` per
-    eval prompt, so that people judge each new version against the one before it.
+    Without `versus`: two answers of the policy per train prompt (data for the next reward
+    model). With `versus`: one answer of the policy (side A) and one of `versus` (side B) per
+    eval prompt, so that people judge each new version against the one before it: after a
+    promotion, or before it for the human gate (a candidate against the active policy).
     """
     from training.ml.generate import GenerateConfig, generate
 
     project = run.project
-    policy = policy_active(project=project)
+    policy = policy or policy_active(project=project)
     split = Prompt.Split.EVAL if versus else Prompt.Split.TRAIN
     prompts = generation_prompts(
         project=project, policy=policy, split=split, limit=project.comparisons_per_iteration
@@ -268,6 +283,7 @@ def generation_run(*, run: TrainingRun, versus: PolicyVersion | None = None) -> 
                 "max_new_tokens": configs[0].max_new_tokens,
                 "seed": configs[0].seed,
             },
+            priority=priority,
         )
         return {
             "policy": policy.number,
@@ -295,6 +311,7 @@ def iteration_run(*, iteration: LoopIteration) -> None:
         LoopIteration.Status.REWARD: _step_reward,
         LoopIteration.Status.PPO: _step_ppo,
         LoopIteration.Status.EVALUATING: _step_evaluate,
+        LoopIteration.Status.AWAITING_HUMANS: _step_human_gate,
         LoopIteration.Status.PROMOTING: _step_promote,
         LoopIteration.Status.GENERATING: _step_generate,
     }
@@ -305,7 +322,7 @@ def iteration_run(*, iteration: LoopIteration) -> None:
             return  # done, failed, rejected, cancelled, or waiting for an admin
         try:
             step(iteration)
-        except (services.IterationMoved, RunCancelled):
+        except (services.IterationMoved, RunCancelled, WaitingForHumans):
             return
         except Exception as error:
             logger.exception("Iteration %s of %s failed", iteration.number, iteration.project)
@@ -487,12 +504,36 @@ def _step_evaluate(iteration: LoopIteration) -> None:
         services.iteration_advance(iteration=iteration, status=iteration.status, evaluation=record)
         services.iteration_reject(iteration=iteration, reason=f"Gates not passed: {failed}.")
         return
-    next_status = (
-        LoopIteration.Status.PROMOTING
-        if project.auto_promote
-        else LoopIteration.Status.AWAITING_APPROVAL
-    )
+    if project.gate_human_min_win_rate is not None:
+        next_status = LoopIteration.Status.AWAITING_HUMANS
+    elif project.auto_promote:
+        next_status = LoopIteration.Status.PROMOTING
+    else:
+        next_status = LoopIteration.Status.AWAITING_APPROVAL
     _advance(iteration, next_status, evaluation=record)
+
+
+def _step_human_gate(iteration: LoopIteration) -> None:
+    """The human gate: sample the candidate against the active policy on the eval prompts
+    (once), then let the labels decide (services.iteration_human_gate_check, also called as
+    labels arrive and by the beat). The worker does not wait for people: unless this very
+    check moves the iteration on to promotion, it leaves, and whoever decides later carries
+    the iteration on (a decision made here continues in this loop)."""
+    candidate = iteration.policy
+    if iteration.project.gate_human_min_win_rate is not None and not versus_generated(
+        iteration=iteration, policy=candidate, versus=candidate.parent
+    ):
+        run = services.run_create(
+            project=iteration.project,
+            kind=TrainingRun.Kind.GENERATE,
+            config={},
+            iteration=iteration,
+        )
+        generation_run(
+            run=run, policy=candidate, versus=candidate.parent, priority=HUMAN_GATE_PRIORITY
+        )
+    if services.iteration_human_gate_check(iteration=iteration) is None:
+        raise WaitingForHumans(f"Iteration {iteration.number} waits for human labels.")
 
 
 def _step_promote(iteration: LoopIteration) -> None:
@@ -501,9 +542,14 @@ def _step_promote(iteration: LoopIteration) -> None:
 
 
 def _step_generate(iteration: LoopIteration) -> None:
-    """New comparisons: the new version against its parent, and pairs of the new version."""
+    """New comparisons: the new version against its parent (unless the human gate or an
+    earlier try of this step already sampled them), and pairs of the new version."""
     project, policy = iteration.project, iteration.policy
-    if policy.parent_id and Prompt.objects.filter(project=project, split="eval").exists():
+    if (
+        policy.parent_id
+        and Prompt.objects.filter(project=project, split="eval").exists()
+        and not versus_generated(iteration=iteration, policy=policy, versus=policy.parent)
+    ):
         run = services.run_create(
             project=project, kind=TrainingRun.Kind.GENERATE, config={}, iteration=iteration
         )

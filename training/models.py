@@ -86,6 +86,7 @@ ITERATION_RUNNING_STATUSES = (
     "reward",
     "ppo",
     "evaluating",
+    "awaiting_humans",
     "awaiting_approval",
     "promoting",
     "generating",
@@ -105,6 +106,8 @@ class LoopIteration(models.Model):
         REWARD = "reward", "Training the reward model"
         PPO = "ppo", "PPO"
         EVALUATING = "evaluating"
+        # The human gate: candidate-versus-active comparisons are out with the annotators.
+        AWAITING_HUMANS = "awaiting_humans", "Waiting for human labels"
         AWAITING_APPROVAL = "awaiting_approval", "Waiting for approval"
         PROMOTING = "promoting"
         GENERATING = "generating", "Generating new comparisons"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from feedback.models import PreferenceLabel, Project
+from feedback.models import Comparison, PreferenceLabel, Project
 from training.models import LoopIteration, PolicyVersion, RunMetric, TrainingRun
 
 
@@ -42,6 +42,30 @@ def labels_since_last_iteration(*, project: Project) -> int:
     if last is not None:
         labels = labels.filter(created_at__gt=last.created_at)
     return labels.count()
+
+
+def versus_generated(
+    *, iteration: LoopIteration, policy: PolicyVersion, versus: PolicyVersion
+) -> bool:
+    """Whether this iteration already sampled `policy` against `versus` (a succeeded
+    generation run in versus mode): the human gate's comparisons, or a finished step."""
+    return TrainingRun.objects.filter(
+        iteration=iteration,
+        kind=TrainingRun.Kind.GENERATE,
+        status=TrainingRun.Status.SUCCEEDED,
+        config__policy=policy.number,
+        config__versus=versus.number,
+    ).exists()
+
+
+def versus_comparisons(*, policy: PolicyVersion, versus: PolicyVersion) -> QuerySet[Comparison]:
+    """Comparisons of an answer of `policy` (side A, as generation makes them) against one of
+    `versus` (side B)."""
+    return Comparison.objects.filter(
+        project_id=policy.project_id,
+        completion_a__policy_version=policy,
+        completion_b__policy_version=versus,
+    )
 
 
 def iterations_for_project(*, project: Project) -> QuerySet[LoopIteration]:

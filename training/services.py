@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from feedback.events import event_publish
@@ -35,7 +35,7 @@ from training.models import (
     RunMetric,
     TrainingRun,
 )
-from training.selectors import labels_for_training
+from training.selectors import labels_for_training, versus_comparisons, versus_generated
 
 LOG_TAIL_CHARS = 20_000
 
@@ -373,7 +373,22 @@ def iteration_cancel(*, iteration: LoopIteration) -> LoopIteration:
             PolicyVersion.objects.filter(pk=iteration.policy_id).update(
                 status=PolicyVersion.Status.REJECTED
             )
+            _comparisons_close_of(policy_id=iteration.policy_id)
         return iteration_advance(iteration=iteration, status=LoopIteration.Status.CANCELLED)
+
+
+def _comparisons_close_of(*, policy_id: int) -> int:
+    """Close the open comparisons that show an answer of a version that will never be
+    promoted (the human gate's, when it said no or was cancelled): nobody labels them any
+    more. Labels already given stay, and still count on the leaderboard."""
+    return (
+        Comparison.objects.filter(status=Comparison.Status.OPEN)
+        .filter(
+            Q(completion_a__policy_version_id=policy_id)
+            | Q(completion_b__policy_version_id=policy_id)
+        )
+        .update(status=Comparison.Status.CLOSED)
+    )
 
 
 def iteration_approve(*, iteration: LoopIteration) -> LoopIteration:
@@ -390,16 +405,121 @@ def iteration_approve(*, iteration: LoopIteration) -> LoopIteration:
     return iteration
 
 
-def iteration_reject(*, iteration: LoopIteration, reason: str) -> LoopIteration:
-    """The candidate is not promoted (the gates or an admin said no); the loop is free again."""
+def iteration_reject(
+    *, iteration: LoopIteration, reason: str, expected: str | None = None
+) -> LoopIteration:
+    """The candidate is not promoted (the gates or an admin said no); the loop is free again.
+
+    With `expected`, only if the iteration still has that status (see iteration_advance).
+    """
     with transaction.atomic():
+        iteration = iteration_advance(
+            iteration=iteration,
+            status=LoopIteration.Status.REJECTED,
+            expected=expected,
+            error=reason,
+        )
         if iteration.policy_id:
             PolicyVersion.objects.filter(pk=iteration.policy_id).update(
                 status=PolicyVersion.Status.REJECTED
             )
-        return iteration_advance(
-            iteration=iteration, status=LoopIteration.Status.REJECTED, error=reason
+            _comparisons_close_of(policy_id=iteration.policy_id)
+        return iteration
+
+
+def iteration_human_gate_check(*, iteration: LoopIteration) -> str | None:
+    """Decide the human gate of an iteration that waits for humans, from the labels so far.
+
+    Returns the status this call moved the iteration to, or None when it moved nothing
+    (still waiting, not waiting for humans, its comparisons not sampled yet, or another
+    process decided first). Safe to call from anywhere, any number of times: the move is a
+    compare-and-set on `awaiting_humans`, and the bootstrap has a fixed seed, so the same
+    labels give the same answer. Whoever gets PROMOTING back carries the iteration on.
+
+    The candidate was judged against the version active when it was trained (its parent):
+    if another version became active meanwhile (a rollback, a promotion by hand), that
+    judgement is void and the candidate is rejected; if the candidate itself was promoted by
+    hand, the iteration moves on to promotion.
+    """
+    from training.gates import human_gate
+    from training.leaderboard import version_games
+
+    waiting = LoopIteration.Status.AWAITING_HUMANS
+    iteration.refresh_from_db()
+    if iteration.status != waiting:
+        return None
+    project, candidate = iteration.project, iteration.policy
+    incumbent = candidate.parent
+    evaluation = dict(iteration.evaluation)
+    if project.gate_human_min_win_rate is None:
+        # An admin turned the gate off while the candidate waited: the candidate passed
+        # every gate the project still has.
+        if "human_gate" in evaluation:
+            evaluation["human_gate"] = {
+                **evaluation["human_gate"],
+                "decision": "off",
+                "passed": None,
+                "reason": "the project turned the human gate off",
+            }
+        report = {"decision": "off"}
+    elif not versus_generated(iteration=iteration, policy=candidate, versus=incumbent):
+        return None  # the worker is still sampling the comparisons
+    else:
+        report = human_gate(
+            project=project,
+            games=version_games(project=project),
+            candidate=candidate.number,
+            incumbent=incumbent.number,
+            open_comparisons=versus_comparisons(policy=candidate, versus=incumbent)
+            .filter(status=Comparison.Status.OPEN)
+            .count(),
         )
+        evaluation["human_gate"] = report
+    try:
+        with transaction.atomic():
+            # Lock the versions: a rollback waits until this decision is written, and this
+            # decision sees the active version a rollback left.
+            versions = list(PolicyVersion.objects.select_for_update().filter(project=project))
+            active = next(v for v in versions if v.status == PolicyVersion.Status.ACTIVE)
+            if active.pk == candidate.pk:
+                status = LoopIteration.Status.PROMOTING
+                iteration_advance(iteration=iteration, status=status, expected=waiting)
+                return status
+            if active.pk != incumbent.pk:
+                iteration_reject(
+                    iteration=iteration,
+                    expected=waiting,
+                    reason=f"Human gate void: v{active.number} became active while the "
+                    f"candidate waited for labels against v{incumbent.number}.",
+                )
+                return LoopIteration.Status.REJECTED
+            if report["decision"] == "waiting":
+                if evaluation != iteration.evaluation:  # progress, for the page and the API
+                    iteration_advance(
+                        iteration=iteration, status=waiting, expected=waiting, evaluation=evaluation
+                    )
+                return None
+            if report["decision"] == "failed":
+                iteration_advance(
+                    iteration=iteration, status=waiting, expected=waiting, evaluation=evaluation
+                )
+                iteration_reject(
+                    iteration=iteration,
+                    expected=waiting,
+                    reason=f"Human gate not passed: {report['reason']}.",
+                )
+                return LoopIteration.Status.REJECTED
+            status = (
+                LoopIteration.Status.PROMOTING
+                if project.auto_promote
+                else LoopIteration.Status.AWAITING_APPROVAL
+            )
+            iteration_advance(
+                iteration=iteration, status=status, expected=waiting, evaluation=evaluation
+            )
+            return status
+    except IterationMoved:  # cancelled, or decided by another process meanwhile
+        return None
 
 
 # --- Training runs -----------------------------------------------------------------------
@@ -570,6 +690,7 @@ def generation_record(
     project: Project,
     rows: list[tuple[Prompt, list[tuple[PolicyVersion, dict[str, Any]]]]],
     sampling: dict[str, Any],
+    priority: float = 0.0,
 ) -> list[Comparison]:
     """Store sampled answers as completions and pair each prompt's two into a comparison.
 
@@ -595,7 +716,7 @@ def generation_record(
             )
             if len(completions) >= 2 and completions[0].text != completions[1].text:
                 pairs.append((completions[0], completions[1]))
-        return comparisons_create(project=project, pairs=pairs)
+        return comparisons_create(project=project, pairs=pairs, priority=priority)
 
 
 # --- Schedules --------------------------------------------------------------------------

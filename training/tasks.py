@@ -52,6 +52,24 @@ def iteration_start_task(project_id: int, trigger: str = "schedule") -> None:
 
 
 @shared_task
+def human_gate_check_task(project_id: int | None = None) -> None:
+    """Let the labels decide the human gate of the iteration(s) waiting for humans: of one
+    project (after one of its labels), or of every project (the beat, which also sees what a
+    label does not: reviews, undone labels, arena votes, a rollback). A candidate that passes
+    goes on to promotion on a GPU worker."""
+    waiting = LoopIteration.objects.select_related("project", "policy__parent").filter(
+        status=LoopIteration.Status.AWAITING_HUMANS
+    )
+    if project_id is not None:
+        waiting = waiting.filter(project_id=project_id)
+    for iteration in waiting:
+        if services.iteration_human_gate_check(iteration=iteration) == (
+            LoopIteration.Status.PROMOTING
+        ):
+            loop_iteration_task.delay(iteration.pk)
+
+
+@shared_task
 def runs_reap_stale_task() -> None:
     services.runs_reap_stale(older_than_seconds=STALE_AFTER_SECONDS)
 
