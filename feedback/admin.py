@@ -21,7 +21,14 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "base_model", "labels_per_comparison", "trigger_new_labels"]
+    list_display = [
+        "slug",
+        "name",
+        "base_model",
+        "labels_per_comparison",
+        "trigger_new_labels",
+        "gate_human_min_win_rate",
+    ]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 

@@ -47,6 +47,35 @@ def project_create(*, slug: str, name: str, base_model: str, **fields: Any) -> P
     return project
 
 
+def project_gates_set(
+    *,
+    project: Project,
+    auto_promote: bool,
+    gate_min_win_rate: float,
+    gate_max_kl: float,
+    gate_max_empty_rate: float,
+    gate_max_repetition: float,
+    gate_human_min_win_rate: float | None,
+    gate_human_labels: int,
+) -> Project:
+    """Set what a candidate must show before promotion (training/gates.py). A candidate that
+    already waits for humans is judged by the settings at each check."""
+    values = {
+        "auto_promote": auto_promote,
+        "gate_min_win_rate": gate_min_win_rate,
+        "gate_max_kl": gate_max_kl,
+        "gate_max_empty_rate": gate_max_empty_rate,
+        "gate_max_repetition": gate_max_repetition,
+        "gate_human_min_win_rate": gate_human_min_win_rate,
+        "gate_human_labels": gate_human_labels,
+    }
+    for name, value in values.items():
+        setattr(project, name, value)
+    project.full_clean()
+    project.save(update_fields=list(values))
+    return project
+
+
 def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise ValidationError(

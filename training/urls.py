@@ -21,4 +21,5 @@ urlpatterns = [
         name="policy-rollback",
     ),
     path("p/<slug:slug>/schedule/", views.schedule_set, name="schedule"),
+    path("p/<slug:slug>/gates/", views.gates_set, name="gates"),
 ]

@@ -11,7 +11,9 @@ from django.views.decorators.http import require_POST
 
 from feedback.models import Membership
 from feedback.selectors import project_for_member
+from feedback.services import project_gates_set
 from training import jobs, services
+from training.forms import ProjectGatesForm
 from training.leaderboard import leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
 from training.selectors import (
@@ -43,6 +45,7 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
             "leaderboard": _leaderboard_plot(leaderboard(project=project)),
             "series": iteration_series(project=project),
             "schedule": str(schedule.crontab).split(" (")[0] if schedule else "",
+            "gates_form": ProjectGatesForm(instance=project),
             "is_admin": project.memberships.filter(
                 user=request.user, role=Membership.Role.ADMIN
             ).exists(),
@@ -136,6 +139,24 @@ def schedule_set(request: HttpRequest, slug: str) -> HttpResponse:
         cron = request.POST.get("cron", "")
         services.loop_schedule_set(project=project, cron=cron)
         return f"Schedule set to {cron!r}." if cron.strip() else "Schedule removed."
+
+    return _admin_action(request, slug, act)
+
+
+@login_required
+@require_POST
+def gates_set(request: HttpRequest, slug: str) -> HttpResponse:
+    def act(project) -> str:
+        form = ProjectGatesForm(request.POST, instance=project)
+        if not form.is_valid():
+            raise ValidationError(
+                [
+                    f"{form.fields[name].label}: {' '.join(errors)}"
+                    for name, errors in form.errors.items()
+                ]
+            )
+        project_gates_set(project=project, **form.cleaned_data)
+        return "Gates saved."
 
     return _admin_action(request, slug, act)
 

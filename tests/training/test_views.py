@@ -1,0 +1,65 @@
+"""The loop page's forms, as an admin posts them."""
+
+from __future__ import annotations
+
+from feedback.models import Project
+
+GATES = {
+    "auto_promote": "on",
+    "gate_min_win_rate": "0.55",
+    "gate_max_kl": "12",
+    "gate_max_empty_rate": "0.1",
+    "gate_max_repetition": "0.5",
+    "gate_human_min_win_rate": "0.6",
+    "gate_human_labels": "40",
+}
+
+
+def test_an_admin_turns_the_human_gate_on(project, admin_member, client):
+    client.force_login(admin_member)
+
+    response = client.post(f"/p/{project.slug}/gates/", GATES, follow=True)
+
+    project.refresh_from_db()
+    assert "Gates saved." in response.content.decode()
+    assert (project.gate_human_min_win_rate, project.gate_human_labels) == (0.6, 40)
+    assert (project.gate_min_win_rate, project.gate_max_kl, project.auto_promote) == (
+        0.55,
+        12.0,
+        True,
+    )
+    assert "human gate: win probability ≥ 0.6" in response.content.decode()
+
+
+def test_an_empty_threshold_turns_the_human_gate_off(project, admin_member, client):
+    Project.objects.filter(pk=project.pk).update(gate_human_min_win_rate=0.6)
+    client.force_login(admin_member)
+
+    client.post(f"/p/{project.slug}/gates/", {**GATES, "gate_human_min_win_rate": ""})
+
+    project.refresh_from_db()
+    assert project.gate_human_min_win_rate is None
+
+
+def test_a_threshold_above_one_is_refused_and_nothing_changes(project, admin_member, client):
+    client.force_login(admin_member)
+
+    response = client.post(
+        f"/p/{project.slug}/gates/", {**GATES, "gate_human_min_win_rate": "1.5"}, follow=True
+    )
+
+    project.refresh_from_db()
+    page = response.content.decode()
+    assert "Human gate: least human win probability: " in page
+    assert "less than or equal to 1.0" in page
+    assert (project.gate_human_min_win_rate, project.gate_min_win_rate) == (None, 0.5)
+
+
+def test_an_annotator_cannot_set_the_gates(project, annotator, client):
+    client.force_login(annotator)
+
+    response = client.post(f"/p/{project.slug}/gates/", GATES)
+
+    project.refresh_from_db()
+    assert response.status_code == 404
+    assert project.gate_human_min_win_rate is None

@@ -1,0 +1,31 @@
+"""Forms of the loop's pages."""
+
+from __future__ import annotations
+
+from django import forms
+
+from feedback.models import Project
+
+
+class ProjectGatesForm(forms.ModelForm):
+    """The promotion gates of a project (feedback.services.project_gates_set saves them)."""
+
+    class Meta:
+        model = Project
+        fields = [
+            "auto_promote",
+            "gate_min_win_rate",
+            "gate_max_kl",
+            "gate_max_empty_rate",
+            "gate_max_repetition",
+            "gate_human_min_win_rate",
+            "gate_human_labels",
+        ]
+        labels = {
+            "gate_min_win_rate": "Least reward-model win rate",
+            "gate_max_kl": "Largest mean KL to the base",
+            "gate_max_empty_rate": "Largest share of empty answers",
+            "gate_max_repetition": "Largest share of repeated 3-grams",
+            "gate_human_min_win_rate": "Human gate: least human win probability",
+            "gate_human_labels": "Human gate: labels needed",
+        }
