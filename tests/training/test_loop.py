@@ -51,6 +51,7 @@ def test_iteration_promotes_and_generates_versus_comparisons(
     assert iteration.status == "done", iteration.error
     assert iteration.evaluation["gates"]["passed"] is True
     assert iteration.evaluation["incumbent_version"] == 0
+    assert "human_gate" not in iteration.evaluation  # no human gate: nobody is waited for
     assert [r.kind for r in iteration.runs.order_by("id")] == [
         "reward",
         "ppo",
