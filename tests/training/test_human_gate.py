@@ -1,7 +1,8 @@
 """The human gate: people judge a candidate against the active policy before it is promoted.
 
 Iterations run in this process on the tiny model (as in test_loop.py) and stop at
-`awaiting_humans`; labels then go through the same services as the labeling page.
+`awaiting_humans`; labels then go through the same services as the labeling page. Where the
+model adds nothing (cancel, rollback, settings), the waiting iteration is made from rows.
 """
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from feedback.models import Comparison
-from feedback.services import assignment_next, label_submit, membership_set, prompts_import
+from feedback.models import Comparison, Completion, Prompt
+from feedback.services import (
+    assignment_next,
+    comparisons_create,
+    label_submit,
+    membership_set,
+    prompts_import,
+)
 from tests.factories import TINY_TRAINING, make_comparisons
 from training import jobs, services, tasks
 from training.gates import human_gate
@@ -215,56 +222,6 @@ def test_human_labels_for_the_incumbent_reject_the_candidate(
     assert services.iteration_start(project=gated_project, trigger="manual") is not None
 
 
-def test_cancel_while_waiting_for_humans(
-    waiting, gated_project, judges, django_capture_on_commit_callbacks, monkeypatch
-):
-    candidate = waiting.policy
-    judge(
-        gated_project,
-        judges,
-        labels=2,
-        prefer="candidate",
-        candidate=candidate.number,
-        callbacks=django_capture_on_commit_callbacks,
-    )
-
-    services.iteration_cancel(iteration=waiting)
-    judge_after = assignment_next(project=gated_project, user=judges[0])
-
-    assert check(gated_project, monkeypatch) == []
-    jobs.iteration_run(iteration=waiting)  # a redelivered message changes nothing
-    waiting.refresh_from_db()
-    candidate.refresh_from_db()
-    assert waiting.status == "cancelled"
-    assert candidate.status == "rejected"
-    assert judge_after is None
-    # Two labels completed the first comparison (k = 2); the three others are closed.
-    assert sorted(
-        versus_comparisons(policy=candidate, versus=candidate.parent).values_list(
-            "status", flat=True
-        )
-    ) == [Comparison.Status.CLOSED] * 3 + [Comparison.Status.COMPLETE]
-    assert PolicyVersion.objects.get(project=gated_project, status="active").number == 0
-    assert services.iteration_start(project=gated_project, trigger="manual") is not None
-
-
-def test_a_rollback_while_waiting_voids_the_human_gate(waiting, gated_project, monkeypatch):
-    older = PolicyVersion.objects.create(
-        project=gated_project, number=7, status="retired", adapter_path="unused"
-    )
-
-    services.policy_rollback(policy=older)
-
-    assert check(gated_project, monkeypatch) == []
-    waiting.refresh_from_db()
-    assert waiting.status == "rejected"
-    assert waiting.error == (
-        "Human gate void: v7 became active while the candidate waited for labels against v0."
-    )
-    assert waiting.policy.status == "rejected"
-    assert TrainingRun.objects.filter(iteration=waiting).count() == 4  # nothing more ran
-
-
 # --- The gate's decision, from games alone ---------------------------------------------------
 
 GATE = SimpleNamespace(gate_human_min_win_rate=0.5, gate_human_labels=10)
@@ -304,3 +261,135 @@ def test_human_gate_fails_when_no_more_labels_can_come():
     assert (split["decision"], short["decision"]) == ("failed", "failed")
     assert split["reason"].startswith("undecided after all 12 labels")
     assert short["reason"].startswith("only 4 of the 10 labels it needs could be collected")
+
+
+# --- The check on rows alone (no model): what the settings and other admins' actions do ----
+
+
+@pytest.fixture
+def waiting_rows(gated_project):
+    """An iteration waiting for humans, its candidate v1 against v0 on four eval prompts, made
+    from rows as the worker would have left them."""
+    v0 = PolicyVersion.objects.get(project=gated_project, number=0)
+    v1 = PolicyVersion.objects.create(
+        project=gated_project, number=1, parent=v0, status="candidate", adapter_path="unused"
+    )
+    iteration = LoopIteration.objects.create(
+        project=gated_project, number=1, trigger="manual", status="awaiting_humans", policy=v1
+    )
+    TrainingRun.objects.create(
+        project=gated_project,
+        iteration=iteration,
+        kind="generate",
+        status="succeeded",
+        config={"policy": 1, "versus": 0, "split": "eval"},
+    )
+    pairs = [
+        (
+            Completion.objects.create(prompt=prompt, policy_version=v1, text=f"new {prompt.pk}"),
+            Completion.objects.create(prompt=prompt, policy_version=v0, text=f"old {prompt.pk}"),
+        )
+        for prompt in Prompt.objects.filter(project=gated_project, split="eval")
+    ]
+    comparisons_create(project=gated_project, pairs=pairs, priority=jobs.HUMAN_GATE_PRIORITY)
+    return iteration
+
+
+def test_a_passed_human_gate_waits_for_approval_when_promotion_needs_it(
+    waiting_rows, gated_project, judges, django_capture_on_commit_callbacks, monkeypatch
+):
+    gated_project.auto_promote = False
+    gated_project.save()
+    judge(
+        gated_project,
+        judges,
+        labels=6,
+        prefer="candidate",
+        candidate=1,
+        callbacks=django_capture_on_commit_callbacks,
+    )
+
+    assert check(gated_project, monkeypatch) == []  # an admin carries it on, not the check
+
+    waiting_rows.refresh_from_db()
+    assert waiting_rows.status == "awaiting_approval"
+    assert waiting_rows.evaluation["human_gate"]["decision"] == "passed"
+    assert waiting_rows.policy.status == "candidate"
+
+
+def test_turning_the_human_gate_off_lets_a_waiting_candidate_go_on(
+    waiting_rows, gated_project, monkeypatch
+):
+    assert check(gated_project, monkeypatch) == []  # no label yet: it waits
+    gated_project.gate_human_min_win_rate = None
+    gated_project.save()
+
+    sent = check(gated_project, monkeypatch)
+
+    waiting_rows.refresh_from_db()
+    assert sent == [waiting_rows.pk]
+    assert waiting_rows.status == "promoting"
+    gate = waiting_rows.evaluation["human_gate"]
+    assert (gate["decision"], gate["passed"], gate["labels"]) == ("off", None, 0)
+
+
+def test_a_candidate_promoted_by_hand_while_waiting_goes_on(
+    waiting_rows, gated_project, monkeypatch
+):
+    services.policy_promote(policy=waiting_rows.policy)
+
+    sent = check(gated_project, monkeypatch)
+
+    waiting_rows.refresh_from_db()
+    assert sent == [waiting_rows.pk]
+    assert waiting_rows.status == "promoting"
+
+
+def test_cancel_while_waiting_for_humans(
+    waiting_rows, gated_project, judges, django_capture_on_commit_callbacks, monkeypatch
+):
+    candidate = waiting_rows.policy
+    judge(
+        gated_project,
+        judges,
+        labels=2,
+        prefer="candidate",
+        candidate=candidate.number,
+        callbacks=django_capture_on_commit_callbacks,
+    )
+
+    services.iteration_cancel(iteration=waiting_rows)
+    judge_after = assignment_next(project=gated_project, user=judges[0])
+
+    assert check(gated_project, monkeypatch) == []
+    jobs.iteration_run(iteration=waiting_rows)  # a redelivered message changes nothing
+    waiting_rows.refresh_from_db()
+    candidate.refresh_from_db()
+    assert waiting_rows.status == "cancelled"
+    assert candidate.status == "rejected"
+    assert judge_after is None
+    # Two labels completed the first comparison (k = 2); the three others are closed.
+    assert sorted(
+        versus_comparisons(policy=candidate, versus=candidate.parent).values_list(
+            "status", flat=True
+        )
+    ) == [Comparison.Status.CLOSED] * 3 + [Comparison.Status.COMPLETE]
+    assert PolicyVersion.objects.get(project=gated_project, status="active").number == 0
+    assert services.iteration_start(project=gated_project, trigger="manual") is not None
+
+
+def test_a_rollback_while_waiting_voids_the_human_gate(waiting_rows, gated_project, monkeypatch):
+    older = PolicyVersion.objects.create(
+        project=gated_project, number=7, status="retired", adapter_path="unused"
+    )
+
+    services.policy_rollback(policy=older)
+
+    assert check(gated_project, monkeypatch) == []
+    waiting_rows.refresh_from_db()
+    assert waiting_rows.status == "rejected"
+    assert waiting_rows.error == (
+        "Human gate void: v7 became active while the candidate waited for labels against v0."
+    )
+    assert waiting_rows.policy.status == "rejected"
+    assert TrainingRun.objects.filter(iteration=waiting_rows).count() == 1  # nothing more ran
