@@ -6,7 +6,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from feedback.imports import DUPLICATES, FORMATS
-from feedback.models import Comparison, Completion, PreferenceLabel, Project, Prompt
+from feedback.models import (
+    PROJECT_GATE_FIELDS,
+    Comparison,
+    Completion,
+    PreferenceLabel,
+    Project,
+    Prompt,
+)
 from training.exports import PREFERENCE_FORMATS, STYLES, VOTE_FORMATS
 from training.models import (
     DatasetSnapshot,
@@ -37,13 +44,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "lease_minutes",
             "trigger_new_labels",
             "comparisons_per_iteration",
-            "auto_promote",
-            "gate_min_win_rate",
-            "gate_max_kl",
-            "gate_max_empty_rate",
-            "gate_max_repetition",
-            "gate_human_min_win_rate",
-            "gate_human_labels",
+            *PROJECT_GATE_FIELDS,
             "created_at",
             "role",
         ]

@@ -122,6 +122,19 @@ class Project(models.Model):
         return self.name
 
 
+# What a candidate policy must show before promotion (training/gates.py), as one group: the
+# loop page's form and the API show these together.
+PROJECT_GATE_FIELDS = (
+    "auto_promote",
+    "gate_min_win_rate",
+    "gate_max_kl",
+    "gate_max_empty_rate",
+    "gate_max_repetition",
+    "gate_human_min_win_rate",
+    "gate_human_labels",
+)
+
+
 class Membership(models.Model):
     class Role(models.TextChoices):
         ANNOTATOR = "annotator"

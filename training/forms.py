@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from feedback.models import Project
+from feedback.models import PROJECT_GATE_FIELDS, Project
 
 
 class ProjectGatesForm(forms.ModelForm):
@@ -12,15 +12,7 @@ class ProjectGatesForm(forms.ModelForm):
 
     class Meta:
         model = Project
-        fields = [
-            "auto_promote",
-            "gate_min_win_rate",
-            "gate_max_kl",
-            "gate_max_empty_rate",
-            "gate_max_repetition",
-            "gate_human_min_win_rate",
-            "gate_human_labels",
-        ]
+        fields = list(PROJECT_GATE_FIELDS)
         labels = {
             "gate_min_win_rate": "Least reward-model win rate",
             "gate_max_kl": "Largest mean KL to the base",

@@ -69,18 +69,24 @@ def judges(gated_project, make_user):
     return users
 
 
-def judge(project, users, *, labels: int, prefer: str, candidate: int, callbacks) -> int:
-    """`labels` labels from the judges in turn, each for `prefer` ("candidate" or
-    "incumbent"), through the labeling services. Returns how many checks the labels queued."""
-    queued = 0
-    for i in range(labels):
-        assignment = assignment_next(project=project, user=users[i % len(users)])
-        candidate_is_a = assignment.comparison.completion_a.policy_version.number == candidate
-        choice = "a" if candidate_is_a == (prefer == "candidate") else "b"
-        with callbacks(execute=False) as queued_now:
-            label_submit(user=assignment.annotator, assignment_id=assignment.pk, choice=choice)
-        queued += len(queued_now)
-    return queued
+@pytest.fixture
+def vote(gated_project, judges, django_capture_on_commit_callbacks):
+    """vote(labels, prefer): that many labels from the judges in turn, each for `prefer`
+    ("candidate" or "incumbent": the candidate is v1, the incumbent v0), through the
+    labeling services. Returns how many checks the labels queued after their commit."""
+
+    def cast(labels: int, prefer: str) -> int:
+        queued = 0
+        for i in range(labels):
+            assignment = assignment_next(project=gated_project, user=judges[i % len(judges)])
+            candidate_is_a = assignment.comparison.completion_a.policy_version.number == 1
+            choice = "a" if candidate_is_a == (prefer == "candidate") else "b"
+            with django_capture_on_commit_callbacks(execute=False) as queued_now:
+                label_submit(user=assignment.annotator, assignment_id=assignment.pk, choice=choice)
+            queued += len(queued_now)
+        return queued
+
+    return cast
 
 
 def check(project, monkeypatch) -> list[int]:
@@ -94,8 +100,7 @@ def check(project, monkeypatch) -> list[int]:
 def test_too_few_human_labels_keep_the_candidate_waiting(
     waiting,
     gated_project,
-    judges,
-    django_capture_on_commit_callbacks,
+    vote,
     monkeypatch,
     client,
     admin_member,
@@ -126,14 +131,7 @@ def test_too_few_human_labels_keep_the_candidate_waiting(
         None,
     )
 
-    queued = judge(
-        gated_project,
-        judges,
-        labels=5,
-        prefer="candidate",
-        candidate=waiting.policy.number,
-        callbacks=django_capture_on_commit_callbacks,
-    )
+    queued = vote(5, "candidate")
 
     assert check(gated_project, monkeypatch) == []
     waiting.refresh_from_db()
@@ -155,18 +153,9 @@ def test_too_few_human_labels_keep_the_candidate_waiting(
     assert api["results"][0]["human_gate"]["labels"] == 5
 
 
-def test_human_labels_for_the_candidate_promote_it(
-    waiting, gated_project, judges, django_capture_on_commit_callbacks, monkeypatch
-):
+def test_human_labels_for_the_candidate_promote_it(waiting, gated_project, vote, monkeypatch):
     candidate = waiting.policy
-    judge(
-        gated_project,
-        judges,
-        labels=6,
-        prefer="candidate",
-        candidate=candidate.number,
-        callbacks=django_capture_on_commit_callbacks,
-    )
+    vote(6, "candidate")
 
     sent = check(gated_project, monkeypatch)
     assert sent == [waiting.pk]
@@ -189,17 +178,10 @@ def test_human_labels_for_the_candidate_promote_it(
 
 
 def test_human_labels_for_the_incumbent_reject_the_candidate(
-    waiting, gated_project, judges, django_capture_on_commit_callbacks, monkeypatch
+    waiting, gated_project, vote, monkeypatch
 ):
     candidate = waiting.policy
-    judge(
-        gated_project,
-        judges,
-        labels=6,
-        prefer="incumbent",
-        candidate=candidate.number,
-        callbacks=django_capture_on_commit_callbacks,
-    )
+    vote(6, "incumbent")
 
     assert check(gated_project, monkeypatch) == []
 
@@ -296,18 +278,11 @@ def waiting_rows(gated_project):
 
 
 def test_a_passed_human_gate_waits_for_approval_when_promotion_needs_it(
-    waiting_rows, gated_project, judges, django_capture_on_commit_callbacks, monkeypatch
+    waiting_rows, gated_project, vote, monkeypatch
 ):
     gated_project.auto_promote = False
     gated_project.save()
-    judge(
-        gated_project,
-        judges,
-        labels=6,
-        prefer="candidate",
-        candidate=1,
-        callbacks=django_capture_on_commit_callbacks,
-    )
+    vote(6, "candidate")
 
     assert check(gated_project, monkeypatch) == []  # an admin carries it on, not the check
 
@@ -345,18 +320,9 @@ def test_a_candidate_promoted_by_hand_while_waiting_goes_on(
     assert waiting_rows.status == "promoting"
 
 
-def test_cancel_while_waiting_for_humans(
-    waiting_rows, gated_project, judges, django_capture_on_commit_callbacks, monkeypatch
-):
+def test_cancel_while_waiting_for_humans(waiting_rows, gated_project, judges, vote, monkeypatch):
     candidate = waiting_rows.policy
-    judge(
-        gated_project,
-        judges,
-        labels=2,
-        prefer="candidate",
-        candidate=candidate.number,
-        callbacks=django_capture_on_commit_callbacks,
-    )
+    vote(2, "candidate")
 
     services.iteration_cancel(iteration=waiting_rows)
     judge_after = assignment_next(project=gated_project, user=judges[0])
