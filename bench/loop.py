@@ -38,13 +38,68 @@ def wilson(wins: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return (centre - half, centre + half)
 
 
+# More prompts than the demo's 40, so that a generation round gives enough pairs for a first
+# reward model and the final judgement rests on more than 8 held-out prompts. Made here, from
+# templates; the held-out split takes whole topics, so no eval prompt shares one with training.
+TOPICS = [
+    "volcanoes",
+    "photosynthesis",
+    "the moon",
+    "bees",
+    "rainbows",
+    "the internet",
+    "glaciers",
+    "coffee",
+    "chess",
+    "the heart",
+    "bridges",
+    "honey",
+    "tides",
+    "clouds",
+    "bicycles",
+    "libraries",
+    "deserts",
+    "owls",
+    "electricity",
+    "bread",
+    "whales",
+    "maps",
+    "snow",
+    "the piano",
+    "recycling",
+    "gravity",
+    "forests",
+    "trains",
+]
+TEMPLATES = [
+    "Tell me about {t}.",
+    "Explain {t} to a ten-year-old.",
+    "Tell me one interesting fact about {t}.",
+]
+EVAL_TOPICS = 8  # the last topics are held out
+
+
+def extra_prompts() -> list[dict]:
+    records = []
+    for i, topic in enumerate(TOPICS):
+        split = "eval" if i >= len(TOPICS) - EVAL_TOPICS else "train"
+        for template in TEMPLATES:
+            text = template.format(t=topic)
+            records.append({"prompt": [{"role": "user", "content": text}], "split": split})
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=str(ROOT / "var/models/smollm2-135m-instruct"))
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--comparisons", type=int, default=16, help="new pairs per iteration")
-    parser.add_argument("--judge-samples", type=int, default=4, help="answers per eval prompt")
-    parser.add_argument("--episodes", type=int, default=64, help="PPO episodes per iteration")
+    parser.add_argument("--comparisons", type=int, default=64, help="new pairs per iteration")
+    parser.add_argument(
+        "--first-comparisons", type=int, default=128, help="pairs of the base before iteration 1"
+    )
+    parser.add_argument("--judge-samples", type=int, default=2, help="answers per eval prompt")
+    parser.add_argument("--episodes", type=int, default=128, help="PPO episodes per iteration")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="PPO learning rate")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="hone-bench-loop-"))
@@ -65,6 +120,7 @@ def main() -> None:
     from feedback.preferences import judge
     from feedback.services import membership_set, project_create, prompts_import
     from training import jobs, services
+    from training.leaderboard import leaderboard
     from training.ml.generate import GenerateConfig, generate
     from training.models import PolicyVersion, TrainingRun
 
@@ -77,18 +133,20 @@ def main() -> None:
         max_new_tokens=64,
         comparisons_per_iteration=args.comparisons,
         training_config={
-            "reward": {"epochs": 2, "batch_size": 4, "max_length": 384},
+            "reward": {"epochs": 2, "batch_size": 8, "max_length": 384},
             "ppo": {
                 "total_episodes": args.episodes,
-                "rollout_batch_size": 8,
+                "rollout_batch_size": 16,
                 "num_mini_batches": 2,
                 "response_length": 64,
+                "learning_rate": args.learning_rate,
             },
-            "evaluate": {"num_prompts": 8, "batch_size": 8},
-            "generate": {"batch_size": 8},
+            "evaluate": {"batch_size": 16},
+            "generate": {"batch_size": 16},
         },
     )
     prompts_import(project=project, records=_read_jsonl(DEMO_PROMPTS), source="demo")
+    prompts_import(project=project, records=extra_prompts(), source="bench")
     from django.contrib.auth import get_user_model
 
     user, _ = get_user_model().objects.get_or_create(username="sim-concise-1")
@@ -105,9 +163,18 @@ def main() -> None:
         )
         return user.preference_labels.count() - before
 
+    def sample_active_policy(pairs: int) -> None:
+        """What annotators get between iterations: pairs of the active policy, labelled."""
+        while pairs > 0:
+            project.comparisons_per_iteration = min(pairs, args.comparisons)
+            run = services.run_create(project=project, kind=TrainingRun.Kind.GENERATE, config={})
+            jobs.generation_run(run=run)
+            pairs -= project.comparisons_per_iteration
+        project.comparisons_per_iteration = args.comparisons
+        project.save()
+
     started = time.monotonic()
-    run = services.run_create(project=project, kind=TrainingRun.Kind.GENERATE, config={})
-    jobs.generation_run(run=run)
+    sample_active_policy(args.first_comparisons)
     labels = label_everything()
     print(f"base comparisons: {labels} labels in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -133,7 +200,10 @@ def main() -> None:
         }
         iterations.append(record)
         print(json.dumps(record), flush=True)
-        if iteration.status != "done":
+        if iteration.status == "rejected":
+            # The loop goes on as in production: more labels on the active policy, then retry.
+            sample_active_policy(args.comparisons)
+        elif iteration.status != "done":
             break
         label_everything()
 
@@ -172,6 +242,16 @@ def main() -> None:
         "exclamations_final": sum(a.count("!") for a in final_answers),
         "exclamations_base": sum(a.count("!") for a in base_answers),
         "iterations": iterations,
+        "leaderboard_from_simulated_labels": [
+            {
+                "version": r.version,
+                "status": r.status,
+                "rating": None if r.rating is None else round(r.rating, 1),
+                "ci95": None if r.low is None else [round(r.low, 1), round(r.high, 1)],
+                "games": r.games,
+            }
+            for r in leaderboard(project=project)
+        ],
         "total_s": round(time.monotonic() - started, 1),
     }
     out = ROOT / "bench/out"

@@ -216,13 +216,16 @@ class PreferencePair:
         return b if self.winner == "a" else a
 
 
-def preference_pairs(*, project: Project) -> tuple[list[PreferencePair], int]:
+def preference_pairs(
+    *, project: Project, split: str | None = None
+) -> tuple[list[PreferencePair], int]:
     """One pair per comparison with a preference, and the count of those without one.
 
     A reviewer's final preference (or a gold item's answer) overrides the strength-weighted
     majority vote of its labels; rejected labels and consistency repeats are left out
-    (labels_for_training); ties and both-bad follow the project's setting. Shared by
-    snapshots (training) and exports (training/exports.py), so both agree on every pair.
+    (labels_for_training); ties and both-bad follow the project's setting. With `split`, only
+    comparisons on prompts of that split. Shared by snapshots (training) and exports
+    (training/exports.py), so both agree on every pair.
     """
     by_comparison: dict[int, list[PreferenceLabel]] = defaultdict(list)
     for label in labels_for_training(project=project):
@@ -239,6 +242,8 @@ def preference_pairs(*, project: Project) -> tuple[list[PreferencePair], int]:
         for label in labels
     }
     comparisons.update({c.pk: c for c in decided})
+    if split is not None:
+        comparisons = {k: c for k, c in comparisons.items() if c.prompt.split == split}
 
     pairs: list[PreferencePair] = []
     no_preference = 0
@@ -265,8 +270,12 @@ def preference_pairs(*, project: Project) -> tuple[list[PreferencePair], int]:
 
 
 def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
-    """Write the project's preference data as TRL explicit-prompt JSONL and record it."""
-    pairs, no_preference = preference_pairs(project=project)
+    """Write the project's preference data as TRL explicit-prompt JSONL and record it.
+
+    Only comparisons on train prompts: the eval prompts judge candidates (the reward-model
+    gates, the versus comparisons of the human gate), so the reward model never sees them.
+    """
+    pairs, no_preference = preference_pairs(project=project, split=Prompt.Split.TRAIN)
     rows: list[dict[str, Any]] = [
         {
             "prompt": pair.comparison.prompt.messages,
@@ -279,8 +288,8 @@ def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
     used: list[int] = [label.pk for pair in pairs for label in pair.labels]
     if not rows:
         raise ValidationError(
-            f"Project {project.slug} has no comparison with a preference yet "
-            f"({no_preference} without one): label some comparisons first."
+            f"Project {project.slug} has no comparison with a preference on its train prompts "
+            f"yet ({no_preference} without one): label some comparisons first."
         )
 
     relative = f"projects/{project.pk}/snapshots/{name}.jsonl"

@@ -108,3 +108,17 @@ def test_rejected_labels_and_repeats_are_left_out_and_label_ids_say_so(project, 
 
     assert rows_of(snapshot) == [("alpha", "beta", 1.0)]
     assert sorted(snapshot.label_ids) == sorted(label.pk for label in kept)
+
+
+def test_comparisons_on_eval_prompts_never_train_the_reward_model(project, people):
+    train, held_out = make_comparisons(project, [("alpha", "beta"), ("gamma", "delta")])
+    assert train.prompt_id != held_out.prompt_id
+    held_out.prompt.split = "eval"
+    held_out.prompt.save()
+    label(people[0], train, "a")
+    eval_label = label(people[0], held_out, "a")
+
+    snapshot = services.snapshot_create(project=project, name="train-only")
+
+    assert rows_of(snapshot) == [("alpha", "beta", 2.0)]
+    assert eval_label.pk not in snapshot.label_ids
