@@ -89,6 +89,122 @@ def extra_prompts() -> list[dict]:
     return records
 
 
+def iteration_record(iteration, seconds: float) -> dict:
+    runs = {r.kind: r.duration_seconds for r in iteration.runs.all()}
+    return {
+        "iteration": iteration.number,
+        "status": iteration.status,
+        "trigger_to_new_comparisons_s": round(seconds, 1),
+        "run_seconds": {k: round(v or 0, 1) for k, v in runs.items()},
+        "rm_heldout_accuracy": iteration.reward_model.heldout_accuracy
+        if iteration.reward_model_id
+        else None,
+        "rm_win_rate": iteration.evaluation.get("win_rate"),
+        "kl_to_base": iteration.evaluation.get("kl_to_base_mean"),
+        "error": iteration.error[:300],
+    }
+
+
+def final_judgement(
+    args,
+    project,
+    iterations: list[dict],
+    total_s: float,
+    name: str = "loop.json",
+    version: int | None = None,
+) -> None:
+    """The simulated annotator judges the active policy (or `version`) against the base on
+    held-out prompts."""
+    from feedback.models import Prompt
+    from feedback.preferences import judge
+    from training import services
+    from training.leaderboard import leaderboard
+    from training.ml.generate import GenerateConfig, generate
+    from training.models import PolicyVersion
+
+    final = (
+        PolicyVersion.objects.get(project=project, number=version)
+        if version is not None
+        else PolicyVersion.objects.get(project=project, status="active")
+    )
+    eval_prompts = [p.messages for p in Prompt.objects.filter(project=project, split="eval")]
+
+    def answers(adapter: str | None) -> list[str]:
+        config = GenerateConfig(
+            base_model=args.base,
+            adapter=adapter,
+            num_samples=args.judge_samples,
+            max_new_tokens=64,
+            batch_size=8,
+            seed=12345,
+        )
+        return [s.text for per in generate(config, eval_prompts) for s in per]
+
+    final_answers = answers(
+        str(services.artifact_path(final.adapter_path)) if final.adapter_path else None
+    )
+    base_answers = answers(None)
+    score = {"a": 1.0, "b": 0.0, "tie": 0.5}
+    outcomes = [
+        score[judge("concise", a, b)[0]] for a, b in zip(final_answers, base_answers, strict=True)
+    ]
+    wins = sum(outcomes)
+    low, high = wilson(wins, len(outcomes))
+    summary = {
+        "final_version": final.number,
+        "judged_pairs": len(outcomes),
+        "win_rate_vs_base": round(wins / len(outcomes), 3),
+        "win_rate_95ci": [round(low, 3), round(high, 3)],
+        "mean_chars_final": round(sum(map(len, final_answers)) / len(final_answers), 1),
+        "mean_chars_base": round(sum(map(len, base_answers)) / len(base_answers), 1),
+        "exclamations_final": sum(a.count("!") for a in final_answers),
+        "exclamations_base": sum(a.count("!") for a in base_answers),
+        "iterations": iterations,
+        "leaderboard_from_simulated_labels": [
+            {
+                "version": r.version,
+                "status": r.status,
+                "rating": None if r.rating is None else round(r.rating, 1),
+                "ci95": None if r.low is None else [round(r.low, 1), round(r.high, 1)],
+                "games": r.games,
+            }
+            for r in leaderboard(project=project)
+        ],
+        "total_s": round(total_s, 1),
+    }
+    out = ROOT / "bench/out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+
+
+def judge_only(args) -> None:
+    """Judge the active policy of an earlier (or still running) loop's work folder."""
+    import django
+
+    work = Path(args.judge_only)
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="config.settings.base",
+        DEBUG="1",
+        HONE_VAR_DIR=str(work),
+        DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
+    )
+    django.setup()
+    import torch
+
+    from feedback.models import Project
+    from training.models import LoopIteration
+
+    torch.set_num_threads(2)
+    project = Project.objects.get(slug="bench")
+    iterations = [
+        iteration_record(i, ((i.finished_at or i.created_at) - i.created_at).total_seconds())
+        for i in LoopIteration.objects.filter(project=project).order_by("number")
+    ]
+    name = f"loop-judge-v{args.version}.json" if args.version is not None else "loop-judge.json"
+    final_judgement(args, project, iterations, float("nan"), name=name, version=args.version)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=str(ROOT / "var/models/smollm2-135m-instruct"))
@@ -100,7 +216,18 @@ def main() -> None:
     parser.add_argument("--judge-samples", type=int, default=2, help="answers per eval prompt")
     parser.add_argument("--episodes", type=int, default=128, help="PPO episodes per iteration")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="PPO learning rate")
+    parser.add_argument(
+        "--judge-only",
+        metavar="WORK_DIR",
+        help="only judge the active policy of a loop's work folder (/tmp/hone-bench-loop-*)",
+    )
+    parser.add_argument(
+        "--version", type=int, help="with --judge-only: this policy version, not the active one"
+    )
     args = parser.parse_args()
+    if args.judge_only:
+        judge_only(args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="hone-bench-loop-"))
     os.environ.update(
@@ -116,13 +243,10 @@ def main() -> None:
     from django.core.management import call_command
 
     from feedback.management.commands.seed_demo import DEMO_PROMPTS, _read_jsonl
-    from feedback.models import Membership, Prompt
-    from feedback.preferences import judge
+    from feedback.models import Membership
     from feedback.services import membership_set, project_create, prompts_import
     from training import jobs, services
-    from training.leaderboard import leaderboard
-    from training.ml.generate import GenerateConfig, generate
-    from training.models import PolicyVersion, TrainingRun
+    from training.models import TrainingRun
 
     torch.set_num_threads(2)
     call_command("migrate", verbosity=0)
@@ -179,25 +303,12 @@ def main() -> None:
     print(f"base comparisons: {labels} labels in {time.monotonic() - started:.0f} s", flush=True)
 
     iterations = []
-    for n in range(1, args.iterations + 1):
+    for _ in range(args.iterations):
         t0 = time.monotonic()
         iteration = services.iteration_start(project=project, trigger="manual")
         jobs.iteration_run(iteration=iteration)
         iteration.refresh_from_db()
-        seconds = time.monotonic() - t0
-        runs = {r.kind: r.duration_seconds for r in iteration.runs.all()}
-        record = {
-            "iteration": n,
-            "status": iteration.status,
-            "trigger_to_new_comparisons_s": round(seconds, 1),
-            "run_seconds": {k: round(v or 0, 1) for k, v in runs.items()},
-            "rm_heldout_accuracy": iteration.reward_model.heldout_accuracy
-            if iteration.reward_model_id
-            else None,
-            "rm_win_rate": iteration.evaluation.get("win_rate"),
-            "kl_to_base": iteration.evaluation.get("kl_to_base_mean"),
-            "error": iteration.error[:300],
-        }
+        record = iteration_record(iteration, time.monotonic() - t0)
         iterations.append(record)
         print(json.dumps(record), flush=True)
         if iteration.status == "rejected":
@@ -207,57 +318,7 @@ def main() -> None:
             break
         label_everything()
 
-    # The annotator judges the final policy against the base on the held-out prompts.
-    final = PolicyVersion.objects.get(project=project, status="active")
-    eval_prompts = [p.messages for p in Prompt.objects.filter(project=project, split="eval")]
-
-    def answers(adapter: str | None) -> list[str]:
-        config = GenerateConfig(
-            base_model=args.base,
-            adapter=adapter,
-            num_samples=args.judge_samples,
-            max_new_tokens=64,
-            batch_size=8,
-            seed=12345,
-        )
-        return [s.text for per in generate(config, eval_prompts) for s in per]
-
-    final_answers = answers(
-        str(services.artifact_path(final.adapter_path)) if final.adapter_path else None
-    )
-    base_answers = answers(None)
-    score = {"a": 1.0, "b": 0.0, "tie": 0.5}
-    outcomes = [
-        score[judge("concise", a, b)[0]] for a, b in zip(final_answers, base_answers, strict=True)
-    ]
-    wins = sum(outcomes)
-    low, high = wilson(wins, len(outcomes))
-    summary = {
-        "final_version": final.number,
-        "judged_pairs": len(outcomes),
-        "win_rate_vs_base": round(wins / len(outcomes), 3),
-        "win_rate_95ci": [round(low, 3), round(high, 3)],
-        "mean_chars_final": round(sum(map(len, final_answers)) / len(final_answers), 1),
-        "mean_chars_base": round(sum(map(len, base_answers)) / len(base_answers), 1),
-        "exclamations_final": sum(a.count("!") for a in final_answers),
-        "exclamations_base": sum(a.count("!") for a in base_answers),
-        "iterations": iterations,
-        "leaderboard_from_simulated_labels": [
-            {
-                "version": r.version,
-                "status": r.status,
-                "rating": None if r.rating is None else round(r.rating, 1),
-                "ci95": None if r.low is None else [round(r.low, 1), round(r.high, 1)],
-                "games": r.games,
-            }
-            for r in leaderboard(project=project)
-        ],
-        "total_s": round(time.monotonic() - started, 1),
-    }
-    out = ROOT / "bench/out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "loop.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary))
+    final_judgement(args, project, iterations, time.monotonic() - started)
 
 
 if __name__ == "__main__":
