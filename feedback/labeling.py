@@ -251,18 +251,6 @@ class Lease:
     completion_a: str
     completion_b: str
 
-    def payload(self) -> dict[str, Any]:
-        """The API's answer (POST /api/projects/<slug>/comparisons/next/)."""
-        return {
-            "assignment_id": self.assignment["id"],
-            "comparison_id": self.assignment["comparison_id"],
-            "expires_at": self.assignment["expires_at"].isoformat(),
-            "a_shown_left": self.assignment["a_shown_left"],
-            "prompt": self.prompt_messages,
-            "completion_a": self.completion_a,
-            "completion_b": self.completion_b,
-        }
-
 
 def _datetime(value: Any) -> datetime:
     """A timestamp column as an aware datetime (SQLite's driver returns text or a naive

@@ -119,6 +119,12 @@ def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment |
     back, and the lease row is then renewed in place. The rules and how they stay right under
     concurrency: feedback/labeling.py, which the lean API path (api/fastpath.py) runs too.
     """
+    lease = assignment_lease(project=project, user=user)
+    return None if lease is None else _assignment_of(lease)
+
+
+def assignment_lease(*, project: Project, user: AbstractBaseUser) -> labeling.Lease | None:
+    """assignment_next as plain values (the JSON API's answer needs no model instance)."""
     steps = labeling.lease_steps(
         dialect=_dialect(),
         rules=labeling.ProjectRules.of(project),
@@ -126,8 +132,7 @@ def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment |
         now=timezone.now(),
     )
     with transaction.atomic(), connection.cursor() as cursor:
-        lease = labeling.run(steps, cursor)
-    return None if lease is None else _assignment_of(lease)
+        return labeling.run(steps, cursor)
 
 
 def _assignment_of(lease: labeling.Lease) -> Assignment:
