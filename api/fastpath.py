@@ -132,6 +132,12 @@ def _label_input(request: ASGIRequest, body: bytes) -> dict[str, Any] | None:
     """The submit's fields, validated as the Django view does, or None to let it answer."""
     if request.content_type != "application/json" or request.encoding not in (None, "utf-8"):
         return None
+    try:  # DRF reads no body without a length
+        length = int(request.META.get("CONTENT_LENGTH", request.META.get("HTTP_CONTENT_LENGTH", 0)))
+    except (TypeError, ValueError):
+        length = 0
+    if length == 0:
+        return None
     try:
         data = json.loads(body)
     except ValueError:
@@ -289,7 +295,12 @@ class LabelingFastPath:
                     options = connection.settings_dict["OPTIONS"].get("pool") or {}
                     kwargs = connection.get_connection_params()
                     kwargs.pop("cursor_factory", None)
-                    kwargs.update(autocommit=True, prepare_threshold=5)
+                    # Prepared statements with generic plans: planning the joins of the
+                    # labeling statements costs more than running them (0.5 ms against 0.2).
+                    kwargs.update(autocommit=True, prepare_threshold=1)
+                    kwargs["options"] = (
+                        kwargs.get("options", "") + " -c plan_cache_mode=force_generic_plan"
+                    ).strip()
                     pool = AsyncConnectionPool(
                         kwargs=kwargs,
                         connection_class=AsyncConnection,
@@ -309,12 +320,13 @@ class LabelingFastPath:
 
     async def _respond(self, request: ASGIRequest, send: Send, status: int, payload: Any) -> None:
         body = b"" if payload is None else JSONRenderer().render(payload)
-        headers = [(b"content-type", b"application/json")] if body else []
+        headers = [(b"Content-Type", b"application/json")] if body else []
         headers += [
-            (b"vary", b"Accept, Cookie"),
-            (b"allow", b"POST, OPTIONS"),
+            (b"Vary", b"Accept, Cookie"),
+            (b"Allow", b"POST, OPTIONS"),
+            (b"X-Frame-Options", settings.X_FRAME_OPTIONS.encode()),
+            (b"Content-Length", str(len(body)).encode()),
             *_security_headers(request),
-            (b"content-length", str(len(body)).encode()),
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -324,30 +336,31 @@ def _throttles_allow(request: ASGIRequest, user: Any) -> bool:
     """DRF's throttles, as APIView.check_throttles runs them (same cache, same keys)."""
     request.user = user
     return all(
-        throttle().allow_request(request, None) for throttle in api_settings.DEFAULT_THROTTLE_CLASSES
+        throttle().allow_request(request, None)
+        for throttle in api_settings.DEFAULT_THROTTLE_CLASSES
     )
 
 
 def _security_headers(request: ASGIRequest) -> list[tuple[bytes, bytes]]:
-    """What SecurityMiddleware and XFrameOptionsMiddleware add to an API answer."""
-    headers = [(b"x-frame-options", settings.X_FRAME_OPTIONS.encode())]
+    """What SecurityMiddleware adds to an API answer (as Django writes the names)."""
+    headers = []
     if settings.SECURE_HSTS_SECONDS and request.is_secure():
         hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
         if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
             hsts += "; includeSubDomains"
         if settings.SECURE_HSTS_PRELOAD:
             hsts += "; preload"
-        headers.append((b"strict-transport-security", hsts.encode()))
+        headers.append((b"Strict-Transport-Security", hsts.encode()))
     if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        headers.append((b"x-content-type-options", b"nosniff"))
+        headers.append((b"X-Content-Type-Options", b"nosniff"))
     if settings.SECURE_REFERRER_POLICY:
         policy = settings.SECURE_REFERRER_POLICY
         if not isinstance(policy, str):
             policy = ",".join(policy)
-        headers.append((b"referrer-policy", policy.encode()))
+        headers.append((b"Referrer-Policy", policy.encode()))
     if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
         headers.append(
-            (b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode())
+            (b"Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode())
         )
     return headers
 

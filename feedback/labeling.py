@@ -57,8 +57,9 @@ _ACTIVE, _SUBMITTED, _SKIPPED = (
 )
 _OPEN, _COMPLETE = Comparison.Status.OPEN.value, Comparison.Status.COMPLETE.value
 _GOLD = Comparison.Kind.GOLD.value
-# Enum values are written into the statements as literals (they are constants, never user
-# input): PostgreSQL can then match the partial index of the open queue in a generic plan.
+# Enum values and limits are written into the statements as literals (constants, never user
+# input): a generic plan of a prepared statement (api/fastpath.py) can then use the partial
+# index of the open queue and knows how many rows it stops after.
 _NAMES = {
     "assignment": Assignment._meta.db_table,
     "comparison": Comparison._meta.db_table,
@@ -95,6 +96,8 @@ def _sql(text: str) -> str:
         .format(
             **_NAMES,
             lease_columns=", ".join(LEASE_COLUMNS),
+        candidates=CANDIDATES,
+        repeat_offset=REPEAT_GAP - 1,
             lease_columns_a=", ".join(f"a.{column}" for column in LEASE_COLUMNS),
         )
     )
@@ -126,7 +129,7 @@ SELECT c.id, {display}
            AND other.is_repeat = FALSE AND other.expires_at > %s AND other.annotator_id <> %s
        ) < c.required_labels - c.label_count
  ORDER BY c.priority DESC, c.created_at, c.id
- LIMIT %s
+ LIMIT {candidates}
 """)
 
 # Gold items are shown to every annotator once: no lease limit, no row lock.
@@ -179,7 +182,7 @@ SELECT l.comparison_id, l.annotator_id, NOT l.a_shown_left, TRUE, {active}, '', 
                  JOIN {comparison} c2 ON c2.id = l2.comparison_id
                 WHERE l2.annotator_id = %s AND c2.project_id = %s AND l2.is_repeat = FALSE
                 ORDER BY l2.id DESC
-                LIMIT 1 OFFSET %s)
+                LIMIT 1 OFFSET {repeat_offset})
    AND NOT EXISTS (
        SELECT 1 FROM {assignment} seen
         WHERE seen.comparison_id = l.comparison_id AND seen.annotator_id = l.annotator_id
@@ -291,7 +294,7 @@ def lease_steps(
 
     if rules.repeat_rate and random.random() < rules.repeat_rate:
         params = [at, expires_at, user_id, rules.project_id, user_id, rules.project_id]
-        rows, _ = yield _REPEAT_WRITE, [*params, REPEAT_GAP - 1]
+        rows, _ = yield _REPEAT_WRITE, params
         if rows:
             (display,), _ = yield _DISPLAY_OF, [rows[0][1]]
             return _lease(rows[0], display)
@@ -301,7 +304,7 @@ def lease_steps(
         if gold:
             candidates, _ = yield _GOLD_NEXT, [rules.project_id, user_id]
         else:
-            params = [rules.project_id, user_id, at, user_id, CANDIDATES]
+            params = [rules.project_id, user_id, at, user_id]
             candidates, _ = yield dialect.candidates_sql, params
         for comparison_id, *display in candidates:
             a_shown_left = random.random() < 0.5
@@ -448,11 +451,15 @@ def run(steps: Steps, cursor: Any) -> Any:
 
 async def run_async(steps: Steps, cursor: Any) -> Any:
     """Run `steps` on a psycopg AsyncCursor."""
+    from psycopg.pq import ExecStatus
+
+    TUPLES_OK = ExecStatus.TUPLES_OK
     try:
         query = next(steps)
         while True:
             await cursor.execute(*query)
-            rows = await cursor.fetchall() if cursor.description else []
+            # pgresult, not description: building the column descriptions costs more here.
+            rows = await cursor.fetchall() if cursor.pgresult.status == TUPLES_OK else []
             query = steps.send((rows, cursor.rowcount))
     except StopIteration as done:
         return done.value
