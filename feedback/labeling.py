@@ -1,7 +1,7 @@
 """The rules of the labeling path, once: leasing the next comparison and storing a label.
 
 They are written as SQL statements and the little logic between them, as generators that
-yield (sql, params) and receive (rows, rowcount) back. Two drivers run them: `run` on a
+yield (sql, params) and receive the rows back. Two drivers run them: `run` on a
 DB-API cursor (Django's connection: feedback.services on PostgreSQL and SQLite) and
 `run_async` on a psycopg async cursor (the lean ASGI path of api/fastpath.py). The caller
 owns the transaction; a generator never commits.
@@ -42,8 +42,7 @@ from feedback.models import (
 )
 
 Query = tuple[str, list[Any]]
-Result = tuple[list[tuple], int]  # rows, rowcount
-Steps = Generator[Query, Result, Any]
+Steps = Generator[Query, list[tuple], Any]
 
 # A consistency repeat comes back only after this many later labels of the same annotator.
 REPEAT_GAP = 10
@@ -96,8 +95,8 @@ def _sql(text: str) -> str:
         .format(
             **_NAMES,
             lease_columns=", ".join(LEASE_COLUMNS),
-        candidates=CANDIDATES,
-        repeat_offset=REPEAT_GAP - 1,
+            candidates=CANDIDATES,
+            repeat_offset=REPEAT_GAP - 1,
             lease_columns_a=", ".join(f"a.{column}" for column in LEASE_COLUMNS),
         )
     )
@@ -283,33 +282,33 @@ def _lease(lease_row: tuple, display_row: tuple) -> Lease:
 
 def lease_steps(
     *, dialect: Dialect, rules: ProjectRules, user_id: int, now: datetime
-) -> Generator[Query, Result, Lease | None]:
+) -> Generator[Query, list[tuple], Lease | None]:
     """The annotator's current lease, or a new lease on the next comparison they can label
     (the rules are in the module docstring). Run inside a transaction."""
     at = dialect.adapt_datetime(now)
-    rows, _ = yield _CURRENT, [user_id, rules.project_id, at]
+    rows = yield _CURRENT, [user_id, rules.project_id, at]
     if rows:
         return _lease(rows[0][: len(LEASE_COLUMNS)], rows[0][len(LEASE_COLUMNS) :])
     expires_at = dialect.adapt_datetime(now + timedelta(minutes=rules.lease_minutes))
 
     if rules.repeat_rate and random.random() < rules.repeat_rate:
         params = [at, expires_at, user_id, rules.project_id, user_id, rules.project_id]
-        rows, _ = yield _REPEAT_WRITE, params
+        rows = yield _REPEAT_WRITE, params
         if rows:
-            (display,), _ = yield _DISPLAY_OF, [rows[0][1]]
+            (display,) = yield _DISPLAY_OF, [rows[0][1]]
             return _lease(rows[0], display)
 
     gold_first = bool(rules.gold_rate) and random.random() < rules.gold_rate
     for gold in (True, False) if gold_first else (False, True):
         if gold:
-            candidates, _ = yield _GOLD_NEXT, [rules.project_id, user_id]
+            candidates = yield _GOLD_NEXT, [rules.project_id, user_id]
         else:
             params = [rules.project_id, user_id, at, user_id]
-            candidates, _ = yield dialect.candidates_sql, params
+            candidates = yield dialect.candidates_sql, params
         for comparison_id, *display in candidates:
             a_shown_left = random.random() < 0.5
             params = [user_id, a_shown_left, at, expires_at, comparison_id, at, user_id]
-            rows, _ = yield _LEASE_WRITE, params
+            rows = yield _LEASE_WRITE, params
             if rows:
                 return _lease(rows[0], display)
     return None
@@ -333,6 +332,7 @@ UPDATE {comparison}
        status = CASE WHEN kind <> {gold} AND label_count + 1 >= required_labels THEN {complete}
                      ELSE status END
  WHERE id = %s AND status = {open} AND (kind = {gold} OR label_count < required_labels)
+RETURNING id
 """)
 
 _LABEL_WRITE = _sql("""
@@ -352,6 +352,10 @@ VALUES (%s, %s, 'created', NULL, %s, %s)
 _ASSIGNMENT_SUBMITTED = _sql("""
 UPDATE {assignment} SET status = {submitted} WHERE id = %s
 """)
+
+
+# Statements whose answer the steps never read.
+_NO_ROWS = frozenset({_AUDIT_WRITE, _ASSIGNMENT_SUBMITTED})
 
 
 @dataclass(frozen=True)
@@ -390,14 +394,14 @@ def label_steps(
     rationale: str,
     time_spent_ms: int,
     now: datetime,
-) -> Generator[Query, Result, Submitted]:
+) -> Generator[Query, list[tuple], Submitted]:
     """Store the annotator's label for a comparison leased to them, its audit row, and mark
     the lease submitted. The values are validated already (services.label_input_check).
 
     The lease is row-locked first, so a double submit waits and then sees "submitted". A
     lease that expired still takes its label while the comparison needs one. Repeats never
     count towards k. Run inside a transaction; roll back unless the outcome is "created"."""
-    rows, _ = yield dialect.assignment_lock_sql, [assignment_id, user_id]
+    rows = yield dialect.assignment_lock_sql, [assignment_id, user_id]
     if not rows:
         return Submitted("not_assigned")
     _, comparison_id, a_shown_left, is_repeat, status, project_id, trigger, needs_why = rows[0]
@@ -413,15 +417,13 @@ def label_steps(
         return Submitted("already_submitted", **lease)
     if status != _ACTIVE:  # an expired lease still is "active"
         return Submitted("not_active", **lease)
-    if not is_repeat:
-        _, taken = yield _TAKE_LABEL, [comparison_id]
-        if taken != 1:
-            return Submitted("closed", **lease)
+    if not is_repeat and not (yield _TAKE_LABEL, [comparison_id]):
+        return Submitted("closed", **lease)
     if choice == PreferenceLabel.Choice.BOTH_BAD and needs_why and not rationale:
         return Submitted("rationale_required", **lease)
     at = dialect.adapt_datetime(now)
     values = [comparison_id, user_id, assignment_id, choice, strength, rationale, time_spent_ms]
-    rows, _ = yield _LABEL_WRITE, [*values, bool(a_shown_left), bool(is_repeat), at, at]
+    rows = yield _LABEL_WRITE, [*values, bool(a_shown_left), bool(is_repeat), at, at]
     label_id = rows[0][0]
     after = label_state(
         choice=choice,
@@ -443,23 +445,18 @@ def run(steps: Steps, cursor: Any) -> Any:
         query = next(steps)
         while True:
             cursor.execute(*query)
-            rows = cursor.fetchall() if cursor.description else []
-            query = steps.send((rows, cursor.rowcount))
+            query = steps.send(cursor.fetchall() if cursor.description else [])
     except StopIteration as done:
         return done.value
 
 
 async def run_async(steps: Steps, cursor: Any) -> Any:
-    """Run `steps` on a psycopg AsyncCursor."""
-    from psycopg.pq import ExecStatus
-
-    TUPLES_OK = ExecStatus.TUPLES_OK
+    """Run `steps` on a psycopg AsyncCursor. (Pipeline mode, which would save the round
+    trips of the statements whose rows nobody reads, cost more CPU here than it saved.)"""
     try:
         query = next(steps)
         while True:
             await cursor.execute(*query)
-            # pgresult, not description: building the column descriptions costs more here.
-            rows = await cursor.fetchall() if cursor.pgresult.status == TUPLES_OK else []
-            query = steps.send((rows, cursor.rowcount))
+            query = steps.send([] if query[0] in _NO_ROWS else await cursor.fetchall())
     except StopIteration as done:
         return done.value
