@@ -327,11 +327,13 @@ def test_an_expired_lease_still_takes_its_label(path, project, annotator):
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_a_closed_comparison_takes_no_late_label(path, project, people_of_two):
+def test_a_closed_comparison_takes_no_late_label(path, project, annotator, make_user):
     project.labels_per_comparison = 1
     project.save()
     make_comparisons(project, [("x", "y")])
-    late, early = (Caller(None, user=user) for user in people_of_two)
+    other = make_user("other")
+    membership_set(project=project, user=other, role="annotator")
+    late, early = Caller(None, user=annotator), Caller(None, user=other)
     leased = {}
 
     async def first_lease(app):
@@ -492,11 +494,3 @@ def test_a_label_can_start_an_iteration(path, project, annotator):
     assert status == 201
     assert list(LoopIteration.objects.values_list("trigger", flat=True)) == ["labels"]
     assert served == ({} if path == "django" else {"next": 1, "label": 1})
-
-
-@pytest.fixture
-def people_of_two(project, make_user):
-    users = [make_user(f"p{i}") for i in range(2)]
-    for user in users:
-        membership_set(project=project, user=user, role="annotator")
-    return users
