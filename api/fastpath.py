@@ -17,7 +17,8 @@ What is the same, and how:
   JSONRenderer; the headers the middleware adds (test: tests/api/test_fastpath.py).
 - Anything that is not the plain successful case (no session, a bad CSRF token, a
   non-member, bad input, a lease not yours or no longer open, a double submit, a throttled
-  caller, an unusual content type) goes to Django untouched, before anything is written
+  caller, an unusual content type, an Accept header or ?format= asking for another
+  rendering) goes to Django untouched, before anything is written
   here or after rolling back: Django answers it with its own status and error body.
 
 What is cached, per process: the user of a session key or token and the user's project
@@ -63,6 +64,9 @@ _CACHE_ENTRIES = 10_000  # a bound on each cache; past it the cache starts again
 # The URL patterns of api/urls.py for these two views (slug and id converters).
 _NEXT = re.compile(r"/api/projects/(?P<slug>[-a-zA-Z0-9_]+)/comparisons/next/")
 _LABEL = re.compile(r"/api/assignments/(?P<assignment_id>[0-9]{1,18})/label/")
+
+# Accept headers for which DRF's content negotiation picks its first renderer, JSON.
+_JSON = ("*/*", "application/json")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -156,8 +160,8 @@ _LABEL_INPUT = LabelSubmitApi.InputSerializer()
 
 
 def enabled() -> bool:
-    """On PostgreSQL (the pool and the row locks), with the API's authentication, permission
-    and CSRF settings this module reproduces, unless HONE_LABELING_FASTPATH is off."""
+    """On PostgreSQL (the pool and the row locks), with the API's authentication, permission,
+    CSRF and renderer settings this module reproduces, unless HONE_LABELING_FASTPATH is off."""
     return (
         settings.HONE_LABELING_FASTPATH
         and connections["default"].vendor == "postgresql"
@@ -165,6 +169,7 @@ def enabled() -> bool:
         == [SessionAuthentication, TokenAuthentication]
         and list(api_settings.DEFAULT_PERMISSION_CLASSES) == [IsAuthenticated]
         and not settings.CSRF_USE_SESSIONS  # the CSRF secret is read from the cookie
+        and api_settings.DEFAULT_RENDERER_CLASSES[0] is JSONRenderer
     )
 
 
@@ -190,7 +195,9 @@ class LabelingFastPath:
 
         body = await _read_body(receive)
         request = ASGIRequest(scope, BytesIO(body))
-        if next_match:
+        if scope.get("query_string") or request.META.get("HTTP_ACCEPT", "*/*") not in _JSON:
+            answer = None  # DRF's content negotiation (?format=, Accept: text/html) decides
+        elif next_match:
             answer = await self._next(request, next_match["slug"])
         else:
             answer = await self._label(request, int(label_match["assignment_id"]), body)

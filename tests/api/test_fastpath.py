@@ -431,6 +431,23 @@ def test_who_may_ask(path, project, annotator, make_user):
     assert served == ({} if path == "django" else {"django": 3, "next": 1})
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_a_browser_asking_for_html_gets_what_django_renders(path, project, annotator):
+    make_comparisons(project, [("x", "y")])
+    caller = Caller(None, user=annotator)
+    caller.headers.append((b"accept", b"text/html"))
+
+    async def scenario(app):
+        caller.app = app
+        return await caller.post(NEXT)
+
+    (status, headers, body), served = run(path, scenario)
+
+    assert (status, dict(headers)[b"Content-Type"]) == (200, b"text/html; charset=utf-8")
+    assert b"<html" in body
+    assert served == ({} if path == "django" else {"django": 1})
+
+
 def test_a_logout_or_password_change_ends_the_lean_path_after_the_cache_time(
     project, annotator, make_user, monkeypatch
 ):
