@@ -13,11 +13,12 @@ different annotators and is never leased to more annotators at once than it stil
 An expired lease frees its place; its own annotator may get the item back, and the lease
 row is then renewed in place (same side shown left).
 
-Concurrency on PostgreSQL: candidate rows are locked with FOR UPDATE SKIP LOCKED, so
-annotators never wait on each other; the leases are then counted again in the INSERT that
-takes one, a new statement and so a new snapshot, because a lease committed while the
-candidates were read is not in the first one. SQLite serialises writers (IMMEDIATE
-transactions), which keeps it correct without row locks.
+Concurrency on PostgreSQL: the best candidate row is locked with FOR UPDATE SKIP LOCKED,
+so annotators never wait on each other; its leases are then counted again in the INSERT
+that takes the lease, a new statement and so a new snapshot, because a lease committed
+while the candidate was read is not in the first one. If that count says the comparison is
+full, the next try's snapshot sees it so (up to ATTEMPTS tries). SQLite serialises writers
+(IMMEDIATE transactions), which keeps it correct without row locks.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ Steps = Generator[Query, list[tuple], Any]
 
 # A consistency repeat comes back only after this many later labels of the same annotator.
 REPEAT_GAP = 10
-# Candidates locked per next-item query: a few, in case a concurrent lease filled one since.
-CANDIDATES = 3
+# Tries at the next regular comparison: the one locked can have been filled by a lease that
+# committed after the query's snapshot; the next try's snapshot sees that lease.
+ATTEMPTS = 3
 
 _ACTIVE, _SUBMITTED, _SKIPPED = (
     Assignment.Status.ACTIVE.value,
@@ -95,7 +97,6 @@ def _sql(text: str) -> str:
         .format(
             **_NAMES,
             lease_columns=", ".join(LEASE_COLUMNS),
-            candidates=CANDIDATES,
             repeat_offset=REPEAT_GAP - 1,
             lease_columns_a=", ".join(f"a.{column}" for column in LEASE_COLUMNS),
         )
@@ -128,7 +129,7 @@ SELECT c.id, {display}
            AND other.is_repeat = FALSE AND other.expires_at > %s AND other.annotator_id <> %s
        ) < c.required_labels - c.label_count
  ORDER BY c.priority DESC, c.created_at, c.id
- LIMIT {candidates}
+ LIMIT 1
 """)
 
 # Gold items are shown to every annotator once: no lease limit, no row lock.
@@ -300,12 +301,15 @@ def lease_steps(
 
     gold_first = bool(rules.gold_rate) and random.random() < rules.gold_rate
     for gold in (True, False) if gold_first else (False, True):
-        if gold:
-            candidates = yield _GOLD_NEXT, [rules.project_id, user_id]
-        else:
-            params = [rules.project_id, user_id, at, user_id]
-            candidates = yield dialect.candidates_sql, params
-        for comparison_id, *display in candidates:
+        for _ in range(1 if gold else ATTEMPTS):
+            if gold:
+                candidates = yield _GOLD_NEXT, [rules.project_id, user_id]
+            else:
+                params = [rules.project_id, user_id, at, user_id]
+                candidates = yield dialect.candidates_sql, params
+            if not candidates:
+                break
+            comparison_id, *display = candidates[0]
             a_shown_left = random.random() < 0.5
             params = [user_id, a_shown_left, at, expires_at, comparison_id, at, user_id]
             rows = yield _LEASE_WRITE, params
