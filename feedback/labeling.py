@@ -185,7 +185,7 @@ SELECT l.comparison_id, l.annotator_id, NOT l.a_shown_left, TRUE, {active}, '', 
                 LIMIT 1 OFFSET {repeat_offset})
    AND NOT EXISTS (
        SELECT 1 FROM {assignment} seen
-        WHERE seen.comparison_id = l.comparison_id AND seen.annotator_id = l.annotator_id
+        WHERE seen.comparison_id = l.comparison_id AND seen.annotator_id = %s
           AND seen.is_repeat = TRUE)
  ORDER BY l.id
  LIMIT 1
@@ -293,7 +293,7 @@ def lease_steps(
     expires_at = dialect.adapt_datetime(now + timedelta(minutes=rules.lease_minutes))
 
     if rules.repeat_rate and random.random() < rules.repeat_rate:
-        params = [at, expires_at, user_id, rules.project_id, user_id, rules.project_id]
+        params = [at, expires_at, user_id, rules.project_id, user_id, rules.project_id, user_id]
         rows = yield _REPEAT_WRITE, params
         if rows:
             (display,) = yield _DISPLAY_OF, [rows[0][1]]
