@@ -212,10 +212,6 @@ class Dialect:
     def candidates_sql(self) -> str:
         return _CANDIDATES + (" FOR UPDATE OF c SKIP LOCKED" if self.row_locks else "")
 
-    @property
-    def assignment_lock_sql(self) -> str:
-        return _ASSIGNMENT_LOCK + (" FOR UPDATE OF a" if self.row_locks else "")
-
 
 POSTGRES = Dialect(row_locks=True, adapt_datetime=lambda value: value)
 
@@ -318,14 +314,24 @@ def lease_steps(
     return None
 
 
-_ASSIGNMENT_LOCK = _sql("""
-SELECT a.id, a.comparison_id, a.a_shown_left, a.is_repeat, a.status, c.project_id,
-       pr.trigger_new_labels, pr.rationale_required_for_both_bad
-  FROM {assignment} a
-  JOIN {comparison} c ON c.id = a.comparison_id
-  JOIN {project} pr ON pr.id = c.project_id
- WHERE a.id = %s AND a.annotator_id = %s
+# The lease marked submitted, if it is the annotator's and still active (an expired lease
+# still is): the UPDATE takes the row lock, so a double submit waits for the first and then
+# finds nothing to update. Returned: what the next steps need.
+_LEASE_SUBMIT = _sql("""
+UPDATE {assignment} SET status = {submitted}
+ WHERE id = %s AND annotator_id = %s AND status = {active}
+RETURNING comparison_id, a_shown_left, is_repeat,
+       (SELECT c.project_id FROM {comparison} c WHERE c.id = {assignment}.comparison_id),
+       (SELECT pr.trigger_new_labels FROM {comparison} c
+          JOIN {project} pr ON pr.id = c.project_id WHERE c.id = {assignment}.comparison_id),
+       (SELECT pr.rationale_required_for_both_bad FROM {comparison} c
+          JOIN {project} pr ON pr.id = c.project_id WHERE c.id = {assignment}.comparison_id)
 """)
+
+_LEASE_STATUS = _sql("""
+SELECT status FROM {assignment} WHERE id = %s AND annotator_id = %s
+""")
+
 
 # One more regular label on an open comparison that still needs it; complete it at k. Gold
 # items take a label from every annotator and stay open. One UPDATE (the right-hand sides
@@ -353,13 +359,9 @@ INSERT INTO {audit} (label_id, actor_id, action, before, after, at)
 VALUES (%s, %s, 'created', NULL, %s, %s)
 """)
 
-_ASSIGNMENT_SUBMITTED = _sql("""
-UPDATE {assignment} SET status = {submitted} WHERE id = %s
-""")
-
 
 # Statements whose answer the steps never read.
-_NO_ROWS = frozenset({_AUDIT_WRITE, _ASSIGNMENT_SUBMITTED})
+_NO_ROWS = frozenset({_AUDIT_WRITE})
 
 
 @dataclass(frozen=True)
@@ -399,28 +401,30 @@ def label_steps(
     time_spent_ms: int,
     now: datetime,
 ) -> Generator[Query, list[tuple], Submitted]:
-    """Store the annotator's label for a comparison leased to them, its audit row, and mark
-    the lease submitted. The values are validated already (services.label_input_check).
+    """Mark the annotator's lease submitted, store their label and its audit row. The values
+    are validated already (services.vote_check and the time bound).
 
-    The lease is row-locked first, so a double submit waits and then sees "submitted". A
+    A double submit waits for the first one's row lock and then finds the lease submitted. A
     lease that expired still takes its label while the comparison needs one. Repeats never
     count towards k. Run inside a transaction; roll back unless the outcome is "created"."""
-    rows = yield dialect.assignment_lock_sql, [assignment_id, user_id]
+    rows = yield _LEASE_SUBMIT, [assignment_id, user_id]
     if not rows:
-        return Submitted("not_assigned")
-    _, comparison_id, a_shown_left, is_repeat, status, project_id, trigger, needs_why = rows[0]
+        rows = yield _LEASE_STATUS, [assignment_id, user_id]
+        if not rows:
+            return Submitted("not_assigned")
+        status = rows[0][0]
+        return Submitted(
+            "already_submitted" if status == _SUBMITTED else "not_active", status=status
+        )
+    comparison_id, a_shown_left, is_repeat, project_id, trigger, needs_why = rows[0]
     lease = {
         "comparison_id": comparison_id,
         "project_id": project_id,
         "a_shown_left": bool(a_shown_left),
         "is_repeat": bool(is_repeat),
-        "status": status,
+        "status": _ACTIVE,
         "trigger_new_labels": trigger,
     }
-    if status == _SUBMITTED:
-        return Submitted("already_submitted", **lease)
-    if status != _ACTIVE:  # an expired lease still is "active"
-        return Submitted("not_active", **lease)
     if not is_repeat and not (yield _TAKE_LABEL, [comparison_id]):
         return Submitted("closed", **lease)
     if choice == PreferenceLabel.Choice.BOTH_BAD and needs_why and not rationale:
@@ -436,7 +440,6 @@ def label_steps(
         review_status=PreferenceLabel.ReviewStatus.UNREVIEWED,
     )
     yield _AUDIT_WRITE, [label_id, user_id, json.dumps(after), at]
-    yield _ASSIGNMENT_SUBMITTED, [assignment_id]
     return Submitted("created", label_id=label_id, **lease)
 
 
