@@ -511,3 +511,10 @@ def test_a_label_can_start_an_iteration(path, project, annotator):
     assert status == 201
     assert list(LoopIteration.objects.values_list("trigger", flat=True)) == ["labels"]
     assert served == ({} if path == "django" else {"next": 1, "label": 1})
+
+
+def test_the_lean_path_is_on_for_postgresql_and_can_be_turned_off(settings):
+    on = fastpath.enabled()
+    settings.HONE_LABELING_FASTPATH = False
+
+    assert (on, fastpath.enabled()) == (True, False)
