@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets under /ws/ through Channels."""
+"""ASGI entry point: HTTP through Django, websockets under /ws/ through Channels; on
+PostgreSQL the labeling API's next-item and submit go through api/fastpath.py first."""
 
 import os
 
@@ -12,11 +13,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from api import fastpath  # noqa: E402
 from feedback.routing import websocket_urlpatterns  # noqa: E402
+
+http_app = fastpath.LabelingFastPath(django_asgi_app) if fastpath.enabled() else django_asgi_app
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

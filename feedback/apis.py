@@ -11,10 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from feedback.models import Assignment, Membership, PreferenceLabel
+from feedback.labeling import Lease
+from feedback.models import Membership, PreferenceLabel
 from feedback.quality import project_quality
 from feedback.selectors import project_for_member
-from feedback.services import MAX_TIME_SPENT_MS, assignment_next, label_submit
+from feedback.services import MAX_TIME_SPENT_MS, assignment_lease, label_submit
 
 
 def _errors(detail: Any, field: str = "non_field_errors") -> list[dict[str, str]]:
@@ -42,16 +43,30 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def assignment_payload(assignment: Assignment) -> dict[str, Any]:
-    comparison = assignment.comparison
+def lease_payload(lease: Lease) -> dict[str, Any]:
+    """The answer of POST .../comparisons/next/ (here and in api/fastpath.py)."""
+    assignment = lease.assignment
     return {
-        "assignment_id": assignment.pk,
-        "comparison_id": comparison.pk,
-        "expires_at": assignment.expires_at.isoformat(),
-        "a_shown_left": assignment.a_shown_left,
-        "prompt": comparison.prompt.messages,
-        "completion_a": comparison.completion_a.text,
-        "completion_b": comparison.completion_b.text,
+        "assignment_id": assignment["id"],
+        "comparison_id": assignment["comparison_id"],
+        "expires_at": assignment["expires_at"].isoformat(),
+        "a_shown_left": assignment["a_shown_left"],
+        "prompt": lease.prompt_messages,
+        "completion_a": lease.completion_a,
+        "completion_b": lease.completion_b,
+    }
+
+
+def label_payload(
+    *, label_id: int, comparison_id: int, choice: str, strength: int, a_shown_left: bool
+) -> dict[str, Any]:
+    """The answer of POST /api/assignments/<id>/label/ (here and in api/fastpath.py)."""
+    return {
+        "label_id": label_id,
+        "comparison_id": comparison_id,
+        "choice": choice,
+        "strength": strength,
+        "a_shown_left": a_shown_left,
     }
 
 
@@ -60,11 +75,10 @@ class ComparisonNextApi(APIView):
 
     def post(self, request, slug: str) -> Response:
         project = project_for_member(user=request.user, slug=slug)
-        assignment = assignment_next(project=project, user=request.user)
-        if assignment is None:
+        lease = assignment_lease(project=project, user=request.user)
+        if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        # assignment_next loads the comparison's prompt and completions with the lease.
-        return Response(assignment_payload(assignment))
+        return Response(lease_payload(lease))
 
 
 class LabelSubmitApi(APIView):
@@ -82,16 +96,14 @@ class LabelSubmitApi(APIView):
         label = label_submit(
             user=request.user, assignment_id=assignment_id, **serializer.validated_data
         )
-        return Response(
-            {
-                "label_id": label.pk,
-                "comparison_id": label.comparison_id,
-                "choice": label.choice,
-                "strength": label.strength,
-                "a_shown_left": label.a_shown_left,
-            },
-            status=status.HTTP_201_CREATED,
+        payload = label_payload(
+            label_id=label.pk,
+            comparison_id=label.comparison_id,
+            choice=label.choice,
+            strength=label.strength,
+            a_shown_left=label.a_shown_left,
         )
+        return Response(payload, status=status.HTTP_201_CREATED)
 
 
 class ProjectQualityApi(APIView):

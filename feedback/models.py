@@ -342,6 +342,13 @@ class PreferenceLabel(models.Model):
         indexes = [
             models.Index(fields=["comparison", "review_status"]),
             models.Index(fields=["annotator", "created_at"]),
+            # An annotator's regular labels in order: where a consistency repeat is found
+            # (feedback/labeling.py, REPEAT_GAP labels back), without sorting all of them.
+            models.Index(
+                fields=["annotator", "id"],
+                condition=Q(is_repeat=False),
+                name="label_annotator_regular",
+            ),
         ]
 
     def __str__(self) -> str:

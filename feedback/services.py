@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import random
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db import connection, transaction
 from django.utils import timezone
 
+from feedback import labeling
 from feedback.events import event_publish
 from feedback.models import (
     Assignment,
@@ -27,6 +26,7 @@ from feedback.models import (
 )
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000  # a day: anything longer is a broken client clock
+REPEAT_GAP = labeling.REPEAT_GAP
 
 
 def storable_text(text: str) -> str:
@@ -129,12 +129,13 @@ def comparisons_create(
     return created
 
 
-# Related rows an annotator's screen needs, loaded with the lease in the same query.
-_DISPLAY = ("comparison__prompt", "comparison__completion_a", "comparison__completion_b")
-# A consistency repeat comes back only after this many later labels of the same annotator.
-REPEAT_GAP = 10
-# Candidates locked per next-item query: a few, in case a concurrent lease filled one since.
-_CANDIDATES = 3
+def _dialect() -> labeling.Dialect:
+    features = connection.features
+    if features.has_select_for_update_skip_locked and features.has_select_for_update_of:
+        return labeling.POSTGRES
+    return labeling.Dialect(
+        row_locks=False, adapt_datetime=connection.ops.adapt_datetimefield_value
+    )
 
 
 def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment | None:
@@ -144,287 +145,48 @@ def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment |
     items at the project's gold rate; then the highest priority, oldest first. A comparison is
     never leased to more annotators at once than it still needs labels, and never to someone
     who has labelled it. An expired lease frees its place; its own annotator may get the item
-    back, and the lease row is then renewed in place.
-
-    On PostgreSQL candidate rows are locked with SKIP LOCKED, so concurrent annotators never
-    wait on each other; the lease count is re-read after the lock, in a new statement (and so
-    a new snapshot), because a lease committed while we waited is not in the first one. SQLite
-    serialises writers (IMMEDIATE transactions), which keeps it correct.
+    back, and the lease row is then renewed in place. The rules and how they stay right under
+    concurrency: feedback/labeling.py, which the lean API path (api/fastpath.py) runs too.
     """
-    now = timezone.now()
-    with transaction.atomic():
-        mine = _lease_current(project=project, user=user, now=now)
-        if mine is not None:
-            return mine
-        expires_at = now + timedelta(minutes=project.lease_minutes)
-        if project.repeat_rate and random.random() < project.repeat_rate:
-            repeat = _lease_repeat(project=project, user=user, expires_at=expires_at)
-            if repeat is not None:
-                return repeat
-        gold_first = bool(project.gold_rate) and random.random() < project.gold_rate
-        for gold in (True, False) if gold_first else (False, True):
-            lease = (_lease_gold if gold else _lease_regular)(
-                project=project, user=user, now=now, expires_at=expires_at
-            )
-            if lease is not None:
-                return lease
-    return None
+    lease = assignment_lease(project=project, user=user)
+    return None if lease is None else _assignment_of(lease)
 
 
-# Lease statuses after which an item is never offered to the same annotator again.
-_FINISHED = (Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED)
-
-
-def _not_labelled_by(user: AbstractBaseUser) -> Exists:
-    return Exists(
-        Assignment.objects.filter(
-            comparison=OuterRef("pk"),
-            annotator=user,
-            is_repeat=False,
-            status__in=_FINISHED,
-        )
+def assignment_lease(*, project: Project, user: AbstractBaseUser) -> labeling.Lease | None:
+    """assignment_next as plain values (the JSON API's answer needs no model instance)."""
+    steps = labeling.lease_steps(
+        dialect=_dialect(),
+        rules=labeling.ProjectRules.of(project),
+        user_id=user.pk,
+        now=timezone.now(),
     )
+    with transaction.atomic(), connection.cursor() as cursor:
+        return labeling.run(steps, cursor)
 
 
-# The next-item query, written out: it runs on every request for work, and building it with
-# the ORM (subqueries, Exists, annotations) cost more CPU than the rest of the request. The
-# same text runs on PostgreSQL and SQLite; only the lock clause differs.
-_CANDIDATES_SQL = """
-SELECT c.*, p.messages AS prompt_messages, ca.text AS a_text, cb.text AS b_text,
-       (SELECT own.id FROM {assignment} own
-         WHERE own.comparison_id = c.id AND own.annotator_id = %s AND own.is_repeat = %s
-       ) AS own_lease_id
-  FROM {comparison} c
-  JOIN {prompt} p ON p.id = c.prompt_id
-  JOIN {completion} ca ON ca.id = c.completion_a_id
-  JOIN {completion} cb ON cb.id = c.completion_b_id
- WHERE c.project_id = %s AND c.status = %s AND NOT (c.kind = %s)
-   AND NOT EXISTS (
-       SELECT 1 FROM {assignment} done
-        WHERE done.comparison_id = c.id AND done.annotator_id = %s
-          AND done.is_repeat = %s AND done.status IN ({finished}))
-   AND (SELECT COUNT(*) FROM {assignment} other
-         WHERE other.comparison_id = c.id AND other.status = %s AND other.is_repeat = %s
-           AND other.expires_at > %s AND other.annotator_id <> %s
-       ) < c.required_labels - c.label_count
- ORDER BY c.priority DESC, c.created_at, c.id
- LIMIT %s{lock}
-"""
-_BUSY_SQL = """
-SELECT comparison_id, COUNT(*) FROM {assignment}
- WHERE comparison_id IN ({ids}) AND status = %s AND is_repeat = %s
-   AND expires_at > %s AND annotator_id <> %s
- GROUP BY comparison_id
-"""
-
-
-def _tables() -> dict[str, str]:
-    return {
-        "assignment": Assignment._meta.db_table,
-        "comparison": Comparison._meta.db_table,
-        "prompt": Prompt._meta.db_table,
-        "completion": Completion._meta.db_table,
-    }
-
-
-def _lease_regular(
-    *, project: Project, user: AbstractBaseUser, now: datetime, expires_at: datetime
-) -> Assignment | None:
-    """Lease the best regular (or arena) comparison that still needs a label from `user`.
-
-    Candidates: open, not gold, not labelled by `user`, fewer labels plus others' unexpired
-    leases than required; best priority, then oldest. Locked with SKIP LOCKED where the
-    database can, then re-counted (see assignment_next).
-    """
-    features = connection.features
-    lock = ""
-    if features.has_select_for_update_skip_locked and features.has_select_for_update_of:
-        lock = " FOR UPDATE OF c SKIP LOCKED"
-    now_db = connection.ops.adapt_datetimefield_value(now)
-    finished = ", ".join(["%s"] * len(_FINISHED))
-    sql = _CANDIDATES_SQL.format(lock=lock, finished=finished, **_tables())
-    params = [
-        user.pk, False,
-        project.pk, Comparison.Status.OPEN, Comparison.Kind.GOLD,
-        user.pk, False, *_FINISHED,
-        Assignment.Status.ACTIVE, False, now_db, user.pk,
-        _CANDIDATES,
-    ]  # fmt: skip
-    candidates = list(Comparison.objects.raw(sql, params))
-    if not candidates:
-        return None
-    # A new statement, so a new snapshot: leases committed before we got the locks count.
-    ids = [c.pk for c in candidates]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _BUSY_SQL.format(ids=", ".join(["%s"] * len(ids)), **_tables()),
-            [*ids, Assignment.Status.ACTIVE, False, now_db, user.pk],
-        )
-        busy = dict(cursor.fetchall())
-    for comparison in candidates:
-        if busy.get(comparison.pk, 0) + comparison.label_count >= comparison.required_labels:
-            continue
-        _attach_display(comparison)
-        return _lease_write(
-            comparison=comparison,
-            user=user,
-            own_lease_id=comparison.own_lease_id,
-            expires_at=expires_at,
-        )
-    return None
-
-
-def _attach_display(comparison: Comparison) -> None:
-    """Prompt and completions from the query's extra columns (prompt_messages, a_text,
-    b_text), converted as the ORM would, so that showing the item costs no further query."""
-    messages = Prompt._meta.get_field("messages").from_db_value(
-        comparison.prompt_messages, None, connection
-    )
-    comparison.prompt = Prompt.from_db(connection.alias, ["id", "messages"], [
-        comparison.prompt_id, messages,
+def _assignment_of(lease: labeling.Lease) -> Assignment:
+    """The lease as model instances, with the comparison's prompt and completions (what the
+    annotator's screen shows), so that showing the item costs no further query."""
+    columns = labeling.LEASE_COLUMNS
+    alias = connection.alias
+    assignment = Assignment.from_db(alias, columns, [lease.assignment[c] for c in columns])
+    comparison = Comparison.from_db(
+        alias,
+        ["id", "project_id", "prompt_id", "completion_a_id", "completion_b_id"],
+        [assignment.comparison_id, lease.project_id, lease.prompt_id, lease.completion_a_id,
+         lease.completion_b_id],
+    )  # fmt: skip
+    comparison.prompt = Prompt.from_db(alias, ["id", "messages"], [
+        lease.prompt_id, lease.prompt_messages,
     ])  # fmt: skip
     comparison.completion_a = Completion.from_db(
-        connection.alias, ["id", "text"], [comparison.completion_a_id, comparison.a_text]
+        alias, ["id", "text"], [lease.completion_a_id, lease.completion_a]
     )
     comparison.completion_b = Completion.from_db(
-        connection.alias, ["id", "text"], [comparison.completion_b_id, comparison.b_text]
+        alias, ["id", "text"], [lease.completion_b_id, lease.completion_b]
     )
-
-
-_CURRENT_SQL = """
-SELECT a.*, c.project_id AS c_project_id, c.prompt_id AS c_prompt_id,
-       c.completion_a_id AS c_completion_a_id, c.completion_b_id AS c_completion_b_id,
-       p.messages AS prompt_messages, ca.text AS a_text, cb.text AS b_text
-  FROM {assignment} a
-  JOIN {comparison} c ON c.id = a.comparison_id
-  JOIN {prompt} p ON p.id = c.prompt_id
-  JOIN {completion} ca ON ca.id = c.completion_a_id
-  JOIN {completion} cb ON cb.id = c.completion_b_id
- WHERE a.annotator_id = %s AND c.project_id = %s AND a.status = %s AND a.expires_at > %s
- ORDER BY a.created_at, a.id
- LIMIT 1
-"""
-
-
-def _lease_current(*, project: Project, user: AbstractBaseUser, now: datetime) -> Assignment | None:
-    """The annotator's oldest unexpired lease in the project, with what the screen shows."""
-    params = [user.pk, project.pk, Assignment.Status.ACTIVE]
-    params.append(connection.ops.adapt_datetimefield_value(now))
-    rows = list(Assignment.objects.raw(_CURRENT_SQL.format(**_tables()), params))
-    if not rows:
-        return None
-    lease = rows[0]
-    comparison = Comparison.from_db(
-        connection.alias,
-        ["id", "project_id", "prompt_id", "completion_a_id", "completion_b_id"],
-        [lease.comparison_id, lease.c_project_id, lease.c_prompt_id, lease.c_completion_a_id,
-         lease.c_completion_b_id],
-    )  # fmt: skip
-    comparison.prompt_messages, comparison.a_text, comparison.b_text = (
-        lease.prompt_messages, lease.a_text, lease.b_text,
-    )  # fmt: skip
-    _attach_display(comparison)
-    lease.comparison = comparison
-    return lease
-
-
-def _lease_gold(
-    *, project: Project, user: AbstractBaseUser, now: datetime, expires_at: datetime
-) -> Assignment | None:
-    """Lease a gold item `user` has not labelled. Gold items are shown to every annotator
-    once, so they have no lease limit and need no row lock."""
-    comparison = (
-        Comparison.objects.select_related("prompt", "completion_a", "completion_b")
-        .filter(project=project, status=Comparison.Status.OPEN, kind=Comparison.Kind.GOLD)
-        .exclude(_not_labelled_by(user))
-        .annotate(
-            own_lease_id=Subquery(
-                Assignment.objects.filter(
-                    comparison=OuterRef("pk"), annotator=user, is_repeat=False
-                ).values("pk")[:1]
-            )
-        )
-        .order_by("-priority", "created_at", "id")
-        .first()
-    )
-    if comparison is None:
-        return None
-    try:
-        with transaction.atomic():  # the same annotator in two concurrent requests
-            return _lease_write(
-                comparison=comparison,
-                user=user,
-                own_lease_id=comparison.own_lease_id,
-                expires_at=expires_at,
-            )
-    except IntegrityError:
-        return None
-
-
-def _lease_write(
-    *,
-    comparison: Comparison,
-    user: AbstractBaseUser,
-    own_lease_id: int | None,
-    expires_at: datetime,
-) -> Assignment:
-    """Create the lease, or renew the annotator's own expired one (same side shown left).
-
-    Precondition for regular comparisons: the caller holds the comparison's row lock.
-    """
-    if own_lease_id is not None:
-        Assignment.objects.filter(pk=own_lease_id).update(
-            status=Assignment.Status.ACTIVE, expires_at=expires_at
-        )
-        lease = Assignment.objects.get(pk=own_lease_id)
-    else:
-        lease = Assignment.objects.create(
-            comparison=comparison,
-            annotator=user,
-            a_shown_left=random.random() < 0.5,
-            expires_at=expires_at,
-        )
-    lease.comparison = comparison
-    return lease
-
-
-def _lease_repeat(
-    *, project: Project, user: AbstractBaseUser, expires_at: datetime
-) -> Assignment | None:
-    """Bring back an item `user` labelled at least REPEAT_GAP labels ago, sides swapped."""
-    mine = PreferenceLabel.objects.filter(
-        annotator=user, comparison__project=project, is_repeat=False
-    ).order_by("-id")
-    cutoff = list(mine.values_list("id", flat=True)[REPEAT_GAP - 1 : REPEAT_GAP])
-    if not cutoff:
-        return None
-    original = (
-        mine.filter(id__lt=cutoff[0])
-        .exclude(comparison__kind=Comparison.Kind.GOLD)
-        .exclude(
-            Exists(
-                Assignment.objects.filter(
-                    comparison=OuterRef("comparison"), annotator=user, is_repeat=True
-                )
-            )
-        )
-        .order_by("id")
-        .first()
-    )
-    if original is None:
-        return None
-    try:
-        with transaction.atomic():
-            lease = Assignment.objects.create(
-                comparison_id=original.comparison_id,
-                annotator=user,
-                is_repeat=True,
-                a_shown_left=not original.a_shown_left,
-                expires_at=expires_at,
-            )
-    except IntegrityError:  # the same annotator in two concurrent requests
-        return None
-    return Assignment.objects.select_related(*_DISPLAY).get(pk=lease.pk)
+    assignment.comparison = comparison
+    return assignment
 
 
 def vote_check(*, choice: str, strength: int) -> None:
@@ -437,6 +199,15 @@ def vote_check(*, choice: str, strength: int) -> None:
         raise ValidationError(
             {"strength": f"Strength must be one of {PreferenceLabel.Strength.values}."}
         )
+
+
+# Why label_steps stored no label, as the annotator reads it.
+_NOT_STORED = {
+    "not_assigned": ("assignment", "This comparison is not assigned to you."),
+    "not_active": ("assignment", "This comparison was {status}; it takes no label."),
+    "closed": ("assignment", "This comparison no longer takes labels."),
+    "rationale_required": ("rationale", 'This project asks for a rationale with "both bad".'),
+}
 
 
 def label_submit(
@@ -454,137 +225,60 @@ def label_submit(
     request after a lost connection never creates a second label). A lease that expired
     still takes its label while the comparison needs one. The comparison's label count is
     raised in one conditional UPDATE, which holds its row lock to the end: a comparison never
-    gets more than its k regular labels. Repeats never count towards k.
+    gets more than its k regular labels. Repeats never count towards k. The statements:
+    feedback/labeling.py (label_steps), which the lean API path runs too.
     """
     vote_check(choice=choice, strength=strength)
     if not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
         raise ValidationError(
             {"time_spent_ms": f"Time spent must be between 0 and {MAX_TIME_SPENT_MS} ms."}
         )
-
+    now = timezone.now()
+    steps = labeling.label_steps(
+        dialect=_dialect(),
+        user_id=user.pk,
+        assignment_id=assignment_id,
+        choice=choice,
+        strength=strength,
+        rationale=rationale.strip(),
+        time_spent_ms=time_spent_ms,
+        now=now,
+    )
     with transaction.atomic():
-        assignment = _assignment_lock(assignment_id=assignment_id, user=user)
-        if assignment is None:
-            raise ValidationError(
-                {"assignment": "This comparison is not assigned to you."}, code="not_assigned"
-            )
-        if assignment.status == Assignment.Status.SUBMITTED:
-            return PreferenceLabel.objects.get(assignment=assignment)
-        if assignment.status != Assignment.Status.ACTIVE:  # an expired one still is ACTIVE
-            raise ValidationError(
-                {"assignment": f"This comparison was {assignment.status}; it takes no label."},
-                code="not_active",
-            )
-        comparison = assignment.comparison
-        if not assignment.is_repeat and not _comparison_take_label(comparison=comparison):
-            raise ValidationError(
-                {"assignment": "This comparison no longer takes labels."}, code="closed"
-            )
-        if (
-            choice == PreferenceLabel.Choice.BOTH_BAD
-            and assignment.comparison.project.rationale_required_for_both_bad
-            and not rationale.strip()
-        ):
-            raise ValidationError(
-                {"rationale": 'This project asks for a rationale with "both bad".'},
-                code="rationale_required",
-            )
-        label = PreferenceLabel(
-            comparison=comparison,
-            annotator=user,
-            assignment=assignment,
-            choice=choice,
-            strength=strength,
-            rationale=rationale.strip(),
-            time_spent_ms=time_spent_ms,
-            a_shown_left=assignment.a_shown_left,
-            is_repeat=assignment.is_repeat,
-        )
-        # The related rows are the ones just locked: skip full_clean's existence queries.
-        label.full_clean(
-            exclude=["comparison", "annotator", "assignment"],
-            validate_unique=False,
-            validate_constraints=False,
-        )
-        label.save()
-        LabelAudit.objects.create(
-            label=label, actor=user, action="created", before=None, after=_label_state(label)
-        )
-        Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED)
-        assignment.status = Assignment.Status.SUBMITTED
-    if not label.is_repeat and assignment.project_trigger:
-        _maybe_trigger_iteration(project=Project.objects.get(pk=comparison.project_id))
-    if not label.is_repeat and assignment.project_human_gate is not None:
-        _human_gate_check_later(project_id=comparison.project_id)
+        with connection.cursor() as cursor:
+            done = labeling.run(steps, cursor)
+        if done.outcome == "already_submitted":
+            return PreferenceLabel.objects.get(assignment_id=assignment_id)
+        if done.outcome != "created":  # raised inside the transaction: it rolls back
+            field, message = _NOT_STORED[done.outcome]
+            raise ValidationError({field: message.format(status=done.status)}, code=done.outcome)
+    label = PreferenceLabel.from_db(
+        connection.alias,
+        [f.attname for f in PreferenceLabel._meta.concrete_fields],
+        [done.label_id, done.comparison_id, user.pk, assignment_id, choice, strength,
+         rationale.strip(), time_spent_ms, done.a_shown_left, done.is_repeat,
+         PreferenceLabel.ReviewStatus.UNREVIEWED, None, now, now],
+    )  # fmt: skip
+    if not done.is_repeat and done.trigger_new_labels:
+        iteration_maybe_trigger(project_id=done.project_id)
+    if not done.is_repeat and done.human_gate is not None:
+        human_gate_check_later(project_id=done.project_id)
     return label
 
 
-_ASSIGNMENT_LOCK_SQL = """
-SELECT a.*, c.kind AS c_kind, c.project_id AS c_project_id,
-       pr.trigger_new_labels AS project_trigger,
-       pr.gate_human_min_win_rate AS project_human_gate
-  FROM {assignment} a
-  JOIN {comparison} c ON c.id = a.comparison_id
-  JOIN {project} pr ON pr.id = c.project_id
- WHERE a.id = %s AND a.annotator_id = %s{lock}
-"""
-
-
-def _assignment_lock(*, assignment_id: int, user: AbstractBaseUser) -> Assignment | None:
-    """The user's lease, row-locked where the database can, with its comparison's kind and
-    project and the project's label trigger and human gate. Call inside a transaction."""
-    features = connection.features
-    lock = ""
-    if features.has_select_for_update_of:
-        lock = " FOR UPDATE OF a"
-    elif features.has_select_for_update:
-        lock = " FOR UPDATE"
-    sql = _ASSIGNMENT_LOCK_SQL.format(lock=lock, project=Project._meta.db_table, **_tables())
-    rows = list(Assignment.objects.raw(sql, [assignment_id, user.pk]))
-    if not rows:
-        return None
-    assignment = rows[0]
-    # from_db takes the values in the model's field order (id, project, ..., kind).
-    assignment.comparison = Comparison.from_db(
-        connection.alias,
-        ["id", "project_id", "kind"],
-        [assignment.comparison_id, assignment.c_project_id, assignment.c_kind],
-    )
-    return assignment
-
-
-_TAKE_LABEL_SQL = """
-UPDATE {comparison}
-   SET label_count = label_count + 1,
-       status = CASE WHEN kind <> %s AND label_count + 1 >= required_labels THEN %s
-                     ELSE status END
- WHERE id = %s AND status = %s AND (kind = %s OR label_count < required_labels)
-"""
-
-
-def _comparison_take_label(*, comparison: Comparison) -> bool:
-    """Count one more regular label on an open comparison that still needs it; complete it at
-    k. Gold items take a label from every annotator and stay open. One UPDATE (the right-hand
-    sides read the row as it was), which keeps the row lock until the transaction ends."""
-    gold, complete, open_ = Comparison.Kind.GOLD, Comparison.Status.COMPLETE, Comparison.Status.OPEN
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _TAKE_LABEL_SQL.format(comparison=Comparison._meta.db_table),
-            [gold, complete, comparison.pk, open_, gold],
-        )
-        return cursor.rowcount == 1
-
-
 def _label_state(label: PreferenceLabel) -> dict[str, Any]:
-    return {
-        "choice": label.choice,
-        "strength": label.strength,
-        "rationale": label.rationale,
-        "review_status": label.review_status,
-    }
+    return labeling.label_state(
+        choice=label.choice,
+        strength=label.strength,
+        rationale=label.rationale,
+        review_status=label.review_status,
+    )
 
 
-def _maybe_trigger_iteration(*, project: Project) -> None:
+def iteration_maybe_trigger(*, project_id: int) -> None:
+    """After a new regular label: start an iteration if the project's label trigger is met
+    (called by label_submit and by the lean API path, after the label's transaction)."""
+    project = Project.objects.get(pk=project_id)
     if not project.trigger_new_labels:
         return
     from training.selectors import labels_since_last_iteration
@@ -594,9 +288,10 @@ def _maybe_trigger_iteration(*, project: Project) -> None:
         iteration_start(project=project, trigger="labels")
 
 
-def _human_gate_check_later(*, project_id: int) -> None:
+def human_gate_check_later(*, project_id: int) -> None:
     """A label may decide the human gate of an iteration waiting for humans: check on a
-    worker once the label is committed (a bootstrap is no work for the annotator's request).
+    worker once the label is committed (a bootstrap is no work for the annotator's request;
+    called by label_submit and by the lean API path, after the label's transaction).
     Robust: a broker that is down costs the annotator nothing; the beat checks again."""
     from training.tasks import human_gate_check_task
 

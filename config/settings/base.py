@@ -103,6 +103,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The labeling API's two hot endpoints served in front of Django on PostgreSQL, on a psycopg
+# async pool of the same size as the one above (api/fastpath.py, docs/benchmarks.md).
+HONE_LABELING_FASTPATH = env.bool("HONE_LABELING_FASTPATH", default=True)
 
 # --- Queue and websockets: Redis when REDIS_URL is set --------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -1,5 +1,7 @@
 """The labeling load benchmark, short: 16 annotators for 10 seconds against uvicorn and
-PostgreSQL. It asserts the invariants, never the speed (speed: docs/benchmarks.md)."""
+PostgreSQL, through config.asgi as production serves it (on PostgreSQL: the lean path of
+api/fastpath.py in front of Django). It asserts the invariants, never the speed (speed:
+docs/benchmarks.md)."""
 
 from __future__ import annotations
 

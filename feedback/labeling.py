@@ -1,0 +1,478 @@
+"""The rules of the labeling path, once: leasing the next comparison and storing a label.
+
+They are written as SQL statements and the little logic between them, as generators that
+yield (sql, params) and receive the rows back. Two drivers run them: `run` on a
+DB-API cursor (Django's connection: feedback.services on PostgreSQL and SQLite) and
+`run_async` on a psycopg async cursor (the lean ASGI path of api/fastpath.py). The caller
+owns the transaction; a generator never commits.
+
+Assignment rules (see services.assignment_next): the annotator's own unexpired lease first;
+a consistency repeat at the project's repeat rate; gold items at the project's gold rate;
+then the highest priority, oldest first. A regular comparison collects k labels from k
+different annotators and is never leased to more annotators at once than it still needs.
+An expired lease frees its place; its own annotator may get the item back, and the lease
+row is then renewed in place (same side shown left).
+
+Concurrency on PostgreSQL: the best candidate row is locked with FOR UPDATE SKIP LOCKED,
+so annotators never wait on each other; its leases are then counted again in the INSERT
+that takes the lease, a new statement and so a new snapshot, because a lease committed
+while the candidate was read is not in the first one. If that count says the comparison is
+full, the next try's snapshot sees it so (up to ATTEMPTS tries). SQLite serialises writers
+(IMMEDIATE transactions), which keeps it correct without row locks.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+
+from feedback.models import (
+    Assignment,
+    Comparison,
+    Completion,
+    LabelAudit,
+    PreferenceLabel,
+    Project,
+    Prompt,
+)
+
+Query = tuple[str, list[Any]]
+Steps = Generator[Query, list[tuple], Any]
+
+# A consistency repeat comes back only after this many later labels of the same annotator.
+REPEAT_GAP = 10
+# Tries at the next regular comparison: the one locked can have been filled by a lease that
+# committed after the query's snapshot; the next try's snapshot sees that lease.
+ATTEMPTS = 3
+
+_ACTIVE, _SUBMITTED, _SKIPPED = (
+    Assignment.Status.ACTIVE.value,
+    Assignment.Status.SUBMITTED.value,
+    Assignment.Status.SKIPPED.value,
+)
+_OPEN, _COMPLETE = Comparison.Status.OPEN.value, Comparison.Status.COMPLETE.value
+_GOLD = Comparison.Kind.GOLD.value
+# Enum values and limits are written into the statements as literals (constants, never user
+# input): a generic plan of a prepared statement (api/fastpath.py) can then use the partial
+# index of the open queue and knows how many rows it stops after.
+_NAMES = {
+    "assignment": Assignment._meta.db_table,
+    "comparison": Comparison._meta.db_table,
+    "prompt": Prompt._meta.db_table,
+    "completion": Completion._meta.db_table,
+    "project": Project._meta.db_table,
+    "label": PreferenceLabel._meta.db_table,
+    "audit": LabelAudit._meta.db_table,
+    "active": f"'{_ACTIVE}'",
+    "finished": f"'{_SUBMITTED}', '{_SKIPPED}'",
+    "submitted": f"'{_SUBMITTED}'",
+    "open": f"'{_OPEN}'",
+    "complete": f"'{_COMPLETE}'",
+    "gold": f"'{_GOLD}'",
+    "unreviewed": f"'{PreferenceLabel.ReviewStatus.UNREVIEWED.value}'",
+}
+# Assignment columns in the model's field order (Assignment.from_db takes them so).
+LEASE_COLUMNS = (
+    "id", "comparison_id", "annotator_id", "a_shown_left", "is_repeat", "status",
+    "skip_reason", "created_at", "expires_at",
+)  # fmt: skip
+# What the annotator's screen shows, read with the lease.
+_DISPLAY = """c.project_id, c.prompt_id, c.completion_a_id, c.completion_b_id,
+       p.messages, ca.text, cb.text"""
+_DISPLAY_JOINS = """JOIN {prompt} p ON p.id = c.prompt_id
+  JOIN {completion} ca ON ca.id = c.completion_a_id
+  JOIN {completion} cb ON cb.id = c.completion_b_id"""
+
+
+# Not finished (labelled or skipped) by this annotator: a scalar subquery, so that each row
+# walked costs one probe of the unique (comparison, annotator, is_repeat) index. Written as
+# NOT EXISTS, the planner made it an anti-join against all of the annotator's leases, for
+# every row walked: quadratic in what one annotator has labelled (12 ms a query after 650).
+_NOT_FINISHED = """COALESCE((
+       SELECT own.status FROM {assignment} own
+        WHERE own.comparison_id = c.id AND own.annotator_id = %s AND own.is_repeat = FALSE
+       ), '') NOT IN ({finished})"""
+
+
+def _sql(text: str) -> str:
+    return (
+        text.replace("{not_finished_by_annotator}", _NOT_FINISHED)
+        .replace("{display}", _DISPLAY)
+        .replace("{display_joins}", _DISPLAY_JOINS)
+        .format(
+            **_NAMES,
+            lease_columns=", ".join(LEASE_COLUMNS),
+            repeat_offset=REPEAT_GAP - 1,
+            lease_columns_a=", ".join(f"a.{column}" for column in LEASE_COLUMNS),
+        )
+    )
+
+
+_CURRENT = _sql("""
+SELECT {lease_columns_a}, {display}
+  FROM {assignment} a
+  JOIN {comparison} c ON c.id = a.comparison_id
+  {display_joins}
+ WHERE a.annotator_id = %s AND c.project_id = %s AND a.status = {active} AND a.expires_at > %s
+ ORDER BY a.created_at, a.id
+ LIMIT 1
+""")
+
+# The next regular (or arena) comparisons: open, not gold, not finished by this annotator,
+# fewer labels plus others' unexpired leases than required; best priority, then oldest.
+_CANDIDATES = _sql("""
+SELECT c.id, {display}
+  FROM {comparison} c
+  {display_joins}
+ WHERE c.project_id = %s AND c.status = {open} AND NOT (c.kind = {gold})
+   AND {not_finished_by_annotator}
+   AND (SELECT COUNT(*) FROM {assignment} other
+         WHERE other.comparison_id = c.id AND other.status = {active}
+           AND other.is_repeat = FALSE AND other.expires_at > %s AND other.annotator_id <> %s
+       ) < c.required_labels - c.label_count
+ ORDER BY c.priority DESC, c.created_at, c.id
+ LIMIT 1
+""")
+
+# Gold items are shown to every annotator once: no lease limit, no row lock.
+_GOLD_NEXT = _sql("""
+SELECT c.id, {display}
+  FROM {comparison} c
+  {display_joins}
+ WHERE c.project_id = %s AND c.status = {open} AND c.kind = {gold}
+   AND {not_finished_by_annotator}
+ ORDER BY c.priority DESC, c.created_at, c.id
+ LIMIT 1
+""")
+
+# Take the lease if the comparison still needs it, counting again in this statement's own
+# snapshot (see the module docstring); gold takes one from everybody. The annotator's own
+# expired lease is renewed in place; one they finished is never taken back.
+_LEASE_WRITE = _sql("""
+INSERT INTO {assignment}
+       (comparison_id, annotator_id, a_shown_left, is_repeat, status, skip_reason,
+        created_at, expires_at)
+SELECT c.id, %s, %s, FALSE, {active}, '', %s, %s
+  FROM {comparison} c
+ WHERE c.id = %s AND c.status = {open}
+   AND (c.kind = {gold} OR c.label_count + (
+        SELECT COUNT(*) FROM {assignment} other
+         WHERE other.comparison_id = c.id AND other.status = {active}
+           AND other.is_repeat = FALSE AND other.expires_at > %s AND other.annotator_id <> %s
+       ) < c.required_labels)
+    ON CONFLICT (comparison_id, annotator_id, is_repeat)
+    DO UPDATE SET status = excluded.status, expires_at = excluded.expires_at
+       WHERE {assignment}.status NOT IN ({finished})
+RETURNING {lease_columns}
+""")
+
+# A consistency repeat: the oldest non-gold item the annotator labelled at least REPEAT_GAP
+# labels ago and never saw again, sides swapped.
+_REPEAT_WRITE = _sql("""
+INSERT INTO {assignment}
+       (comparison_id, annotator_id, a_shown_left, is_repeat, status, skip_reason,
+        created_at, expires_at)
+SELECT l.comparison_id, l.annotator_id, NOT l.a_shown_left, TRUE, {active}, '', %s, %s
+  FROM {label} l
+  JOIN {comparison} c ON c.id = l.comparison_id
+ WHERE l.annotator_id = %s AND c.project_id = %s AND l.is_repeat = FALSE
+   AND NOT (c.kind = {gold})
+   AND l.id < (SELECT l2.id FROM {label} l2
+                 JOIN {comparison} c2 ON c2.id = l2.comparison_id
+                WHERE l2.annotator_id = %s AND c2.project_id = %s AND l2.is_repeat = FALSE
+                ORDER BY l2.id DESC
+                LIMIT 1 OFFSET {repeat_offset})
+   AND NOT EXISTS (
+       SELECT 1 FROM {assignment} seen
+        WHERE seen.comparison_id = l.comparison_id AND seen.annotator_id = %s
+          AND seen.is_repeat = TRUE)
+ ORDER BY l.id
+ LIMIT 1
+    ON CONFLICT DO NOTHING
+RETURNING {lease_columns}
+""")
+
+_DISPLAY_OF = _sql("""
+SELECT {display}
+  FROM {comparison} c
+  {display_joins}
+ WHERE c.id = %s
+""")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the databases these statements run on."""
+
+    row_locks: bool  # FOR UPDATE OF ... [SKIP LOCKED] (PostgreSQL); SQLite locks the file
+    adapt_datetime: Callable[[datetime], Any]  # a datetime as the driver takes it
+
+    @property
+    def candidates_sql(self) -> str:
+        return _CANDIDATES + (" FOR UPDATE OF c SKIP LOCKED" if self.row_locks else "")
+
+
+POSTGRES = Dialect(row_locks=True, adapt_datetime=lambda value: value)
+
+
+@dataclass(frozen=True)
+class ProjectRules:
+    """The project settings the labeling path reads (cached by the lean path)."""
+
+    project_id: int
+    lease_minutes: int
+    gold_rate: float
+    repeat_rate: float
+    trigger_new_labels: int
+
+    @classmethod
+    def of(cls, project: Project) -> ProjectRules:
+        return cls(
+            project_id=project.pk,
+            lease_minutes=project.lease_minutes,
+            gold_rate=project.gold_rate,
+            repeat_rate=project.repeat_rate,
+            trigger_new_labels=project.trigger_new_labels,
+        )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease (Assignment columns, LEASE_COLUMNS) and what the annotator's screen shows."""
+
+    assignment: dict[str, Any]
+    project_id: int
+    prompt_id: int
+    completion_a_id: int
+    completion_b_id: int
+    prompt_messages: Any
+    completion_a: str
+    completion_b: str
+
+
+def _datetime(value: Any) -> datetime:
+    """A timestamp column as an aware datetime (SQLite's driver returns text or a naive
+    datetime, in UTC as Django writes them)."""
+    parsed = value if isinstance(value, datetime) else parse_datetime(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _lease(lease_row: tuple, display_row: tuple) -> Lease:
+    assignment = dict(zip(LEASE_COLUMNS, lease_row, strict=True))
+    assignment["a_shown_left"] = bool(assignment["a_shown_left"])
+    assignment["is_repeat"] = bool(assignment["is_repeat"])
+    assignment["created_at"] = _datetime(assignment["created_at"])
+    assignment["expires_at"] = _datetime(assignment["expires_at"])
+    project_id, prompt_id, a_id, b_id, messages, a_text, b_text = display_row
+    return Lease(
+        assignment=assignment,
+        project_id=project_id,
+        prompt_id=prompt_id,
+        completion_a_id=a_id,
+        completion_b_id=b_id,
+        prompt_messages=json.loads(messages) if isinstance(messages, str) else messages,
+        completion_a=a_text,
+        completion_b=b_text,
+    )
+
+
+def lease_steps(
+    *, dialect: Dialect, rules: ProjectRules, user_id: int, now: datetime
+) -> Generator[Query, list[tuple], Lease | None]:
+    """The annotator's current lease, or a new lease on the next comparison they can label
+    (the rules are in the module docstring). Run inside a transaction."""
+    at = dialect.adapt_datetime(now)
+    rows = yield _CURRENT, [user_id, rules.project_id, at]
+    if rows:
+        return _lease(rows[0][: len(LEASE_COLUMNS)], rows[0][len(LEASE_COLUMNS) :])
+    expires_at = dialect.adapt_datetime(now + timedelta(minutes=rules.lease_minutes))
+
+    if rules.repeat_rate and random.random() < rules.repeat_rate:
+        params = [at, expires_at, user_id, rules.project_id, user_id, rules.project_id, user_id]
+        rows = yield _REPEAT_WRITE, params
+        if rows:
+            (display,) = yield _DISPLAY_OF, [rows[0][1]]
+            return _lease(rows[0], display)
+
+    gold_first = bool(rules.gold_rate) and random.random() < rules.gold_rate
+    for gold in (True, False) if gold_first else (False, True):
+        for _ in range(1 if gold else ATTEMPTS):
+            if gold:
+                candidates = yield _GOLD_NEXT, [rules.project_id, user_id]
+            else:
+                params = [rules.project_id, user_id, at, user_id]
+                candidates = yield dialect.candidates_sql, params
+            if not candidates:
+                break
+            comparison_id, *display = candidates[0]
+            a_shown_left = random.random() < 0.5
+            params = [user_id, a_shown_left, at, expires_at, comparison_id, at, user_id]
+            rows = yield _LEASE_WRITE, params
+            if rows:
+                return _lease(rows[0], display)
+    return None
+
+
+# The lease marked submitted, if it is the annotator's and still active (an expired lease
+# still is): the UPDATE takes the row lock, so a double submit waits for the first and then
+# finds nothing to update. Returned: what the next steps need.
+_LEASE_SUBMIT = _sql("""
+UPDATE {assignment} SET status = {submitted}
+ WHERE id = %s AND annotator_id = %s AND status = {active}
+RETURNING comparison_id, a_shown_left, is_repeat,
+       (SELECT c.project_id FROM {comparison} c WHERE c.id = {assignment}.comparison_id),
+       (SELECT pr.trigger_new_labels FROM {comparison} c
+          JOIN {project} pr ON pr.id = c.project_id WHERE c.id = {assignment}.comparison_id),
+       (SELECT pr.rationale_required_for_both_bad FROM {comparison} c
+          JOIN {project} pr ON pr.id = c.project_id WHERE c.id = {assignment}.comparison_id),
+       (SELECT pr.gate_human_min_win_rate FROM {comparison} c
+          JOIN {project} pr ON pr.id = c.project_id WHERE c.id = {assignment}.comparison_id)
+""")
+
+_LEASE_STATUS = _sql("""
+SELECT status FROM {assignment} WHERE id = %s AND annotator_id = %s
+""")
+
+
+# One more regular label on an open comparison that still needs it; complete it at k. Gold
+# items take a label from every annotator and stay open. One UPDATE (the right-hand sides
+# read the row as it was), which keeps the row lock until the transaction ends.
+_TAKE_LABEL = _sql("""
+UPDATE {comparison}
+   SET label_count = label_count + 1,
+       status = CASE WHEN kind <> {gold} AND label_count + 1 >= required_labels THEN {complete}
+                     ELSE status END
+ WHERE id = %s AND status = {open} AND (kind = {gold} OR label_count < required_labels)
+RETURNING id
+""")
+
+_LABEL_WRITE = _sql("""
+INSERT INTO {label}
+       (comparison_id, annotator_id, assignment_id, choice, strength, rationale,
+        time_spent_ms, a_shown_left, is_repeat, review_status, withdrawn_at, created_at,
+        updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {unreviewed}, NULL, %s, %s)
+RETURNING id
+""")
+
+_AUDIT_WRITE = _sql("""
+INSERT INTO {audit} (label_id, actor_id, action, before, after, at)
+VALUES (%s, %s, 'created', NULL, %s, %s)
+""")
+
+
+# Statements whose answer the steps never read.
+_NO_ROWS = frozenset({_AUDIT_WRITE})
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What label_steps did. `outcome` is "created" (a label was written) or why not:
+    "not_assigned", "already_submitted", "not_active", "closed", "rationale_required"; the
+    caller must roll back on anything but "created"."""
+
+    outcome: str
+    label_id: int | None = None
+    comparison_id: int | None = None
+    project_id: int | None = None
+    a_shown_left: bool | None = None
+    is_repeat: bool = False
+    status: str = ""
+    trigger_new_labels: int = 0
+    human_gate: float | None = None  # the project's human gate threshold (None: off)
+
+
+def label_state(*, choice: str, strength: int, rationale: str, review_status: str) -> dict:
+    """A label as its audit trail records it."""
+    return {
+        "choice": choice,
+        "strength": strength,
+        "rationale": rationale,
+        "review_status": review_status,
+    }
+
+
+def label_steps(
+    *,
+    dialect: Dialect,
+    user_id: int,
+    assignment_id: int,
+    choice: str,
+    strength: int,
+    rationale: str,
+    time_spent_ms: int,
+    now: datetime,
+) -> Generator[Query, list[tuple], Submitted]:
+    """Mark the annotator's lease submitted, store their label and its audit row. The values
+    are validated already (services.vote_check and the time bound).
+
+    A double submit waits for the first one's row lock and then finds the lease submitted. A
+    lease that expired still takes its label while the comparison needs one. Repeats never
+    count towards k. Run inside a transaction; roll back unless the outcome is "created"."""
+    rows = yield _LEASE_SUBMIT, [assignment_id, user_id]
+    if not rows:
+        rows = yield _LEASE_STATUS, [assignment_id, user_id]
+        if not rows:
+            return Submitted("not_assigned")
+        status = rows[0][0]
+        return Submitted(
+            "already_submitted" if status == _SUBMITTED else "not_active", status=status
+        )
+    comparison_id, a_shown_left, is_repeat, project_id, trigger, needs_why, human_gate = rows[0]
+    lease = {
+        "comparison_id": comparison_id,
+        "project_id": project_id,
+        "a_shown_left": bool(a_shown_left),
+        "is_repeat": bool(is_repeat),
+        "status": _ACTIVE,
+        "trigger_new_labels": trigger,
+        "human_gate": human_gate,
+    }
+    if not is_repeat and not (yield _TAKE_LABEL, [comparison_id]):
+        return Submitted("closed", **lease)
+    if choice == PreferenceLabel.Choice.BOTH_BAD and needs_why and not rationale:
+        return Submitted("rationale_required", **lease)
+    at = dialect.adapt_datetime(now)
+    values = [comparison_id, user_id, assignment_id, choice, strength, rationale, time_spent_ms]
+    rows = yield _LABEL_WRITE, [*values, bool(a_shown_left), bool(is_repeat), at, at]
+    label_id = rows[0][0]
+    after = label_state(
+        choice=choice,
+        strength=strength,
+        rationale=rationale,
+        review_status=PreferenceLabel.ReviewStatus.UNREVIEWED,
+    )
+    yield _AUDIT_WRITE, [label_id, user_id, json.dumps(after), at]
+    return Submitted("created", label_id=label_id, **lease)
+
+
+# --- Drivers ------------------------------------------------------------------------------
+
+
+def run(steps: Steps, cursor: Any) -> Any:
+    """Run `steps` on a DB-API cursor (Django's); returns what the generator returns."""
+    try:
+        query = next(steps)
+        while True:
+            cursor.execute(*query)
+            query = steps.send(cursor.fetchall() if cursor.description else [])
+    except StopIteration as done:
+        return done.value
+
+
+async def run_async(steps: Steps, cursor: Any) -> Any:
+    """Run `steps` on a psycopg AsyncCursor. (Pipeline mode, which would save the round
+    trips of the statements whose rows nobody reads, cost more CPU here than it saved.)"""
+    try:
+        query = next(steps)
+        while True:
+            await cursor.execute(*query)
+            query = steps.send([] if query[0] in _NO_ROWS else await cursor.fetchall())
+    except StopIteration as done:
+        return done.value
