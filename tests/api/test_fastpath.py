@@ -513,6 +513,30 @@ def test_a_label_can_start_an_iteration(path, project, annotator):
     assert served == ({} if path == "django" else {"next": 1, "label": 1})
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_a_label_in_a_project_with_a_human_gate_asks_for_a_check(
+    path, project, annotator, monkeypatch
+):
+    from training import tasks
+
+    project.gate_human_min_win_rate = 0.5
+    project.save()
+    make_comparisons(project, [("x", "y")])
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.human_gate_check_task, "delay", queued.append)
+    caller = Caller(None, user=annotator)
+
+    async def scenario(app):
+        caller.app = app
+        item = as_json((await caller.post(NEXT))[2])
+        return await caller.post(label_url(item["assignment_id"]), {"choice": "a"})
+
+    (status, _, _), served = run(path, scenario)
+
+    assert (status, queued) == (201, [project.pk])
+    assert served == ({} if path == "django" else {"next": 1, "label": 1})
+
+
 def test_the_lean_path_is_on_for_postgresql_and_can_be_turned_off(settings):
     on = fastpath.enabled()
     settings.HONE_LABELING_FASTPATH = False
