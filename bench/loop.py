@@ -178,24 +178,28 @@ def final_judgement(
     print(json.dumps(summary))
 
 
-def judge_only(args) -> None:
-    """Judge the active policy of an earlier (or still running) loop's work folder."""
-    import django
-
-    work = Path(args.judge_only)
+def django_in(work: Path) -> None:
+    """Django on the SQLite database and artifacts of a loop's work folder, torch on 2 threads."""
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings.base",
         DEBUG="1",
         HONE_VAR_DIR=str(work),
         DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
     )
-    django.setup()
+    import django
     import torch
+
+    django.setup()
+    torch.set_num_threads(2)
+
+
+def judge_only(args) -> None:
+    """Judge the active policy of an earlier (or still running) loop's work folder."""
+    django_in(Path(args.judge_only))
 
     from feedback.models import Project
     from training.models import LoopIteration
 
-    torch.set_num_threads(2)
     project = Project.objects.get(slug="bench")
     iterations = [
         iteration_record(i, ((i.finished_at or i.created_at) - i.created_at).total_seconds())
@@ -229,17 +233,7 @@ def main() -> None:
         judge_only(args)
         return
 
-    work = Path(tempfile.mkdtemp(prefix="hone-bench-loop-"))
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings.base",
-        DEBUG="1",
-        HONE_VAR_DIR=str(work),
-        DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}",
-    )
-    import django
-
-    django.setup()
-    import torch
+    django_in(Path(tempfile.mkdtemp(prefix="hone-bench-loop-")))
     from django.core.management import call_command
 
     from feedback.management.commands.seed_demo import DEMO_PROMPTS, _read_jsonl
@@ -248,7 +242,6 @@ def main() -> None:
     from training import jobs, services
     from training.models import TrainingRun
 
-    torch.set_num_threads(2)
     call_command("migrate", verbosity=0)
     project = project_create(
         slug="bench",
