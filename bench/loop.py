@@ -179,7 +179,8 @@ def final_judgement(
 
 
 def django_in(work: Path) -> None:
-    """Django on the SQLite database and artifacts of a loop's work folder, torch on 2 threads."""
+    """Django on the SQLite database (migrated) and artifacts of a loop's work folder, torch on
+    2 threads."""
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings.base",
         DEBUG="1",
@@ -191,6 +192,9 @@ def django_in(work: Path) -> None:
 
     django.setup()
     torch.set_num_threads(2)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
 
 
 def judge_only(args) -> None:
@@ -242,7 +246,6 @@ def main() -> None:
     from training import jobs, services
     from training.models import TrainingRun
 
-    call_command("migrate", verbosity=0)
     project = project_create(
         slug="bench",
         name="Bench: concise answers",
