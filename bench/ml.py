@@ -3,22 +3,29 @@
     .venv/bin/python bench/ml.py --base var/models/smollm2-135m-instruct            # everything
     .venv/bin/python bench/ml.py --base ... --parts generate,reward-long-hone        # some parts
     .venv/bin/python bench/ml.py --report                                            # tables only
+    .venv/bin/python bench/ml.py --parts ppo-hone,ppo-trl --together --threads 1     # side by side
+    .venv/bin/python bench/ml.py --parts demo-reward-hone,demo-reward-trl --seed 1
 
 Each part runs in a child process of its own, so that its peak memory (RSS high-water mark,
-`ru_maxrss`) is its own, with 2 torch threads; it writes `var/bench/results/<part>.json` with
-the load average before and after. Parts, in order:
+`ru_maxrss`) is its own, with `--threads` torch threads (2 by default); it writes
+`var/bench/results/<part>[-seed<n>].json` with the load average before and after. `--together`
+starts the parts at the same time instead of one after the other: on a shared machine both then
+see the same load (with 2 cores, give each 1 thread). Parts, in order:
 
 - generate: tokens per second of `training.ml.generate.sample_with_model` at batch 1, 4, 8, 16.
 - long-data: a synthetic set of long dialogues (up to 512 tokens per pair side), made locally.
 - reward-long-trl: reward training with TRL's RewardTrainer defaults (8 pairs per step, random
   order, padded batches, activation checkpointing off); a few steps only (it is slow and big).
-- reward-long-hone[-ckpt]: Hone's reward training (length-sorted batches under a token budget)
-  on the same set, a whole epoch; -ckpt with activation checkpointing.
+- reward-long-hone-b<budget>[-ckpt]: Hone's reward training (packed pairs, length-sorted batches
+  under a token budget) on the same set, a whole epoch; -ckpt with activation checkpointing.
+- long-reward-trl / long-reward-hone: both batchings trained on the long set with a held-out
+  split (whole dialogues, 25%), LONG_EPOCHS epochs: held-out accuracy, time and memory.
 - demo-data: the demo prompts answered by the model, pairs judged by feedback.preferences
   ("concise": shorter, without exclamation marks).
-- demo-reward-trl / demo-reward-hone: held-out accuracy of both batchings on the demo pairs;
-  the Hone one is kept as the reward model for PPO (and merged for TRL's PPO).
-- ppo-hone: training.ml.ppo on the demo prompts with that reward model.
+- demo-reward-trl / demo-reward-hone: held-out accuracy of both batchings on the demo pairs
+  (`--seed` sets the split, the head and the order, the same for both); the Hone one of seed 0
+  is kept as the reward model for PPO (and merged for TRL's PPO).
+- ppo-hone: training.ml.ppo on the demo prompts with that reward model, `--episodes` answers.
 - ppo-trl: the same task with TRL 1.12's `trl.experimental.ppo.PPOTrainer`, run by
   bench/trl_ppo.py in the benchmark-only environment var/bench-trl112 (see docs/benchmarks.md).
 
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import resource
@@ -47,12 +55,15 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "var" / "bench"
 RESULTS = OUT / "results"
 TRL_PYTHON = ROOT / "var" / "bench-trl112" / "bin" / "python"
-THREADS = 2
+THREADS = 2  # torch threads per part; --threads
+SEED = 0  # --seed
 PARTS = [
     "generate",
     "long-data",
     "reward-long-hone-b2048",  # the default budget
     "reward-long-trl",
+    "long-reward-hone",
+    "long-reward-trl",
     "demo-data",
     "demo-reward-hone",
     "ppo-hone",
@@ -62,13 +73,14 @@ PARTS = [
 # Also available: reward-long-hone-b<budget>[-ckpt], e.g. reward-long-hone-b8192-ckpt.
 
 # ---- the shared settings of the runs compared ----
-LONG_PAIRS = 24  # synthetic long pairs; Hone trains one epoch over them
+LONG_PAIRS = 64  # synthetic long dialogues (the first 24 are the set of the first figures)
+LONG_EPOCHS = 2.0  # long-reward-*: passes over the 48 training dialogues
 LONG_MAX_LENGTH = 512
 LONG_TRL_STEPS = 1  # steps of the TRL-defaults baseline (8 pairs each): it is the slow one
 REWARD_LR = 1e-4
 DEMO_SAMPLES = 3  # answers per demo prompt; every judged pair of them is a preference
 PPO = {
-    "total_episodes": 32,  # 64-128 wanted; 32 fit the time left on the loaded machine
+    "total_episodes": 128,  # --episodes; 16 updates of 8 answers
     "rollout_batch_size": 8,
     "num_mini_batches": 1,
     "num_ppo_epochs": 4,
@@ -279,32 +291,41 @@ def _train_reward_timed(config: Any, data: Path, out: Path) -> dict[str, Any]:
 
 
 def part_reward_long(
-    base: str, *, hone: bool, checkpointing: bool, budget: int = 0
+    base: str, *, hone: bool, checkpointing: bool, budget: int = 2048, heldout: bool = False
 ) -> dict[str, Any]:
-    from training.ml.data import load_preferences
+    """Speed (no held-out split; TRL's defaults for LONG_TRL_STEPS steps only), or with
+    `heldout` both batchings trained for LONG_EPOCHS on 75% of the dialogues and scored on the
+    rest."""
+    from training.ml.data import load_preferences, split_by_prompt
     from training.ml.reward import RewardTrainConfig
 
     data = OUT / "long_pairs.jsonl"
-    pairs = len(load_preferences(data))
+    eval_fraction = 0.25 if heldout else 0.0
+    train, _ = split_by_prompt(load_preferences(data), eval_fraction=eval_fraction, seed=SEED)
+    pairs = len(train)
+    speed_epochs = 1.0 if hone else LONG_TRL_STEPS * 8 / pairs
+    epochs = LONG_EPOCHS if heldout else speed_epochs
     config = RewardTrainConfig(
         base_model=base,
         learning_rate=REWARD_LR,
         batch_size=8,
         max_length=LONG_MAX_LENGTH,
         max_batch_tokens=budget if hone else None,
-        epochs=1.0 if hone else LONG_TRL_STEPS * 8 / pairs,
-        eval_fraction=0,
+        epochs=epochs,
+        eval_fraction=eval_fraction,
         logging_steps=1,
         gradient_checkpointing=checkpointing,
-        seed=0,
+        seed=SEED,
     )
-    timed = _train_reward_timed(config, data, OUT / "rm-long")
-    pairs_trained = pairs if hone else timed["result"]["steps"] * 8
+    out = OUT / f"rm-long-{'hone' if hone else 'trl'}{'-heldout' if heldout else ''}"
+    timed = _train_reward_timed(config, data, out)
+    pairs_trained = round(pairs * epochs) if hone else timed["result"]["steps"] * 8
     runtime = timed["train_runtime"]
     return {
         **timed,
         "batching": f"token budget {budget}, sorted by length" if hone else "8 pairs, padded",
         "activation_checkpointing": checkpointing,
+        "epochs": epochs,
         "pairs_trained": pairs_trained,
         "pairs_per_second": round(pairs_trained / runtime, 4),
         "seconds_per_pair": round(runtime / pairs_trained, 2),
@@ -361,12 +382,12 @@ def part_demo_reward(base: str, *, hone: bool) -> dict[str, Any]:
         epochs=1.0,
         eval_fraction=0.25,
         logging_steps=1,
-        seed=0,
+        seed=SEED,
     )
-    out = OUT / ("rm-demo" if hone else "rm-demo-trl")
+    out = OUT / (("rm-demo" if hone else "rm-demo-trl") + seed_suffix())
     timed = _train_reward_timed(config, OUT / "demo_prefs.jsonl", out)
     timed.pop("steps")
-    if hone:
+    if hone and SEED == 0:  # the reward model of both PPO runs
         merge_reward_model(base, out, OUT / "rm-demo-merged")
     return timed
 
@@ -384,7 +405,7 @@ def merge_reward_model(base: str, reward_dir: Path, out: Path) -> None:
 def part_ppo_hone(base: str) -> dict[str, Any]:
     from training.ml.ppo import PPOConfig, train_ppo
 
-    out = OUT / "ppo-hone"
+    out = OUT / f"ppo-hone{seed_suffix()}"
     if out.exists():
         import shutil
 
@@ -392,31 +413,49 @@ def part_ppo_hone(base: str) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
 
     def on_metrics(m: dict[str, Any]) -> None:
+        # the clock and the load at each update: the two trainers run side by side are compared
+        # over the same stretch of time
+        m = {**m, "time": round(time.time(), 2), "load1": round(os.getloadavg()[0], 2)}
         history.append(m)
         print(
-            {k: m[k] for k in ("episode", "objective/scores", "objective/kl", "eps")},
+            {k: m[k] for k in ("episode", "objective/scores", "objective/kl", "eps", "load1")},
             file=sys.stderr,
+            flush=True,
         )
 
-    config = PPOConfig(base_model=base, reward_model=str(OUT / "rm-demo"), **PPO)
+    config = PPOConfig(base_model=base, reward_model=str(OUT / "rm-demo"), **{**PPO, "seed": SEED})
     summary = train_ppo(config, OUT / "demo_prompts.jsonl", out, on_metrics=on_metrics)
     return {"summary": summary, **ppo_figures(history)}
 
 
 def ppo_figures(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The same figures for both trainers, from their per-update metrics."""
+    """The same figures for both trainers, from their per-update metrics.
+
+    Gain: mean score of the last quarter of the updates minus the first quarter, with its
+    standard error from the update-to-update spread (each update's score is the mean of
+    `rollout_batch_size` sampled answers, so it moves by sampling alone).
+    """
     scores = [m["objective/scores"] for m in history]
     k = max(1, len(scores) // 4)
-    return {
+    first, last = scores[:k], scores[-k:]
+    spread = (
+        math.sqrt(statistics.variance(first) / k + statistics.variance(last) / k) if k > 1 else None
+    )
+    figures: dict[str, Any] = {
         "updates": len(history),
         "episodes": history[-1]["episode"],
         "scores": [round(s, 4) for s in scores],
         "kl": [round(m["objective/kl"], 4) for m in history],
-        "score_first_quarter": round(statistics.mean(scores[:k]), 4),
-        "score_last_quarter": round(statistics.mean(scores[-k:]), 4),
-        "score_gain": round(statistics.mean(scores[-k:]) - statistics.mean(scores[:k]), 4),
+        "score_first_quarter": round(statistics.mean(first), 4),
+        "score_last_quarter": round(statistics.mean(last), 4),
+        "score_gain": round(statistics.mean(last) - statistics.mean(first), 4),
+        "score_gain_stderr": None if spread is None else round(spread, 4),
         "kl_last_quarter": round(statistics.mean(m["objective/kl"] for m in history[-k:]), 4),
     }
+    if all("time" in m for m in history):
+        figures["update_times"] = [m["time"] for m in history]
+        figures["update_load1"] = [m["load1"] for m in history]
+    return figures
 
 
 def part_ppo_trl(base: str) -> dict[str, Any]:
@@ -429,7 +468,7 @@ def part_ppo_trl(base: str) -> dict[str, Any]:
     ids_path.write_text(
         "".join(json.dumps({"input_ids": encode_prompt(tokenizer, p)}) + "\n" for p in prompts)
     )
-    result_path = OUT / "ppo-trl.json"
+    result_path = OUT / f"ppo-trl{seed_suffix()}.json"
     if not TRL_PYTHON.exists():
         raise SystemExit(
             f"{TRL_PYTHON} missing: make the TRL 1.12 environment (docs/benchmarks.md)"
@@ -440,9 +479,9 @@ def part_ppo_trl(base: str) -> dict[str, Any]:
         "--base", base,
         "--reward", str(OUT / "rm-demo-merged"),
         "--prompt-ids", str(ids_path),
-        "--out", str(OUT / "ppo-trl"),
+        "--out", str(OUT / f"ppo-trl{seed_suffix()}"),
         "--result", str(result_path),
-        "--config", json.dumps(PPO),
+        "--config", json.dumps({**PPO, "seed": SEED}),
         "--threads", str(THREADS),
     ]  # fmt: skip
     subprocess.run(command, check=True)
@@ -471,6 +510,10 @@ def run_part(name: str, base: str) -> dict[str, Any]:
         figures = part_reward_long(
             base, hone=True, checkpointing=ckpt == "ckpt", budget=int(budget)
         )
+    elif name == "long-reward-trl":
+        figures = part_reward_long(base, hone=False, checkpointing=False, heldout=True)
+    elif name == "long-reward-hone":
+        figures = part_reward_long(base, hone=True, checkpointing=False, heldout=True)
     elif name == "demo-data":
         figures = part_demo_data(base)
     elif name == "demo-reward-trl":
@@ -496,43 +539,75 @@ def run_part(name: str, base: str) -> dict[str, Any]:
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
         ),
         "torch_threads": torch.get_num_threads(),
+        "seed": SEED,
         **figures,
     }
 
 
+def seed_suffix() -> str:
+    return f"-seed{SEED}" if SEED else ""
+
+
 def main() -> None:
+    global THREADS, SEED
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default=str(ROOT / "var" / "models" / "smollm2-135m-instruct"))
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated parts")
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads per part")
+    parser.add_argument(
+        "--episodes", type=int, default=PPO["total_episodes"], help="PPO answers in all"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the reward and PPO parts (split included)"
+    )
+    parser.add_argument(
+        "--together", action="store_true", help="start the parts at once (same load for all)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--report", action="store_true", help="print the saved results only")
     args = parser.parse_args()
+    THREADS, SEED = args.threads, args.seed
+    PPO["total_episodes"] = args.episodes
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     if args.child:
         figures = run_part(args.child, args.base)
-        (RESULTS / f"{args.child}.json").write_text(json.dumps(figures, indent=2))
+        (RESULTS / f"{args.child}{seed_suffix()}.json").write_text(json.dumps(figures, indent=2))
         return
     if not args.report:
+        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
+        shared = ["--base", args.base, "--threads", str(THREADS), "--seed", str(SEED)]
+        shared += ["--episodes", str(args.episodes)]
+        running = []
         for name in args.parts.split(","):
             print(f"== {name} (load {os.getloadavg()[0]:.2f})", flush=True)
-            env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
-            code = subprocess.call(
-                [sys.executable, __file__, "--base", args.base, "--child", name], env=env
-            )
-            if code:
-                print(f"   {name} failed (exit {code})", flush=True)
+            child = subprocess.Popen([sys.executable, __file__, *shared, "--child", name], env=env)
+            running.append((name, child))
+            if not args.together:
+                child.wait()
+        for name, child in running:
+            if child.wait():
+                print(f"   {name} failed (exit {child.returncode})", flush=True)
     report()
+
+
+# long per-step lists kept in the JSON files, left out of the printed report
+PER_STEP_KEYS = (
+    "steps",
+    "history",
+    "scores",
+    "kl",
+    "rows",
+    "result",
+    "update_times",
+    "update_load1",
+)
 
 
 def report() -> None:
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
-        keep = {
-            k: v
-            for k, v in r.items()
-            if k not in ("steps", "history", "scores", "kl", "rows", "result")
-        }
+        keep = {k: v for k, v in r.items() if k not in PER_STEP_KEYS}
         print(json.dumps(keep))
         if "rows" in r:
             for row in r["rows"]:

@@ -100,9 +100,18 @@ def main() -> None:
     class Record(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
             if logs and "objective/scores" in logs:
-                history.append(dict(logs))
+                # the clock and the load, as bench/ml.py records them for Hone's run
+                record = {
+                    **logs,
+                    "time": round(time.time(), 2),
+                    "load1": round(os.getloadavg()[0], 2),
+                }
+                history.append(record)
                 print(
-                    {k: logs.get(k) for k in ("episode", "objective/scores", "objective/kl")},
+                    {
+                        k: record.get(k)
+                        for k in ("episode", "objective/scores", "objective/kl", "load1")
+                    },
                     flush=True,
                 )
 
