@@ -355,29 +355,32 @@ class PreferenceLabel(models.Model):
         return f"{self.annotator} on {self.comparison_id}: {self.choice}"
 
 
-class LabelAudit(models.Model):
-    """Every change to a label: who, when, before, after. Rows are only ever added."""
+class Audit(models.Model):
+    """One change: who, when, what, before, after. Rows are only ever added."""
 
-    label = models.ForeignKey(PreferenceLabel, on_delete=models.PROTECT, related_name="audits")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     action = models.CharField(max_length=32)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+
+class LabelAudit(Audit):
+    """Every change to a label."""
+
+    label = models.ForeignKey(PreferenceLabel, on_delete=models.PROTECT, related_name="audits")
 
     def __str__(self) -> str:
         return f"{self.action} label {self.label_id} by {self.actor}"
 
 
-class ComparisonAudit(models.Model):
-    """Every change to a comparison's decision (gold answer, final preference). Only added."""
+class ComparisonAudit(Audit):
+    """Every change to a comparison's decision (gold answer, final preference)."""
 
     comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="audits")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
-    action = models.CharField(max_length=32)
-    before = models.JSONField(null=True, blank=True)
-    after = models.JSONField(null=True, blank=True)
-    at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return f"{self.action} comparison {self.comparison_id} by {self.actor}"

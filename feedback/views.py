@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -118,75 +119,84 @@ def label_item(request: HttpRequest, slug: str) -> HttpResponse:
     return _render_item(request, project)
 
 
+def _act(
+    request: HttpRequest, project: Project, write: Callable[[], Any], done: str, **on_error: Any
+) -> HttpResponse:
+    """Run one labeling write; answer with the item page: what was done, or what was wrong."""
+    try:
+        write()
+    except ValidationError as error:
+        return _render_item(request, project, errors=_errors(error), **on_error)
+    return _render_item(request, project, just_done=done)
+
+
 @login_required
 @require_POST
 def label_submit_view(request: HttpRequest, slug: str) -> HttpResponse:
     """Submit and answer with the next item. A repeated submit (lost connection, retry)
     returns the stored label and the next item: never a second label."""
     project = project_for_member(user=request.user, slug=slug)
-    assignment_id = _int(request.POST.get("assignment_id"))
-    try:
-        label_submit(
+    return _act(
+        request,
+        project,
+        lambda: label_submit(
             user=request.user,
-            assignment_id=assignment_id,
+            assignment_id=_int(request.POST.get("assignment_id")),
             choice=request.POST.get("choice", ""),
             strength=_int(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
             rationale=request.POST.get("rationale", ""),
             time_spent_ms=_time_spent(request),
-        )
-    except ValidationError as error:
-        return _render_item(
-            request,
-            project,
-            errors=_errors(error),
-            posted=request.POST,
-        )
-    return _render_item(request, project, just_done="Saved.")
+        ),
+        "Saved.",
+        posted=request.POST,
+    )
 
 
 @login_required
 @require_POST
 def label_skip_view(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug)
-    key = request.POST.get("reason", "")
-    reason = SKIP_REASONS.get(key, "")
+    reason = SKIP_REASONS.get(request.POST.get("reason", ""), "")
     note = request.POST.get("note", "").strip()
-    try:
-        assignment_skip(
+    return _act(
+        request,
+        project,
+        lambda: assignment_skip(
             user=request.user,
             assignment_id=_int(request.POST.get("assignment_id")),
             reason=f"{reason}: {note}" if note and reason else (reason or note),
-        )
-    except ValidationError as error:
-        return _render_item(request, project, errors=_errors(error))
-    return _render_item(request, project, just_done="Skipped.")
+        ),
+        "Skipped.",
+    )
 
 
 @login_required
 @require_POST
 def label_flag_view(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug)
-    try:
-        comparison_flag(
+    return _act(
+        request,
+        project,
+        lambda: comparison_flag(
             user=request.user,
             assignment_id=_int(request.POST.get("assignment_id")),
             reason=request.POST.get("reason", ""),
             note=request.POST.get("note", ""),
-        )
-    except ValidationError as error:
-        return _render_item(request, project, errors=_errors(error))
-    return _render_item(request, project, just_done="Flagged for review.")
+        ),
+        "Flagged for review.",
+    )
 
 
 @login_required
 @require_POST
 def label_undo_view(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug)
-    try:
-        label_undo(user=request.user, project=project)
-    except ValidationError as error:
-        return _render_item(request, project, errors=_errors(error))
-    return _render_item(request, project, just_done="Label withdrawn: label this item again.")
+    return _act(
+        request,
+        project,
+        lambda: label_undo(user=request.user, project=project),
+        "Label withdrawn: label this item again.",
+    )
 
 
 # --- Arena ---------------------------------------------------------------------------------
