@@ -245,11 +245,7 @@ class LabelingFastPath:
             now=timezone.now(),
         )
         try:
-            async with (
-                (await self._pool()).connection() as conn,
-                conn.pipeline(),
-                conn.transaction(),
-            ):
+            async with (await self._pool()).connection() as conn, conn.transaction():
                 done = await labeling.run_async(steps, conn.cursor())
                 if done.outcome != "created":
                     raise _NotServed(done.outcome)

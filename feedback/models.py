@@ -217,6 +217,9 @@ class Comparison(models.Model):
     # Regular (non-repeat) labels stored, kept with each label so that the next-item query
     # reads one row instead of counting.
     label_count = models.PositiveSmallIntegerField(default=0)
+    # Labels and unexpired leases fill it until this time: a hint that lets the next-item
+    # query step over the row without counting its leases (feedback/labeling.py).
+    leases_full_until = models.DateTimeField(null=True, blank=True, editable=False)
     # Gold items: the known answer, set by an admin.
     gold_choice = models.CharField(max_length=8, choices=Choice.choices, blank=True)
     # A reviewer's decision; overrides the vote when training data is built.

@@ -358,7 +358,8 @@ def label_undo(*, user: AbstractBaseUser, project: Project) -> PreferenceLabel:
         assignment.save(update_fields=["status", "expires_at"])
         if not label.is_repeat:  # the label no longer counts towards k
             comparison.label_count = max(0, comparison.label_count - 1)
-            fields = ["label_count"]
+            comparison.leases_full_until = None
+            fields = ["label_count", "leases_full_until"]
             if comparison.status == Comparison.Status.COMPLETE:
                 comparison.status = Comparison.Status.OPEN
                 fields.append("status")
@@ -393,7 +394,15 @@ def assignment_skip(*, user: AbstractBaseUser, assignment_id: int, reason: str) 
         assignment.status = Assignment.Status.SKIPPED
         assignment.skip_reason = reason
         assignment.save(update_fields=["status", "skip_reason"])
+        _lease_place_freed(assignment)
     return assignment
+
+
+def _lease_place_freed(assignment: Assignment) -> None:
+    """A regular lease gave its place back before it expired: the comparison is no longer
+    full of leases (see Comparison.leases_full_until)."""
+    if not assignment.is_repeat:
+        Comparison.objects.filter(pk=assignment.comparison_id).update(leases_full_until=None)
 
 
 def comparison_flag(
@@ -432,6 +441,7 @@ def comparison_flag(
         assignment.status = Assignment.Status.SKIPPED
         assignment.skip_reason = f"flagged: {reason}"
         assignment.save(update_fields=["status", "skip_reason"])
+        _lease_place_freed(assignment)
     return flag
 
 

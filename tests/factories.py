@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from feedback.models import Comparison, Completion, Project, Prompt
+from datetime import timedelta
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from feedback.models import Assignment, Comparison, Completion, Project, Prompt
 from feedback.services import comparisons_create
 from training.selectors import policy_active
 
@@ -34,3 +39,15 @@ def make_comparisons(project: Project, texts: list[tuple[str, str]]) -> list[Com
             )
         )
     return comparisons_create(project=project, pairs=pairs)
+
+
+def leases_expire(assignments: QuerySet[Assignment] | None = None) -> None:
+    """Time passes for these leases (all by default): they expired a second ago. Their
+    comparisons' leases_full_until hint moves with them, as it would with the clock."""
+    assignments = Assignment.objects.all() if assignments is None else assignments
+    past = timezone.now() - timedelta(seconds=1)
+    comparison_ids = list(assignments.values_list("comparison_id", flat=True))
+    assignments.update(expires_at=past)
+    Comparison.objects.filter(pk__in=comparison_ids, leases_full_until__gt=past).update(
+        leases_full_until=past
+    )

@@ -10,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.test import Client
-from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from api import fastpath
 from feedback.models import Assignment, LabelAudit, PreferenceLabel
 from feedback.services import membership_set
-from tests.factories import make_comparisons
+from tests.factories import leases_expire, make_comparisons
 from training.models import LoopIteration
 
 pytestmark = [
@@ -313,7 +311,7 @@ def test_an_expired_lease_still_takes_its_label(path, project, annotator):
         return item
 
     run(path, scenario)
-    Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    leases_expire()
 
     async def submit(app):
         caller.app = app
@@ -341,7 +339,7 @@ def test_a_closed_comparison_takes_no_late_label(path, project, annotator, make_
         leased.update(as_json((await late.post(NEXT))[2]))
 
     run(path, first_lease)
-    Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    leases_expire()
 
     async def scenario(app):
         late.app = early.app = app

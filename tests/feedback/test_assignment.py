@@ -12,11 +12,13 @@ from feedback.models import Assignment, Comparison, PreferenceLabel
 from feedback.services import (
     REPEAT_GAP,
     assignment_next,
+    assignment_skip,
+    comparison_flag,
     comparison_set_gold,
     label_submit,
     membership_set,
 )
-from tests.factories import make_comparisons
+from tests.factories import leases_expire, make_comparisons
 
 
 @pytest.fixture
@@ -28,9 +30,7 @@ def people(project, make_user):
 
 
 def expire(assignment: Assignment) -> None:
-    Assignment.objects.filter(pk=assignment.pk).update(
-        expires_at=timezone.now() - timedelta(seconds=1)
-    )
+    leases_expire(Assignment.objects.filter(pk=assignment.pk))
 
 
 def test_an_item_is_never_leased_to_more_annotators_than_it_still_needs(project, people):
@@ -49,6 +49,24 @@ def test_an_item_is_never_leased_to_more_annotators_than_it_still_needs(project,
         None,
     )
     assert Assignment.objects.filter(status=Assignment.Status.ACTIVE).count() == 1
+
+
+@pytest.mark.parametrize("give_back", ["skip", "flag"])
+def test_a_lease_given_back_frees_its_place_at_once(give_back, project, people):
+    project.labels_per_comparison = 2
+    project.save()
+    (comparison,) = make_comparisons(project, [("x", "y")])
+    assignment_next(project=project, user=people[0])
+    leaving = assignment_next(project=project, user=people[1])
+    assert assignment_next(project=project, user=people[2]) is None  # full of leases
+
+    if give_back == "skip":
+        assignment_skip(user=people[1], assignment_id=leaving.pk, reason="unsure")
+    else:
+        comparison_flag(user=people[1], assignment_id=leaving.pk, reason="broken")
+
+    assert assignment_next(project=project, user=people[2]).comparison_id == comparison.pk
+    assert assignment_next(project=project, user=people[3]) is None
 
 
 def test_an_annotator_never_gets_an_item_they_labelled(project, people):
