@@ -8,7 +8,8 @@ connection pool, and the answer is the same.
 
 What is the same, and how:
 - The rules: feedback/labeling.py, the statements and steps that feedback.services runs on
-  Django's connection, run here by `run_async`.
+  Django's connection, run here as the two PL/pgSQL functions built from them (one round
+  trip per request).
 - Who is calling: the session cookie through django.contrib.auth.get_user (session hash,
   backend, active user), else an "Authorization: Token" header through DRF's
   TokenAuthentication; CSRF through DRF's SessionAuthentication.enforce_csrf; the host
@@ -47,6 +48,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections, connections
 from django.http import Http404, HttpRequest
 from django.utils import timezone
+from psycopg.errors import RaiseException
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.permissions import IsAuthenticated
@@ -87,10 +89,6 @@ class _TTLCache:
         if len(self._entries) >= _CACHE_ENTRIES:
             self._entries.clear()
         self._entries[key] = (time.monotonic() + AUTH_CACHE_SECONDS, value)
-
-
-class _NotServed(Exception):
-    """Raised inside a transaction to roll it back and let Django answer."""
 
 
 def _django(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -220,12 +218,10 @@ class LabelingFastPath:
             self._projects.put((user.pk, slug), rules)
         if rules is None or not _throttles_allow(request, user):
             return None
-        steps = labeling.lease_steps(
-            dialect=labeling.POSTGRES, rules=rules, user_id=user.pk, now=timezone.now()
-        )
-        async with (await self._pool()).connection() as conn, conn.transaction():
-            lease = await labeling.run_async(steps, conn.cursor())
-        return (204, None) if lease is None else (200, lease_payload(lease))
+        call = labeling.lease_call(rules=rules, user_id=user.pk, now=timezone.now())
+        async with (await self._pool()).connection() as conn:
+            row = await (await conn.execute(*call)).fetchone()
+        return (204, None) if row is None else (200, lease_payload(labeling.lease_of(row)))
 
     async def _label(
         self, request: ASGIRequest, assignment_id: int, body: bytes
@@ -234,8 +230,7 @@ class LabelingFastPath:
         fields = _label_input(request, body) if user is not None else None
         if fields is None or not _throttles_allow(request, user):
             return None
-        steps = labeling.label_steps(
-            dialect=labeling.POSTGRES,
+        call = labeling.label_call(
             user_id=user.pk,
             assignment_id=assignment_id,
             choice=fields["choice"],
@@ -245,12 +240,13 @@ class LabelingFastPath:
             now=timezone.now(),
         )
         try:
-            async with (await self._pool()).connection() as conn, conn.transaction():
-                done = await labeling.run_async(steps, conn.cursor())
-                if done.outcome != "created":
-                    raise _NotServed(done.outcome)
-        except _NotServed:
-            return None
+            async with (await self._pool()).connection() as conn:
+                row = await (await conn.execute(*call)).fetchone()
+        except RaiseException as error:
+            if not str(error.diag.message_primary).startswith(labeling.RAISED):
+                raise
+            return None  # rolled back: Django answers (already submitted, closed, ...)
+        done = labeling.submitted_of(row)
         if not done.is_repeat and done.trigger_new_labels:
             await _django(iteration_maybe_trigger)(project_id=done.project_id)
         if not done.is_repeat and done.human_gate is not None:

@@ -12,8 +12,13 @@ the database, stops the server and drops the database. With --url it drives a ru
 instead; DATABASE_URL must then name that server's database (the project, users and sessions
 are seeded there, and the checks read it).
 
+With --rate R the annotators pace themselves to R submits per second together, as people
+who read before they click do: each starts an item every N/R seconds. Without it they do not
+pause, which measures the most the server can do; a closed loop without pauses cannot also
+show low latencies (N annotators each waiting for the server: latency = N / throughput).
+
 It prints one JSON line: submits per second, p50/p95/p99 latency (ms) of next and of submit,
-errors, and the invariants:
+errors, how fast the machine ran Python at the start (calibration_ms), and the invariants:
 - every successful submit stored exactly once (the label ids the server answered are exactly
   the labels of these annotators in the database, each once);
 - no comparison with more than k regular labels (gold items are shown to every annotator by
@@ -52,6 +57,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=64, help="Simulated annotators.")
     parser.add_argument("--seconds", type=float, default=30.0, help="Length of the run.")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="Target submits per second of all annotators together, each pacing itself "
+        "evenly (0: no pause between items, as fast as the server answers).",
+    )
     parser.add_argument("--url", default="", help="A running server (else one is started).")
     parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes.")
     parser.add_argument("--k", type=int, default=3, help="Labels per comparison.")
@@ -64,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.seconds <= 0 or args.workers < 1 or args.k < 1:
         parser.error("--concurrency, --seconds, --workers and --k must be positive.")
+    if args.rate < 0:
+        parser.error("--rate must be 0 (no pause) or a positive number of submits per second.")
     return args
 
 
@@ -291,8 +305,11 @@ def cpu_used(before: dict, after: dict, client: float) -> dict[str, float]:
 
 
 async def annotator_loop(
-    *, url: str, slug: str, session_key: str, deadline: float, stats: dict
+    *, url: str, slug: str, session_key: str, deadline: float, period: float, stats: dict
 ) -> None:
+    """One annotator: next item, then submit, in a loop. With a `period` (seconds per item),
+    an item starts every `period` seconds from a random phase (a late item starts at once,
+    and the missed starts are dropped, not caught up in a burst)."""
     import aiohttp
 
     csrf = secrets.token_hex(16)  # any 32-character secret: the cookie and the header match
@@ -304,7 +321,13 @@ async def annotator_loop(
     ) as http:
         http.cookie_jar.update_cookies({"sessionid": session_key, "csrftoken": csrf})
         rng = random.Random(session_key)
+        start_at = time.monotonic() + rng.uniform(0, period)
         while time.monotonic() < deadline:
+            if period:
+                await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+                start_at = max(start_at + period, time.monotonic())
+                if time.monotonic() >= deadline:
+                    break
             started = time.perf_counter()
             try:
                 async with http.post(f"/api/projects/{slug}/comparisons/next/") as response:
@@ -340,14 +363,20 @@ async def annotator_loop(
             stats["submitted"].append((item["assignment_id"], json.loads(body)["label_id"]))
 
 
-async def load(*, url: str, seeded: dict, seconds: float) -> dict:
+async def load(*, url: str, seeded: dict, seconds: float, rate: float) -> dict:
     stats: dict = {"next_ms": [], "submit_ms": [], "errors": [], "submitted": [], "exhausted": 0}
     started = time.monotonic()
     deadline = started + seconds
+    period = len(seeded["sessions"]) / rate if rate else 0.0
     await asyncio.gather(
         *(
             annotator_loop(
-                url=url, slug=seeded["slug"], session_key=key, deadline=deadline, stats=stats
+                url=url,
+                slug=seeded["slug"],
+                session_key=key,
+                deadline=deadline,
+                period=period,
+                stats=stats,
             )
             for key in seeded["sessions"]
         )
@@ -364,6 +393,17 @@ def _event_loop_run(coroutine):
     except ImportError:
         return asyncio.run(coroutine)
     return uvloop.run(coroutine)
+
+
+def calibration_ms() -> float:
+    """How fast this machine runs Python now: milliseconds for a fixed loop (lower is faster).
+    A shared virtual machine's speed varies by the hour; figures taken at different speeds
+    compare only with this beside them."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(2_000_000):
+        total += i
+    return round((time.perf_counter() - started) * 1000, 1)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -463,9 +503,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             url = args.url.rstrip("/")
         database = urlsplit(database_url).path.lstrip("/")
+        calibration = calibration_ms()
         before = cpu_snapshot(server=process, database=database)
         client_before = time.process_time()
-        stats = _event_loop_run(load(url=url, seeded=seeded, seconds=args.seconds))
+        stats = _event_loop_run(load(url=url, seeded=seeded, seconds=args.seconds, rate=args.rate))
         client = time.process_time() - client_before
         # Backends that served the run are still open in the pools: read them now.
         after = cpu_snapshot(server=process, database=database)
@@ -488,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(stats["elapsed"], 2),
         "workers": args.workers if own_database else None,
         "k": args.k,
+        "target_rate": args.rate or None,
         "submits": len(stats["submitted"]),
         "submits_per_s": round(len(stats["submitted"]) / stats["elapsed"], 1),
         "next_ms": {f"p{q}": percentile(stats["next_ms"], q) for q in (50, 95, 99)},
@@ -496,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": cpu,
         "cpu_ms_per_submit": round(1000 * sum(cpu.values()) / max(1, len(stats["submitted"])), 2),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "calibration_ms": calibration,
         "error_samples": stats["errors"][:5],
         "annotators_out_of_items": stats["exhausted"],
         "invariants": invariants,

@@ -317,18 +317,18 @@ def lease_steps(
     at = dialect.adapt_datetime(now)
     rows = yield _CURRENT, [user_id, rules.project_id, at]
     if rows:
-        return _lease(rows[0][: len(LEASE_COLUMNS)], rows[0][len(LEASE_COLUMNS) :])
+        return lease_of(rows[0])
     expires_at = dialect.adapt_datetime(now + timedelta(minutes=rules.lease_minutes))
+    draws = Draws.of(rules)
 
-    if rules.repeat_rate and random.random() < rules.repeat_rate:
+    if draws.repeat:
         params = [at, expires_at, user_id, rules.project_id, user_id, rules.project_id, user_id]
         rows = yield _REPEAT_WRITE, params
         if rows:
             (display,) = yield _DISPLAY_OF, [rows[0][1]]
             return _lease(rows[0], display)
 
-    gold_first = bool(rules.gold_rate) and random.random() < rules.gold_rate
-    for gold in (True, False) if gold_first else (False, True):
+    for gold in (True, False) if draws.gold_first else (False, True):
         for _ in range(1 if gold else ATTEMPTS):
             if gold:
                 candidates = yield _GOLD_NEXT, [rules.project_id, user_id]
@@ -338,14 +338,36 @@ def lease_steps(
             if not candidates:
                 break
             comparison_id, *display = candidates[0]
-            a_shown_left = random.random() < 0.5
-            params = [user_id, a_shown_left, at, expires_at, comparison_id, at, user_id]
+            params = [user_id, draws.a_shown_left, at, expires_at, comparison_id, at, user_id]
             rows = yield _LEASE_WRITE, params
             if rows:
                 if not gold:
                     yield _LEASES_FULL, [at, comparison_id, at]
                 return _lease(rows[0], display)
     return None
+
+
+@dataclass(frozen=True)
+class Draws:
+    """The chances a new lease takes, drawn before its statements run: a consistency repeat
+    first (repeat rate), gold before regular items (gold rate), the side shown left."""
+
+    repeat: bool
+    gold_first: bool
+    a_shown_left: bool
+
+    @classmethod
+    def of(cls, rules: ProjectRules) -> Draws:
+        return cls(
+            repeat=bool(rules.repeat_rate) and random.random() < rules.repeat_rate,
+            gold_first=bool(rules.gold_rate) and random.random() < rules.gold_rate,
+            a_shown_left=random.random() < 0.5,
+        )
+
+
+def lease_of(row: tuple) -> Lease:
+    """A lease from a row of the current-lease statement (and of `LEASE_FUNCTION`)."""
+    return _lease(row[: len(LEASE_COLUMNS)], row[len(LEASE_COLUMNS) :])
 
 
 # The lease marked submitted, if it is the annotator's and still active (an expired lease
@@ -394,10 +416,6 @@ _AUDIT_WRITE = _sql("""
 INSERT INTO {audit} (label_id, actor_id, action, before, after, at)
 VALUES (%s, %s, 'created', NULL, %s, %s)
 """)
-
-
-# Statements whose answer the steps never read.
-_NO_ROWS = frozenset({_AUDIT_WRITE, _LEASES_FULL})
 
 
 @dataclass(frozen=True)
@@ -483,6 +501,195 @@ def label_steps(
     return Submitted("created", label_id=label_id, **lease)
 
 
+# --- PostgreSQL: each request in one round trip ---------------------------------------------
+#
+# On PostgreSQL the steps above run as two PL/pgSQL functions (feedback.services and the lean
+# API path of api/fastpath.py): one call per request instead of a round trip per statement
+# plus BEGIN and COMMIT (12 round trips per next + submit pair). The functions are written
+# from this module's statements: `_bind` puts their variables where the steps pass
+# parameters, in the same order, and the control flow follows lease_steps and label_steps line
+# by line; SQLite runs the steps. Every statement in a VOLATILE function takes a new snapshot
+# (READ COMMITTED), which the recount of the lease write relies on, as it does between the
+# statements above. The label function does the successful case only: anything else raises
+# (RAISED), the call rolls back, and the caller runs label_steps to say what went wrong.
+
+
+def _bind(sql: str, *names: str) -> str:
+    """`sql` with its %s placeholders replaced, in order, by the PL/pgSQL variables `names`."""
+    parts = sql.split("%s")
+    if len(parts) != len(names) + 1:
+        raise ValueError(f"{len(parts) - 1} placeholders for {len(names)} names")
+    return "".join(part + name for part, name in zip(parts, names, strict=False)) + parts[-1]
+
+
+_CURRENT_BOUND = _bind(_CURRENT, "v_user", "v_project", "v_now")
+
+_LEASE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION hone_lease(
+    v_project bigint, v_user integer, v_now timestamptz, v_expires timestamptz,
+    v_repeat boolean, v_gold_first boolean, v_a_left boolean)
+RETURNS TABLE (
+    o_id bigint, o_comparison_id bigint, o_annotator_id integer, o_a_shown_left boolean,
+    o_is_repeat boolean, o_status varchar, o_skip_reason varchar, o_created_at timestamptz,
+    o_expires_at timestamptz, o_project_id bigint, o_prompt_id bigint,
+    o_completion_a_id bigint, o_completion_b_id bigint, o_messages jsonb,
+    o_completion_a text, o_completion_b text)
+LANGUAGE plpgsql VOLATILE AS $function$
+DECLARE
+    lease record;
+    item record;
+    v_gold boolean;
+BEGIN
+    RETURN QUERY {_CURRENT_BOUND};
+    IF FOUND THEN RETURN; END IF;
+    IF v_repeat THEN
+        {
+    _bind(
+        _REPEAT_WRITE, "v_now", "v_expires", "v_user", "v_project", "v_user", "v_project", "v_user"
+    )
+} INTO lease;
+        IF FOUND THEN RETURN QUERY {_CURRENT_BOUND}; RETURN; END IF;
+    END IF;
+    FOREACH v_gold IN ARRAY ARRAY[v_gold_first, NOT v_gold_first] LOOP
+        FOR v_try IN 1 .. CASE WHEN v_gold THEN 1 ELSE {ATTEMPTS} END LOOP
+            IF v_gold THEN
+                {_bind(_GOLD_NEXT, "v_project", "v_user")} INTO item;
+            ELSE
+                {
+    _bind(POSTGRES.candidates_sql, "v_project", "v_now", "v_user", "v_now", "v_user")
+} INTO item;
+            END IF;
+            EXIT WHEN NOT FOUND;
+            {
+    _bind(_LEASE_WRITE, "v_user", "v_a_left", "v_now", "v_expires", "item.id", "v_now", "v_user")
+} INTO lease;
+            IF FOUND THEN
+                IF NOT v_gold THEN
+                    {_bind(_LEASES_FULL, "v_now", "item.id", "v_now")};
+                END IF;
+                RETURN QUERY {_CURRENT_BOUND};
+                RETURN;
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$function$
+"""
+
+_LABEL_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION hone_label(
+    v_assignment bigint, v_user integer, v_choice varchar, v_strength integer,
+    v_rationale text, v_time_spent integer, v_now timestamptz, v_after jsonb)
+RETURNS TABLE (
+    o_label_id bigint, o_comparison_id bigint, o_project_id bigint, o_a_shown_left boolean,
+    o_is_repeat boolean, o_trigger_new_labels integer, o_human_gate double precision)
+LANGUAGE plpgsql VOLATILE AS $function$
+DECLARE
+    v_comparison bigint;
+    v_a_left boolean;
+    v_is_repeat boolean;
+    v_project bigint;
+    v_trigger integer;
+    v_needs_why boolean;
+    v_gate double precision;
+    v_label bigint;
+    v_taken bigint;
+BEGIN
+    {_bind(_LEASE_SUBMIT, "v_assignment", "v_user")}
+      INTO v_comparison, v_a_left, v_is_repeat, v_project, v_trigger, v_needs_why, v_gate;
+    IF NOT FOUND THEN RAISE EXCEPTION 'hone: not submitted'; END IF;
+    IF v_choice = '{PreferenceLabel.Choice.BOTH_BAD.value}' AND v_needs_why
+       AND v_rationale = '' THEN
+        RAISE EXCEPTION 'hone: rationale_required';
+    END IF;
+    {
+    _bind(
+        _LABEL_WRITE,
+        "v_comparison",
+        "v_user",
+        "v_assignment",
+        "v_choice",
+        "v_strength",
+        "v_rationale",
+        "v_time_spent",
+        "v_a_left",
+        "v_is_repeat",
+        "v_now",
+        "v_now",
+    )
+}
+      INTO v_label;
+    {_bind(_AUDIT_WRITE, "v_label", "v_user", "v_after", "v_now")};
+    IF NOT v_is_repeat THEN
+        {_bind(_TAKE_LABEL, "v_comparison")} INTO v_taken;
+        IF NOT FOUND THEN RAISE EXCEPTION 'hone: closed'; END IF;
+    END IF;
+    RETURN QUERY SELECT v_label, v_comparison, v_project, v_a_left, v_is_repeat, v_trigger,
+                        v_gate;
+END
+$function$
+"""
+
+# Installed after every `migrate` (feedback.apps): the database runs the statements of the
+# code that migrated it last.
+FUNCTIONS_INSTALL = (
+    "DROP FUNCTION IF EXISTS hone_lease, hone_label",
+    _LEASE_FUNCTION,
+    _LABEL_FUNCTION,
+)
+# The message prefix of what the label function raises instead of storing a label.
+RAISED = "hone: "
+
+
+def lease_call(*, rules: ProjectRules, user_id: int, now: datetime) -> Query:
+    """lease_steps as one call of the PostgreSQL function; its row, if any, is `lease_of`."""
+    draws = Draws.of(rules)
+    expires_at = now + timedelta(minutes=rules.lease_minutes)
+    params = [rules.project_id, user_id, now, expires_at]
+    params += [draws.repeat, draws.gold_first, draws.a_shown_left]
+    return "SELECT * FROM hone_lease(%s, %s, %s, %s, %s, %s, %s)", params
+
+
+def label_call(
+    *,
+    user_id: int,
+    assignment_id: int,
+    choice: str,
+    strength: int,
+    rationale: str,
+    time_spent_ms: int,
+    now: datetime,
+) -> Query:
+    """label_steps' successful case as one call of the PostgreSQL function (see above); its
+    row is `submitted_of`."""
+    after = label_state(
+        choice=choice,
+        strength=strength,
+        rationale=rationale,
+        review_status=PreferenceLabel.ReviewStatus.UNREVIEWED,
+    )
+    params = [assignment_id, user_id, choice, strength, rationale, time_spent_ms, now]
+    return "SELECT * FROM hone_label(%s, %s, %s, %s, %s, %s, %s, %s)", [
+        *params,
+        json.dumps(after),
+    ]
+
+
+def submitted_of(row: tuple) -> Submitted:
+    label_id, comparison_id, project_id, a_shown_left, is_repeat, trigger, human_gate = row
+    return Submitted(
+        "created",
+        label_id=label_id,
+        comparison_id=comparison_id,
+        project_id=project_id,
+        a_shown_left=a_shown_left,
+        is_repeat=is_repeat,
+        status=_ACTIVE,
+        trigger_new_labels=trigger,
+        human_gate=human_gate,
+    )
+
+
 # --- Drivers ------------------------------------------------------------------------------
 
 
@@ -493,17 +700,5 @@ def run(steps: Steps, cursor: Any) -> Any:
         while True:
             cursor.execute(*query)
             query = steps.send(cursor.fetchall() if cursor.description else [])
-    except StopIteration as done:
-        return done.value
-
-
-async def run_async(steps: Steps, cursor: Any) -> Any:
-    """Run `steps` on a psycopg AsyncCursor. (Pipeline mode, which would save the round
-    trips of the statements whose rows nobody reads, cost more CPU here than it saved.)"""
-    try:
-        query = next(steps)
-        while True:
-            await cursor.execute(*query)
-            query = steps.send([] if query[0] in _NO_ROWS else await cursor.fetchall())
     except StopIteration as done:
         return done.value

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from feedback import labeling
@@ -154,13 +154,14 @@ def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment |
 
 def assignment_lease(*, project: Project, user: AbstractBaseUser) -> labeling.Lease | None:
     """assignment_next as plain values (the JSON API's answer needs no model instance)."""
-    steps = labeling.lease_steps(
-        dialect=_dialect(),
-        rules=labeling.ProjectRules.of(project),
-        user_id=user.pk,
-        now=timezone.now(),
-    )
+    rules = labeling.ProjectRules.of(project)
+    now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # one call of the function (feedback/labeling.py)
+            cursor.execute(*labeling.lease_call(rules=rules, user_id=user.pk, now=now))
+            row = cursor.fetchone()
+            return None if row is None else labeling.lease_of(row)
+        steps = labeling.lease_steps(dialect=_dialect(), rules=rules, user_id=user.pk, now=now)
         return labeling.run(steps, cursor)
 
 
@@ -234,19 +235,18 @@ def label_submit(
             {"time_spent_ms": f"Time spent must be between 0 and {MAX_TIME_SPENT_MS} ms."}
         )
     now = timezone.now()
-    steps = labeling.label_steps(
-        dialect=_dialect(),
-        user_id=user.pk,
-        assignment_id=assignment_id,
-        choice=choice,
-        strength=strength,
-        rationale=rationale.strip(),
-        time_spent_ms=time_spent_ms,
-        now=now,
-    )
+    fields = {
+        "user_id": user.pk,
+        "assignment_id": assignment_id,
+        "choice": choice,
+        "strength": strength,
+        "rationale": rationale.strip(),
+        "time_spent_ms": time_spent_ms,
+        "now": now,
+    }
     with transaction.atomic():
         with connection.cursor() as cursor:
-            done = labeling.run(steps, cursor)
+            done = _label_store(cursor, fields)
         if done.outcome == "already_submitted":
             return PreferenceLabel.objects.get(assignment_id=assignment_id)
         if done.outcome != "created":  # raised inside the transaction: it rolls back
@@ -264,6 +264,20 @@ def label_submit(
     if not done.is_repeat and done.human_gate is not None:
         human_gate_check_later(project_id=done.project_id)
     return label
+
+
+def _label_store(cursor: Any, fields: dict[str, Any]) -> labeling.Submitted:
+    """label_steps, as one call of the PostgreSQL function where it is there (see
+    feedback/labeling.py); when the function refuses, the steps say why."""
+    if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():  # a savepoint: a refusal rolls back to here
+                cursor.execute(*labeling.label_call(**fields))
+                return labeling.submitted_of(cursor.fetchone())
+        except DatabaseError as error:
+            if not str(error).startswith(labeling.RAISED):
+                raise
+    return labeling.run(labeling.label_steps(dialect=_dialect(), **fields), cursor)
 
 
 def _label_state(label: PreferenceLabel) -> dict[str, Any]:
