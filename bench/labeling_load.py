@@ -159,9 +159,10 @@ def seed(*, args: argparse.Namespace, migrate: bool) -> dict:
             policy_version=policy,
             text=f"Answer {i}: " + "word " * random.randint(5, 60),
         )
-        for i in range(2 * comparisons)
+        for i in range(4 * comparisons)
     )
-    pairs = [(completions[2 * i], completions[2 * i + 1]) for i in range(comparisons)]
+    pairs = [(completions[2 * i], completions[2 * i + 1]) for i in range(2 * comparisons)]
+    pairs, history_pairs = pairs[:comparisons], pairs[comparisons:]
     created = []
     for start in range(0, len(pairs), 2000):
         created += comparisons_create(project=project, pairs=pairs[start : start + 2000])
@@ -177,6 +178,7 @@ def seed(*, args: argparse.Namespace, migrate: bool) -> dict:
     Membership.objects.bulk_create(
         Membership(user=user, project=project, role=Membership.Role.ANNOTATOR) for user in users
     )
+    history_seed(project=project, pairs=history_pairs, k=args.k, tag=tag, password=password)
     backend = settings.AUTHENTICATION_BACKENDS[0]
     sessions = []
     for user in users:
@@ -198,6 +200,45 @@ def seed(*, args: argparse.Namespace, migrate: bool) -> dict:
         "sessions": sessions,
         "comparisons": comparisons,
     }
+
+
+def history_seed(*, project, pairs: list, k: int, tag: str, password: str) -> None:
+    """As many comparisons again, labelled k times by earlier annotators: a project under way,
+    as in production. (With the assignment and label tables empty when the planner's
+    statistics are taken, the server's cached plans scan them whole, and the run measures
+    that instead of labeling.)"""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from feedback.models import Assignment, Comparison, PreferenceLabel
+    from feedback.services import comparisons_create
+
+    earlier = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"load-{tag}-earlier-{i}", password=password)
+        for i in range(max(8, k))
+    )
+    done = []
+    for start in range(0, len(pairs), 2000):
+        done += comparisons_create(project=project, pairs=pairs[start : start + 2000])
+    Comparison.objects.filter(pk__in=[c.pk for c in done]).update(
+        status=Comparison.Status.COMPLETE, label_count=k
+    )
+    now = timezone.now()
+    slots = [(c, earlier[(i + j) % len(earlier)]) for i, c in enumerate(done) for j in range(k)]
+    assignments = Assignment.objects.bulk_create(
+        Assignment(
+            comparison=c,
+            annotator=user,
+            a_shown_left=True,
+            status=Assignment.Status.SUBMITTED,
+            expires_at=now,
+        )
+        for c, user in slots
+    )
+    PreferenceLabel.objects.bulk_create(
+        PreferenceLabel(comparison=c, annotator=user, assignment=a, choice="a", a_shown_left=True)
+        for (c, user), a in zip(slots, assignments, strict=True)
+    )
 
 
 # --- Server -----------------------------------------------------------------------------
