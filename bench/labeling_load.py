@@ -17,8 +17,10 @@ who read before they click do: each starts an item every N/R seconds. Without it
 pause, which measures the most the server can do; a closed loop without pauses cannot also
 show low latencies (N annotators each waiting for the server: latency = N / throughput).
 
-It prints one JSON line: submits per second, p50/p95/p99 latency (ms) of next and of submit,
-errors, how fast the machine ran Python at the start (calibration_ms), and the invariants:
+It prints one JSON line: submits per second, p50/p95/p99 latency (ms) of next and of submit
+(both after the first --warmup seconds, whose calls are reported apart), errors, how fast the
+machine ran Python at the start (calibration_ms), and the invariants, which cover the whole
+run:
 - every successful submit stored exactly once (the label ids the server answered are exactly
   the labels of these annotators in the database, each once);
 - no comparison with more than k regular labels (gold items are shown to every annotator by
@@ -64,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Target submits per second of all annotators together, each pacing itself "
         "evenly (0: no pause between items, as fast as the server answers).",
     )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="Seconds at the start left out of the rates and latencies (reported apart): "
+        "every annotator's first call opens connections and fills caches.",
+    )
     parser.add_argument("--url", default="", help="A running server (else one is started).")
     parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes.")
     parser.add_argument("--k", type=int, default=3, help="Labels per comparison.")
@@ -76,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.seconds <= 0 or args.workers < 1 or args.k < 1:
         parser.error("--concurrency, --seconds, --workers and --k must be positive.")
+    if not 0 <= args.warmup < args.seconds:
+        parser.error("--warmup must be at least 0 and shorter than --seconds.")
     if args.rate < 0:
         parser.error("--rate must be 0 (no pause) or a positive number of submits per second.")
     return args
@@ -345,39 +356,91 @@ def cpu_used(before: dict, after: dict, client: float) -> dict[str, float]:
 # --- Load ---------------------------------------------------------------------------------
 
 
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection that POSTs and reads answers with a Content-Length,
+    all this benchmark needs. (aiohttp, used first, spent 1.4 ms of the machine's CPU per
+    next + submit pair, a fifth of the whole, on cookie jars and header objects: CPU the
+    server it measures then did not get.)"""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port or 80
+        lines = [f"Host: {parts.netloc}", *(f"{k}: {v}" for k, v in headers.items())]
+        self.headers = "".join(line + "\r\n" for line in lines).encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, payload: dict | None = None) -> tuple[int, bytes]:
+        """The status and body of POST `path` (a JSON body if `payload`); OSError or
+        ValueError when the connection fails, which closes it (the next call reopens it)."""
+        body = b"" if payload is None else json.dumps(payload).encode()
+        head = f"POST {path} HTTP/1.1\r\nContent-Length: {len(body)}\r\n".encode()
+        if payload is not None:
+            head += b"Content-Type: application/json\r\n"
+        try:
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.write(head + self.headers + b"\r\n" + body)
+            status = int((await self.reader.readline()).split(b" ", 2)[1])
+            length = 0
+            while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+                elif name.lower() == b"transfer-encoding":
+                    raise ValueError("an answer without a Content-Length")
+            return status, await self.reader.readexactly(length) if length else b""
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            self.close()
+            raise OSError(f"POST {path}: the connection failed") from None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def annotator_loop(
-    *, url: str, slug: str, session_key: str, deadline: float, period: float, stats: dict
+    *,
+    url: str,
+    slug: str,
+    session_key: str,
+    measure_from: float,
+    deadline: float,
+    period: float,
+    stats: dict,
 ) -> None:
     """One annotator: next item, then submit, in a loop. With a `period` (seconds per item),
     an item starts every `period` seconds from a random phase (a late item starts at once,
     and the missed starts are dropped, not caught up in a burst)."""
-    import aiohttp
-
     csrf = secrets.token_hex(16)  # any 32-character secret: the cookie and the header match
-    jar = aiohttp.CookieJar(unsafe=True)
-    connector = aiohttp.TCPConnector(limit=1, force_close=False)
-    headers = {"X-CSRFToken": csrf, "Referer": url + "/"}
-    async with aiohttp.ClientSession(
-        base_url=url, connector=connector, cookie_jar=jar, headers=headers
-    ) as http:
-        http.cookie_jar.update_cookies({"sessionid": session_key, "csrftoken": csrf})
-        rng = random.Random(session_key)
-        start_at = time.monotonic() + rng.uniform(0, period)
+    http = HttpConnection(
+        url,
+        {
+            "Cookie": f"sessionid={session_key}; csrftoken={csrf}",
+            "X-CSRFToken": csrf,
+            "Referer": url + "/",
+        },
+    )
+    rng = random.Random(session_key)
+    start_at = time.monotonic() + rng.uniform(0, period)
+    try:
         while time.monotonic() < deadline:
             if period:
                 await asyncio.sleep(max(0.0, start_at - time.monotonic()))
                 start_at = max(start_at + period, time.monotonic())
                 if time.monotonic() >= deadline:
                     break
+            measured = time.monotonic() >= measure_from
             started = time.perf_counter()
             try:
-                async with http.post(f"/api/projects/{slug}/comparisons/next/") as response:
-                    body = await response.read()
-                    status = response.status
-            except aiohttp.ClientError as error:
-                stats["errors"].append(f"next: {error!r}")
+                status, body = await http.post(f"/api/projects/{slug}/comparisons/next/")
+            except OSError as error:
+                stats["errors"].append(f"next: {error}")
                 continue
-            stats["next_ms"].append((time.perf_counter() - started) * 1000)
+            stats["next_ms" if measured else "warmup_ms"].append(
+                (time.perf_counter() - started) * 1000
+            )
             if status == 204:
                 stats["exhausted"] += 1
                 return
@@ -389,23 +452,34 @@ async def annotator_loop(
             payload = {"choice": choice, "strength": rng.randint(1, 3), "time_spent_ms": 1500}
             started = time.perf_counter()
             try:
-                async with http.post(
-                    f"/api/assignments/{item['assignment_id']}/label/", json=payload
-                ) as response:
-                    body = await response.read()
-                    status = response.status
-            except aiohttp.ClientError as error:
-                stats["errors"].append(f"submit: {error!r}")
+                status, body = await http.post(
+                    f"/api/assignments/{item['assignment_id']}/label/", payload
+                )
+            except OSError as error:
+                stats["errors"].append(f"submit: {error}")
                 continue
-            stats["submit_ms"].append((time.perf_counter() - started) * 1000)
+            stats["submit_ms" if measured else "warmup_ms"].append(
+                (time.perf_counter() - started) * 1000
+            )
             if status != 201:
                 stats["errors"].append(f"submit: HTTP {status} {body[:200]!r}")
                 continue
             stats["submitted"].append((item["assignment_id"], json.loads(body)["label_id"]))
+            stats["measured_submits"] += time.monotonic() >= measure_from
+    finally:
+        http.close()
 
 
-async def load(*, url: str, seeded: dict, seconds: float, rate: float) -> dict:
-    stats: dict = {"next_ms": [], "submit_ms": [], "errors": [], "submitted": [], "exhausted": 0}
+async def load(*, url: str, seeded: dict, seconds: float, warmup: float, rate: float) -> dict:
+    stats: dict = {
+        "next_ms": [],
+        "submit_ms": [],
+        "warmup_ms": [],
+        "errors": [],
+        "submitted": [],
+        "measured_submits": 0,
+        "exhausted": 0,
+    }
     started = time.monotonic()
     deadline = started + seconds
     period = len(seeded["sessions"]) / rate if rate else 0.0
@@ -415,6 +489,7 @@ async def load(*, url: str, seeded: dict, seconds: float, rate: float) -> dict:
                 url=url,
                 slug=seeded["slug"],
                 session_key=key,
+                measure_from=started + warmup,
                 deadline=deadline,
                 period=period,
                 stats=stats,
@@ -423,6 +498,7 @@ async def load(*, url: str, seeded: dict, seconds: float, rate: float) -> dict:
         )
     )
     stats["elapsed"] = time.monotonic() - started
+    stats["measured_seconds"] = stats["elapsed"] - warmup
     return stats
 
 
@@ -547,7 +623,15 @@ def main(argv: list[str] | None = None) -> int:
         calibration = calibration_ms()
         before = cpu_snapshot(server=process, database=database)
         client_before = time.process_time()
-        stats = _event_loop_run(load(url=url, seeded=seeded, seconds=args.seconds, rate=args.rate))
+        stats = _event_loop_run(
+            load(
+                url=url,
+                seeded=seeded,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                rate=args.rate,
+            )
+        )
         client = time.process_time() - client_before
         # Backends that served the run are still open in the pools: read them now.
         after = cpu_snapshot(server=process, database=database)
@@ -572,9 +656,15 @@ def main(argv: list[str] | None = None) -> int:
         "k": args.k,
         "target_rate": args.rate or None,
         "submits": len(stats["submitted"]),
-        "submits_per_s": round(len(stats["submitted"]) / stats["elapsed"], 1),
+        "warmup_s": args.warmup,
+        "submits_per_s": round(stats["measured_submits"] / stats["measured_seconds"], 1),
         "next_ms": {f"p{q}": percentile(stats["next_ms"], q) for q in (50, 95, 99)},
         "submit_ms": {f"p{q}": percentile(stats["submit_ms"], q) for q in (50, 95, 99)},
+        "warmup_ms": {
+            "calls": len(stats["warmup_ms"]),
+            "p99": percentile(stats["warmup_ms"], 99),
+            "max": percentile(stats["warmup_ms"], 100),
+        },
         "errors": len(stats["errors"]),
         "cpu": cpu,
         "cpu_ms_per_submit": round(1000 * sum(cpu.values()) / max(1, len(stats["submitted"])), 2),
