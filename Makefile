@@ -81,9 +81,11 @@ bench-ml: venv base-model $(BENCH_TRL)/.installed
 bench-loop: venv base-model
 	$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 3
 
-# 64 annotators over HTTP against uvicorn + PostgreSQL (a fresh database on TEST_DB's server).
+# 64 annotators over HTTP against uvicorn + PostgreSQL (a fresh database on TEST_DB's server):
+# as fast as the server answers, then paced at 300 submits/s together (the latency goal).
 bench-load: venv
 	DATABASE_URL=$(TEST_DB) $(PY) bench/labeling_load.py --concurrency 64 --seconds 30
+	DATABASE_URL=$(TEST_DB) $(PY) bench/labeling_load.py --concurrency 64 --seconds 30 --rate 300
 
 # Prompt import and dataset export throughput (a fresh SQLite database of its own).
 bench-data: venv
