@@ -1,10 +1,11 @@
 """The rules of the labeling path, once: leasing the next comparison and storing a label.
 
 They are written as SQL statements and the little logic between them, as generators that
-yield (sql, params) and receive the rows back. Two drivers run them: `run` on a
-DB-API cursor (Django's connection: feedback.services on PostgreSQL and SQLite) and
-`run_async` on a psycopg async cursor (the lean ASGI path of api/fastpath.py). The caller
-owns the transaction; a generator never commits.
+yield (sql, params) and receive the rows back; `run` drives them on a DB-API cursor (Django's
+connection), and the caller owns the transaction (a generator never commits). On SQLite,
+feedback.services runs the generators; on PostgreSQL the same statements and logic run inside
+two PL/pgSQL functions built from them (see "PostgreSQL: each request in one round trip"),
+called by feedback.services and by the lean ASGI path of api/fastpath.py.
 
 Assignment rules (see services.assignment_next): the annotator's own unexpired lease first;
 a consistency repeat at the project's repeat rate; gold items at the project's gold rate;
@@ -366,7 +367,7 @@ class Draws:
 
 
 def lease_of(row: tuple) -> Lease:
-    """A lease from a row of the current-lease statement (and of `LEASE_FUNCTION`)."""
+    """A lease from a row of the current-lease statement (and of the hone_lease function)."""
     return _lease(row[: len(LEASE_COLUMNS)], row[len(LEASE_COLUMNS) :])
 
 

@@ -227,7 +227,8 @@ def label_submit(
     still takes its label while the comparison needs one. The comparison's label count is
     raised in one conditional UPDATE, which holds its row lock to the end: a comparison never
     gets more than its k regular labels. Repeats never count towards k. The statements:
-    feedback/labeling.py (label_steps), which the lean API path runs too.
+    feedback/labeling.py (label_steps on SQLite, the hone_label function built from them on
+    PostgreSQL, which the lean API path calls too).
     """
     vote_check(choice=choice, strength=strength)
     if not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
