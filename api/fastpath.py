@@ -223,7 +223,9 @@ class LabelingFastPath:
             self._projects.put((user.pk, slug), rules)
         if rules is None or not _throttles_allow(request, user):
             return None
-        call = labeling.lease_call(rules=rules, user_id=user.pk, now=timezone.now())
+        call = labeling.lease_call(
+            rules=rules, user_id=user.pk, now=timezone.now(), own_transaction=True
+        )
         async with (await self._pool()).connection() as conn:
             row = await (await conn.execute(*call)).fetchone()
         return (204, None) if row is None else (200, lease_payload(labeling.lease_of(row)))

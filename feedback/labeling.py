@@ -528,7 +528,7 @@ _CURRENT_BOUND = _bind(_CURRENT, "v_user", "v_project", "v_now")
 _LEASE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION hone_lease(
     v_project bigint, v_user integer, v_now timestamptz, v_expires timestamptz,
-    v_repeat boolean, v_gold_first boolean, v_a_left boolean)
+    v_repeat boolean, v_gold_first boolean, v_a_left boolean, v_commit_async boolean)
 RETURNS TABLE (
     o_id bigint, o_comparison_id bigint, o_annotator_id integer, o_a_shown_left boolean,
     o_is_repeat boolean, o_status varchar, o_skip_reason varchar, o_created_at timestamptz,
@@ -541,9 +541,13 @@ DECLARE
     item record;
     v_gold boolean;
 BEGIN
-    -- A lease lost in a crash costs nothing (the annotator asks again): its commit need not
-    -- wait for the disk, nor hold the comparison's row lock that long.
-    PERFORM set_config('synchronous_commit', 'off', true);
+    -- A lease lost in a crash costs nothing (the annotator asks again): when the call is its
+    -- own transaction, its commit need not wait for the disk, nor hold the comparison's row
+    -- lock that long. (Inside a caller's transaction it would make the caller's writes wait
+    -- for nothing either: then the caller's setting stays.)
+    IF v_commit_async THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     RETURN QUERY {_CURRENT_BOUND};
     IF FOUND THEN RETURN; END IF;
     IF v_repeat THEN
@@ -645,13 +649,15 @@ FUNCTIONS_INSTALL = (
 RAISED = "hone: "
 
 
-def lease_call(*, rules: ProjectRules, user_id: int, now: datetime) -> Query:
-    """lease_steps as one call of the PostgreSQL function; its row, if any, is `lease_of`."""
+def lease_call(*, rules: ProjectRules, user_id: int, now: datetime, own_transaction: bool) -> Query:
+    """lease_steps as one call of the PostgreSQL function; its row, if any, is `lease_of`.
+    `own_transaction`: nothing else is written in the call's transaction (its commit may then
+    skip waiting for the disk)."""
     draws = Draws.of(rules)
     expires_at = now + timedelta(minutes=rules.lease_minutes)
     params = [rules.project_id, user_id, now, expires_at]
-    params += [draws.repeat, draws.gold_first, draws.a_shown_left]
-    return "SELECT * FROM hone_lease(%s, %s, %s, %s, %s, %s, %s)", params
+    params += [draws.repeat, draws.gold_first, draws.a_shown_left, own_transaction]
+    return "SELECT * FROM hone_lease(%s, %s, %s, %s, %s, %s, %s, %s)", params
 
 
 def label_call(

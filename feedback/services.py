@@ -156,9 +156,13 @@ def assignment_lease(*, project: Project, user: AbstractBaseUser) -> labeling.Le
     """assignment_next as plain values (the JSON API's answer needs no model instance)."""
     rules = labeling.ProjectRules.of(project)
     now = timezone.now()
+    own_transaction = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # one call of the function (feedback/labeling.py)
-            cursor.execute(*labeling.lease_call(rules=rules, user_id=user.pk, now=now))
+            call = labeling.lease_call(
+                rules=rules, user_id=user.pk, now=now, own_transaction=own_transaction
+            )
+            cursor.execute(*call)
             row = cursor.fetchone()
             return None if row is None else labeling.lease_of(row)
         steps = labeling.lease_steps(dialect=_dialect(), rules=rules, user_id=user.pk, now=now)

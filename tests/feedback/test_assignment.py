@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 from django.utils import timezone
 
+from feedback import labeling
 from feedback.models import Assignment, Comparison, PreferenceLabel
 from feedback.services import (
     REPEAT_GAP,
@@ -221,3 +223,23 @@ def test_a_lease_marked_expired_takes_no_label_and_nothing_changes(project, peop
     comparison.refresh_from_db()
     assert (comparison.label_count, comparison.status) == (0, Comparison.Status.OPEN)
     assert PreferenceLabel.objects.count() == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the lease function: PostgreSQL")
+@pytest.mark.parametrize(("own_transaction", "setting"), [(True, "off"), (False, "on")])
+def test_a_lease_skips_waiting_for_the_disk_only_in_a_transaction_of_its_own(
+    own_transaction, setting, project, people
+):
+    make_comparisons(project, [("x", "y")])
+    call = labeling.lease_call(
+        rules=labeling.ProjectRules.of(project),
+        user_id=people[0].pk,
+        now=timezone.now(),
+        own_transaction=own_transaction,
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(*call)
+        assert cursor.fetchone() is not None
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == setting
+        transaction.set_rollback(True)
