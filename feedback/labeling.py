@@ -52,6 +52,8 @@ from feedback.models import (
 )
 
 Query = tuple[str, list[Any]]
+# A datetime as the database driver takes it (Django's connection.ops.adapt_datetimefield_value).
+AdaptDatetime = Callable[[datetime], Any]
 Steps = Generator[Query, list[tuple], Any]
 
 # A consistency repeat comes back only after this many later labels of the same annotator.
@@ -235,21 +237,6 @@ SELECT {display}
 
 
 @dataclass(frozen=True)
-class Dialect:
-    """What differs between the databases these statements run on."""
-
-    row_locks: bool  # FOR UPDATE OF ... [SKIP LOCKED] (PostgreSQL); SQLite locks the file
-    adapt_datetime: Callable[[datetime], Any]  # a datetime as the driver takes it
-
-    @property
-    def candidates_sql(self) -> str:
-        return _CANDIDATES + (" FOR UPDATE OF c SKIP LOCKED" if self.row_locks else "")
-
-
-POSTGRES = Dialect(row_locks=True, adapt_datetime=lambda value: value)
-
-
-@dataclass(frozen=True)
 class ProjectRules:
     """The project settings the labeling path reads (cached by the lean path)."""
 
@@ -311,15 +298,15 @@ def _lease(lease_row: tuple, display_row: tuple) -> Lease:
 
 
 def lease_steps(
-    *, dialect: Dialect, rules: ProjectRules, user_id: int, now: datetime
+    *, adapt_datetime: AdaptDatetime, rules: ProjectRules, user_id: int, now: datetime
 ) -> Generator[Query, list[tuple], Lease | None]:
     """The annotator's current lease, or a new lease on the next comparison they can label
     (the rules are in the module docstring). Run inside a transaction."""
-    at = dialect.adapt_datetime(now)
+    at = adapt_datetime(now)
     rows = yield _CURRENT, [user_id, rules.project_id, at]
     if rows:
         return lease_of(rows[0])
-    expires_at = dialect.adapt_datetime(now + timedelta(minutes=rules.lease_minutes))
+    expires_at = adapt_datetime(now + timedelta(minutes=rules.lease_minutes))
     draws = Draws.of(rules)
 
     if draws.repeat:
@@ -335,7 +322,7 @@ def lease_steps(
                 candidates = yield _GOLD_NEXT, [rules.project_id, user_id]
             else:
                 params = [rules.project_id, at, user_id, at, user_id]
-                candidates = yield dialect.candidates_sql, params
+                candidates = yield _CANDIDATES, params
             if not candidates:
                 break
             comparison_id, *display = candidates[0]
@@ -446,9 +433,20 @@ def label_state(*, choice: str, strength: int, rationale: str, review_status: st
     }
 
 
+def _created_state(*, choice: str, strength: int, rationale: str) -> str:
+    """The audit row's `after` of a new label, as JSON."""
+    state = label_state(
+        choice=choice,
+        strength=strength,
+        rationale=rationale,
+        review_status=PreferenceLabel.ReviewStatus.UNREVIEWED,
+    )
+    return json.dumps(state)
+
+
 def label_steps(
     *,
-    dialect: Dialect,
+    adapt_datetime: AdaptDatetime,
     user_id: int,
     assignment_id: int,
     choice: str,
@@ -484,17 +482,12 @@ def label_steps(
     }
     if choice == PreferenceLabel.Choice.BOTH_BAD and needs_why and not rationale:
         return Submitted("rationale_required", **lease)
-    at = dialect.adapt_datetime(now)
+    at = adapt_datetime(now)
     values = [comparison_id, user_id, assignment_id, choice, strength, rationale, time_spent_ms]
     rows = yield _LABEL_WRITE, [*values, bool(a_shown_left), bool(is_repeat), at, at]
     label_id = rows[0][0]
-    after = label_state(
-        choice=choice,
-        strength=strength,
-        rationale=rationale,
-        review_status=PreferenceLabel.ReviewStatus.UNREVIEWED,
-    )
-    yield _AUDIT_WRITE, [label_id, user_id, json.dumps(after), at]
+    after = _created_state(choice=choice, strength=strength, rationale=rationale)
+    yield _AUDIT_WRITE, [label_id, user_id, after, at]
     # Last: the comparison's row lock, which every other submit on it waits for, is then
     # held only until the commit that follows.
     if not is_repeat and not (yield _TAKE_LABEL, [comparison_id]):
@@ -523,7 +516,29 @@ def _bind(sql: str, *names: str) -> str:
     return "".join(part + name for part, name in zip(parts, names, strict=False)) + parts[-1]
 
 
-_CURRENT_BOUND = _bind(_CURRENT, "v_user", "v_project", "v_now")
+# The statements as the functions run them: each placeholder becomes the variable the steps
+# pass there. The candidate row is locked with SKIP LOCKED, so that concurrent annotators
+# never wait on each other (the steps, on SQLite, need no row lock: it locks the file).
+_F_CURRENT = _bind(_CURRENT, "v_user", "v_project", "v_now")
+_F_REPEAT_WRITE = _bind(
+    _REPEAT_WRITE, "v_now", "v_expires", "v_user", "v_project", "v_user", "v_project", "v_user"
+)
+_F_GOLD_NEXT = _bind(_GOLD_NEXT, "v_project", "v_user")
+_F_CANDIDATES = _bind(
+    _CANDIDATES + " FOR UPDATE OF c SKIP LOCKED", "v_project", "v_now", "v_user", "v_now", "v_user"
+)
+_F_LEASE_WRITE = _bind(
+    _LEASE_WRITE, "v_user", "v_a_left", "v_now", "v_expires", "item.id", "v_now", "v_user"
+)
+_F_LEASES_FULL = _bind(_LEASES_FULL, "v_now", "item.id", "v_now")
+_F_LEASE_SUBMIT = _bind(_LEASE_SUBMIT, "v_assignment", "v_user")
+_F_LABEL_WRITE = _bind(
+    _LABEL_WRITE,
+    *("v_comparison", "v_user", "v_assignment", "v_choice", "v_strength", "v_rationale"),
+    *("v_time_spent", "v_a_left", "v_is_repeat", "v_now", "v_now"),
+)
+_F_AUDIT_WRITE = _bind(_AUDIT_WRITE, "v_label", "v_user", "v_after", "v_now")
+_F_TAKE_LABEL = _bind(_TAKE_LABEL, "v_comparison")
 
 _LEASE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION hone_lease(
@@ -548,34 +563,26 @@ BEGIN
     IF v_commit_async THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
-    RETURN QUERY {_CURRENT_BOUND};
+    RETURN QUERY {_F_CURRENT};
     IF FOUND THEN RETURN; END IF;
     IF v_repeat THEN
-        {
-    _bind(
-        _REPEAT_WRITE, "v_now", "v_expires", "v_user", "v_project", "v_user", "v_project", "v_user"
-    )
-} INTO lease;
-        IF FOUND THEN RETURN QUERY {_CURRENT_BOUND}; RETURN; END IF;
+        {_F_REPEAT_WRITE} INTO lease;
+        IF FOUND THEN RETURN QUERY {_F_CURRENT}; RETURN; END IF;
     END IF;
     FOREACH v_gold IN ARRAY ARRAY[v_gold_first, NOT v_gold_first] LOOP
         FOR v_try IN 1 .. CASE WHEN v_gold THEN 1 ELSE {ATTEMPTS} END LOOP
             IF v_gold THEN
-                {_bind(_GOLD_NEXT, "v_project", "v_user")} INTO item;
+                {_F_GOLD_NEXT} INTO item;
             ELSE
-                {
-    _bind(POSTGRES.candidates_sql, "v_project", "v_now", "v_user", "v_now", "v_user")
-} INTO item;
+                {_F_CANDIDATES} INTO item;
             END IF;
             EXIT WHEN NOT FOUND;
-            {
-    _bind(_LEASE_WRITE, "v_user", "v_a_left", "v_now", "v_expires", "item.id", "v_now", "v_user")
-} INTO lease;
+            {_F_LEASE_WRITE} INTO lease;
             IF FOUND THEN
                 IF NOT v_gold THEN
-                    {_bind(_LEASES_FULL, "v_now", "item.id", "v_now")};
+                    {_F_LEASES_FULL};
                 END IF;
-                RETURN QUERY {_CURRENT_BOUND};
+                RETURN QUERY {_F_CURRENT};
                 RETURN;
             END IF;
         END LOOP;
@@ -603,33 +610,17 @@ DECLARE
     v_label bigint;
     v_taken bigint;
 BEGIN
-    {_bind(_LEASE_SUBMIT, "v_assignment", "v_user")}
+    {_F_LEASE_SUBMIT}
       INTO v_comparison, v_a_left, v_is_repeat, v_project, v_trigger, v_needs_why, v_gate;
     IF NOT FOUND THEN RAISE EXCEPTION 'hone: not submitted'; END IF;
     IF v_choice = '{PreferenceLabel.Choice.BOTH_BAD.value}' AND v_needs_why
        AND v_rationale = '' THEN
         RAISE EXCEPTION 'hone: rationale_required';
     END IF;
-    {
-    _bind(
-        _LABEL_WRITE,
-        "v_comparison",
-        "v_user",
-        "v_assignment",
-        "v_choice",
-        "v_strength",
-        "v_rationale",
-        "v_time_spent",
-        "v_a_left",
-        "v_is_repeat",
-        "v_now",
-        "v_now",
-    )
-}
-      INTO v_label;
-    {_bind(_AUDIT_WRITE, "v_label", "v_user", "v_after", "v_now")};
+    {_F_LABEL_WRITE} INTO v_label;
+    {_F_AUDIT_WRITE};
     IF NOT v_is_repeat THEN
-        {_bind(_TAKE_LABEL, "v_comparison")} INTO v_taken;
+        {_F_TAKE_LABEL} INTO v_taken;
         IF NOT FOUND THEN RAISE EXCEPTION 'hone: closed'; END IF;
     END IF;
     RETURN QUERY SELECT v_label, v_comparison, v_project, v_a_left, v_is_repeat, v_trigger,
@@ -672,17 +663,9 @@ def label_call(
 ) -> Query:
     """label_steps' successful case as one call of the PostgreSQL function (see above); its
     row is `submitted_of`."""
-    after = label_state(
-        choice=choice,
-        strength=strength,
-        rationale=rationale,
-        review_status=PreferenceLabel.ReviewStatus.UNREVIEWED,
-    )
-    params = [assignment_id, user_id, choice, strength, rationale, time_spent_ms, now]
-    return "SELECT * FROM hone_label(%s, %s, %s, %s, %s, %s, %s, %s)", [
-        *params,
-        json.dumps(after),
-    ]
+    after = _created_state(choice=choice, strength=strength, rationale=rationale)
+    params = [assignment_id, user_id, choice, strength, rationale, time_spent_ms, now, after]
+    return "SELECT * FROM hone_label(%s, %s, %s, %s, %s, %s, %s, %s)", params
 
 
 def submitted_of(row: tuple) -> Submitted:

@@ -129,15 +129,6 @@ def comparisons_create(
     return created
 
 
-def _dialect() -> labeling.Dialect:
-    features = connection.features
-    if features.has_select_for_update_skip_locked and features.has_select_for_update_of:
-        return labeling.POSTGRES
-    return labeling.Dialect(
-        row_locks=False, adapt_datetime=connection.ops.adapt_datetimefield_value
-    )
-
-
 def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment | None:
     """The annotator's current lease, or a new lease on the next comparison they can label.
 
@@ -165,7 +156,12 @@ def assignment_lease(*, project: Project, user: AbstractBaseUser) -> labeling.Le
             cursor.execute(*call)
             row = cursor.fetchone()
             return None if row is None else labeling.lease_of(row)
-        steps = labeling.lease_steps(dialect=_dialect(), rules=rules, user_id=user.pk, now=now)
+        steps = labeling.lease_steps(
+            adapt_datetime=connection.ops.adapt_datetimefield_value,
+            rules=rules,
+            user_id=user.pk,
+            now=now,
+        )
         return labeling.run(steps, cursor)
 
 
@@ -282,7 +278,10 @@ def _label_store(cursor: Any, fields: dict[str, Any]) -> labeling.Submitted:
         except DatabaseError as error:
             if not str(error).startswith(labeling.RAISED):
                 raise
-    return labeling.run(labeling.label_steps(dialect=_dialect(), **fields), cursor)
+    return labeling.run(
+        labeling.label_steps(adapt_datetime=connection.ops.adapt_datetimefield_value, **fields),
+        cursor,
+    )
 
 
 def _label_state(label: PreferenceLabel) -> dict[str, Any]:

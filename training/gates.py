@@ -56,10 +56,10 @@ def human_gate(
     """
     threshold = project.gate_human_min_win_rate
     needed = project.gate_human_labels
-    labels = sum({g.first, g.second} == {candidate, incumbent} for g in games)
     value = low = high = None
-    if labels:
-        value, low, high, _ = win_probability(games, version=candidate, against=incumbent)
+    labels = 0
+    if any({g.first, g.second} == {candidate, incumbent} for g in games):
+        value, low, high, labels = win_probability(games, version=candidate, against=incumbent)
     enough = labels >= needed
     interval = f"{value:.3f} (95% interval {low:.3f}-{high:.3f})" if labels else ""
     if enough and low is not None and low >= threshold:

@@ -506,10 +506,8 @@ def _step_evaluate(iteration: LoopIteration) -> None:
         return
     if project.gate_human_min_win_rate is not None:
         next_status = LoopIteration.Status.AWAITING_HUMANS
-    elif project.auto_promote:
-        next_status = LoopIteration.Status.PROMOTING
     else:
-        next_status = LoopIteration.Status.AWAITING_APPROVAL
+        next_status = services.status_after_gates(project=project)
     _advance(iteration, next_status, evaluation=record)
 
 

@@ -379,18 +379,17 @@ def iteration_cancel(*, iteration: LoopIteration) -> LoopIteration:
             iteration=iteration, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
         ).update(cancel_requested=True)
         if iteration.policy_id and iteration.policy.status == PolicyVersion.Status.CANDIDATE:
-            PolicyVersion.objects.filter(pk=iteration.policy_id).update(
-                status=PolicyVersion.Status.REJECTED
-            )
-            _comparisons_close_of(policy_id=iteration.policy_id)
+            _candidate_drop(policy_id=iteration.policy_id)
         return iteration_advance(iteration=iteration, status=LoopIteration.Status.CANCELLED)
 
 
-def _comparisons_close_of(*, policy_id: int) -> int:
-    """Close the open comparisons that show an answer of a version that will never be
-    promoted (the human gate's, when it said no or was cancelled): nobody labels them any
-    more. Labels already given stay, and still count on the leaderboard."""
-    return (
+def _candidate_drop(*, policy_id: int) -> None:
+    """A candidate version that will never be promoted (rejected, or its iteration
+    cancelled): marked rejected, and the open comparisons that show one of its answers (the
+    human gate's) closed, so that nobody labels them any more. Labels already given stay,
+    and still count on the leaderboard."""
+    PolicyVersion.objects.filter(pk=policy_id).update(status=PolicyVersion.Status.REJECTED)
+    (
         Comparison.objects.filter(status=Comparison.Status.OPEN)
         .filter(
             Q(completion_a__policy_version_id=policy_id)
@@ -429,11 +428,15 @@ def iteration_reject(
             error=reason,
         )
         if iteration.policy_id:
-            PolicyVersion.objects.filter(pk=iteration.policy_id).update(
-                status=PolicyVersion.Status.REJECTED
-            )
-            _comparisons_close_of(policy_id=iteration.policy_id)
+            _candidate_drop(policy_id=iteration.policy_id)
         return iteration
+
+
+def status_after_gates(*, project: Project) -> str:
+    """Where a candidate that passed every gate goes: promotion, or an admin's approval."""
+    if project.auto_promote:
+        return LoopIteration.Status.PROMOTING
+    return LoopIteration.Status.AWAITING_APPROVAL
 
 
 def iteration_human_gate_check(*, iteration: LoopIteration) -> str | None:
@@ -518,11 +521,7 @@ def iteration_human_gate_check(*, iteration: LoopIteration) -> str | None:
                     reason=f"Human gate not passed: {report['reason']}.",
                 )
                 return LoopIteration.Status.REJECTED
-            status = (
-                LoopIteration.Status.PROMOTING
-                if project.auto_promote
-                else LoopIteration.Status.AWAITING_APPROVAL
-            )
+            status = status_after_gates(project=project)
             iteration_advance(
                 iteration=iteration, status=status, expected=waiting, evaluation=evaluation
             )
