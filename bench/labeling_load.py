@@ -73,8 +73,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Seconds at the start left out of the rates and latencies (reported apart): "
         "every annotator's first call opens connections and fills caches.",
     )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=1.0,
+        help="Without --rate, each annotator starts at a random moment within the first RAMP "
+        "seconds (0: all at once, a burst of connections that the kernel may hand to one "
+        "worker). With --rate they start within their first period.",
+    )
     parser.add_argument("--url", default="", help="A running server (else one is started).")
-    parser.add_argument("--workers", type=int, default=3, help="uvicorn worker processes.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="uvicorn worker processes (default 2, this machine's cores). Each annotator keeps "
+        "one connection, and the kernel hands a burst of new connections to the workers "
+        "unevenly (46/18/0 of 64 seen with 3): connections_per_worker in the output says how "
+        "they fell.",
+    )
+    parser.add_argument(
+        "--user-rate",
+        default="1000000/minute",
+        help="The server's HONE_API_USER_RATE. The production default, 6000/minute per user "
+        "and process, throttles a single annotator who does not pause.",
+    )
     parser.add_argument("--k", type=int, default=3, help="Labels per comparison.")
     parser.add_argument(
         "--comparisons", type=int, default=0, help="Comparisons to seed (0: enough for the run)."
@@ -85,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.seconds <= 0 or args.workers < 1 or args.k < 1:
         parser.error("--concurrency, --seconds, --workers and --k must be positive.")
+    if args.ramp < 0:
+        parser.error("--ramp must be at least 0.")
     if not 0 <= args.warmup < args.seconds:
         parser.error("--warmup must be at least 0 and shorter than --seconds.")
     if args.rate < 0:
@@ -261,7 +285,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_start(*, database_url: str, workers: int) -> tuple[subprocess.Popen, str]:
+def server_start(
+    *, database_url: str, workers: int, user_rate: str
+) -> tuple[subprocess.Popen, str]:
     """uvicorn with `workers` processes, production settings (DEBUG off, a connection pool
     per process), no access log."""
     port = free_port()
@@ -273,6 +299,7 @@ def server_start(*, database_url: str, workers: int) -> tuple[subprocess.Popen, 
         "SECRET_KEY": os.environ["SECRET_KEY"],
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
+        "HONE_API_USER_RATE": user_rate,
     }
     env.pop("REDIS_URL", None)
     command = [
@@ -353,6 +380,27 @@ def cpu_used(before: dict, after: dict, client: float) -> dict[str, float]:
     }
 
 
+def connections_per_worker(server: subprocess.Popen, workers: int) -> list[int]:
+    """Open client connections each uvicorn worker holds, most first (Linux /proc). A worker
+    is a process of the server that holds the listening socket."""
+    sockets: dict[str, str] = {}  # inode: "listen" or "open", sockets of the server's port
+    port = int(server.args[server.args.index("--port") + 1])
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            sockets[fields[9]] = "listen" if fields[3] == "0A" else "open"
+    counts = []
+    for pid in _children(server.pid) if workers > 1 else [server.pid]:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        held = Counter(sockets.get(link[8:-1]) for link in links if link.startswith("socket:["))
+        if held["listen"]:
+            counts.append(held["open"])
+    return sorted(counts, reverse=True)
+
+
 # --- Load ---------------------------------------------------------------------------------
 
 
@@ -408,11 +456,13 @@ async def annotator_loop(
     measure_from: float,
     deadline: float,
     period: float,
+    ramp: float,
     stats: dict,
 ) -> None:
     """One annotator: next item, then submit, in a loop. With a `period` (seconds per item),
     an item starts every `period` seconds from a random phase (a late item starts at once,
-    and the missed starts are dropped, not caught up in a burst)."""
+    and the missed starts are dropped, not caught up in a burst); without one, the first item
+    starts at a random moment within `ramp` seconds."""
     csrf = secrets.token_hex(16)  # any 32-character secret: the cookie and the header match
     http = HttpConnection(
         url,
@@ -423,10 +473,10 @@ async def annotator_loop(
         },
     )
     rng = random.Random(session_key)
-    start_at = time.monotonic() + rng.uniform(0, period)
+    start_at = time.monotonic() + rng.uniform(0, period or ramp)
     try:
         while time.monotonic() < deadline:
-            if period:
+            if period or start_at > time.monotonic():
                 await asyncio.sleep(max(0.0, start_at - time.monotonic()))
                 start_at = max(start_at + period, time.monotonic())
                 if time.monotonic() >= deadline:
@@ -470,7 +520,18 @@ async def annotator_loop(
         http.close()
 
 
-async def load(*, url: str, seeded: dict, seconds: float, warmup: float, rate: float) -> dict:
+async def load(
+    *,
+    url: str,
+    seeded: dict,
+    seconds: float,
+    warmup: float,
+    rate: float,
+    ramp: float = 0.0,
+    probe=None,
+) -> dict:
+    """Runs the annotators; `probe()`, if given, is called once the warm-up is over, its
+    answer kept as stats["probe"]."""
     stats: dict = {
         "next_ms": [],
         "submit_ms": [],
@@ -483,7 +544,13 @@ async def load(*, url: str, seeded: dict, seconds: float, warmup: float, rate: f
     started = time.monotonic()
     deadline = started + seconds
     period = len(seeded["sessions"]) / rate if rate else 0.0
+
+    async def probe_after_warmup() -> None:
+        await asyncio.sleep(warmup)
+        stats["probe"] = probe()
+
     await asyncio.gather(
+        *([probe_after_warmup()] if probe else []),
         *(
             annotator_loop(
                 url=url,
@@ -492,10 +559,11 @@ async def load(*, url: str, seeded: dict, seconds: float, warmup: float, rate: f
                 measure_from=started + warmup,
                 deadline=deadline,
                 period=period,
+                ramp=ramp,
                 stats=stats,
             )
             for key in seeded["sessions"]
-        )
+        ),
     )
     stats["elapsed"] = time.monotonic() - started
     stats["measured_seconds"] = stats["elapsed"] - warmup
@@ -616,7 +684,9 @@ def main(argv: list[str] | None = None) -> int:
         django_setup(database_url)
         seeded = seed(args=args, migrate=own_database)
         if own_database:
-            process, url = server_start(database_url=database_url, workers=args.workers)
+            process, url = server_start(
+                database_url=database_url, workers=args.workers, user_rate=args.user_rate
+            )
         else:
             url = args.url.rstrip("/")
         database = urlsplit(database_url).path.lstrip("/")
@@ -630,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
                 seconds=args.seconds,
                 warmup=args.warmup,
                 rate=args.rate,
+                ramp=args.ramp,
+                probe=process and (lambda: connections_per_worker(process, args.workers)),
             )
         )
         client = time.process_time() - client_before
@@ -653,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": args.concurrency,
         "seconds": round(stats["elapsed"], 2),
         "workers": args.workers if own_database else None,
+        "connections_per_worker": stats.get("probe"),
         "k": args.k,
         "target_rate": args.rate or None,
         "submits": len(stats["submitted"]),

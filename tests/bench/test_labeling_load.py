@@ -37,6 +37,9 @@ def test_sixteen_annotators_for_ten_seconds_keep_every_invariant():
 
     assert result["errors"] == 0, result["error_samples"]
     assert result["submits"] > 0
+    # Each annotator's one connection, found in one of the two workers.
+    assert len(result["connections_per_worker"]) == 2
+    assert sum(result["connections_per_worker"]) == 16
     assert result["invariants"] == {
         "every_submit_stored_exactly_once": True,
         "labels_stored": result["submits"],
