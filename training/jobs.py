@@ -53,6 +53,19 @@ class WaitingForHumans(Exception):
 HUMAN_GATE_PRIORITY = 1.0
 
 
+def _connections_mend() -> None:
+    """What Django does between two requests, done between the steps of work that lasts
+    hours: a connection that failed and no longer answers (the database restarted, the
+    network path dropped it) is let go, so the next query opens a new one and the outcome
+    can still be written. Inside a transaction the caller's connection is left alone."""
+    if (
+        not connection.in_atomic_block
+        and connection.connection is not None
+        and not connection.is_usable()  # one round trip: it learns what no query did yet
+    ):
+        connection.close()
+
+
 class Heartbeat(threading.Thread):
     """Beats a run's heart while its job works, and notices a request to cancel it.
 
@@ -73,8 +86,9 @@ class Heartbeat(threading.Thread):
                     TrainingRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
                     if TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists():
                         self.cancelled.set()
-                except DatabaseError:  # a busy database: the next beat will do
+                except DatabaseError:  # a busy or lost database: the next beat will do
                     logger.warning("Heartbeat of run %s missed", self.run_id, exc_info=True)
+                    _connections_mend()
         finally:
             connection.close()
 
@@ -122,9 +136,11 @@ def _run(run: TrainingRun, body: Callable[[Heartbeat], dict[str, Any]]) -> dict[
     try:
         summary = body(heartbeat)
     except RunCancelled:
+        _connections_mend()
         services.run_mark_cancelled(run=run)
         raise
     except Exception as error:
+        _connections_mend()
         services.run_fail(run=run, error=_error_text(error))
         raise
     finally:
@@ -316,6 +332,7 @@ def iteration_run(*, iteration: LoopIteration) -> None:
         LoopIteration.Status.GENERATING: _step_generate,
     }
     while True:
+        _connections_mend()
         iteration.refresh_from_db()
         step = steps.get(iteration.status)
         if step is None:
@@ -326,6 +343,7 @@ def iteration_run(*, iteration: LoopIteration) -> None:
             return
         except Exception as error:
             logger.exception("Iteration %s of %s failed", iteration.number, iteration.project)
+            _connections_mend()
             with contextlib.suppress(services.IterationMoved):
                 services.iteration_advance(
                     iteration=iteration,
