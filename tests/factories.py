@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from feedback.models import Assignment, Comparison, Completion, Project, Prompt
-from feedback.services import comparisons_create
+from feedback.services import assignment_next, comparisons_create, label_submit
 from training.selectors import policy_active
 
 # Loop settings small enough for the tiny test model: an iteration takes seconds.
@@ -51,3 +51,15 @@ def leases_expire(assignments: QuerySet[Assignment] | None = None) -> None:
     Comparison.objects.filter(pk__in=comparison_ids, leases_full_until__gt=past).update(
         leases_full_until=past
     )
+
+
+def one_label_to_train_on(project: Project, annotator, model_dir: str, **fields) -> None:
+    """`project` on the tiny model (and `fields`), with one comparison labelled by
+    `annotator`: enough data for a reward run to start."""
+    project.base_model = model_dir
+    for name, value in fields.items():
+        setattr(project, name, value)
+    project.save()
+    make_comparisons(project, [("short", "a long answer")])
+    assignment = assignment_next(project=project, user=annotator)
+    label_submit(user=annotator, assignment_id=assignment.pk, choice="a")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from feedback.services import assignment_next, label_submit
-from tests.factories import make_comparisons
+from tests.factories import one_label_to_train_on
 from training import jobs, services
 from training.models import LoopIteration, PolicyVersion, RewardModelVersion, TrainingRun
 
@@ -38,11 +37,7 @@ def test_crash_inside_training_marks_the_run_failed(
 ):
     import training.ml.reward
 
-    project.base_model = tiny_model_dir
-    project.save()
-    make_comparisons(project, [("short", "a long answer")])
-    assignment = assignment_next(project=project, user=annotator)
-    label_submit(user=annotator, assignment_id=assignment.pk, choice="a")
+    one_label_to_train_on(project, annotator, tiny_model_dir)
 
     def crash(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
@@ -62,12 +57,9 @@ def test_crash_inside_training_marks_the_run_failed(
 
 
 def test_unknown_training_setting_is_named(project, annotator, iteration, tiny_model_dir):
-    project.base_model = tiny_model_dir
-    project.training_config = {"reward": {"learning_rat": 0.1}}
-    project.save()
-    make_comparisons(project, [("short", "a long answer")])
-    assignment = assignment_next(project=project, user=annotator)
-    label_submit(user=annotator, assignment_id=assignment.pk, choice="a")
+    one_label_to_train_on(
+        project, annotator, tiny_model_dir, training_config={"reward": {"learning_rat": 0.1}}
+    )
 
     jobs.iteration_run(iteration=iteration)
 

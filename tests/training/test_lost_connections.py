@@ -10,10 +10,10 @@ import time
 import pytest
 from django.db import connection
 
-from feedback.services import assignment_next, label_submit
-from tests.factories import make_comparisons
+from tests.factories import one_label_to_train_on
 from training import jobs, services
 from training.models import LoopIteration, TrainingRun
+from training.tasks import loop_iteration_task
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -38,13 +38,7 @@ def test_a_connection_lost_during_training_still_records_the_failure(
 ):
     import training.ml.reward
 
-    project.base_model = tiny_model_dir
-    project.save()
-    make_comparisons(project, [("short", "a long answer")])
-    assignment = assignment_next(project=project, user=annotator)
-    label_submit(user=annotator, assignment_id=assignment.pk, choice="a")
-    from training.tasks import loop_iteration_task
-
+    one_label_to_train_on(project, annotator, tiny_model_dir)
     monkeypatch.setattr(loop_iteration_task, "delay", lambda *args: None)  # run here instead
     iteration = services.iteration_start(project=project, trigger="manual")
 
