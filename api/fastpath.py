@@ -49,6 +49,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections, connections
 from django.http import Http404, HttpRequest
 from django.utils import timezone
+from psycopg import OperationalError
 from psycopg.errors import RaiseException
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
@@ -226,8 +227,7 @@ class LabelingFastPath:
         call = labeling.lease_call(
             rules=rules, user_id=user.pk, now=timezone.now(), own_transaction=True
         )
-        async with (await self._pool()).connection() as conn:
-            row = await (await conn.execute(*call)).fetchone()
+        row = await self._call(call)
         return (204, None) if row is None else (200, lease_payload(labeling.lease_of(row)))
 
     async def _label(
@@ -247,8 +247,7 @@ class LabelingFastPath:
             now=timezone.now(),
         )
         try:
-            async with (await self._pool()).connection() as conn:
-                row = await (await conn.execute(*call)).fetchone()
+            row = await self._call(call)
         except RaiseException as error:
             if not str(error.diag.message_primary).startswith(labeling.RAISED):
                 raise
@@ -315,6 +314,21 @@ class LabelingFastPath:
         return user
 
     # --- Database and answer --------------------------------------------------------------
+
+    async def _call(self, call: tuple[str, Any]) -> Any:
+        """The row of one labeling function call. After a restart of PostgreSQL the pool
+        holds dead connections, each found out by its next query: on such a failure the pool
+        checks all of them (replacing the dead) and the call runs once more. Running it again
+        is safe: a lease asked again is the same lease, a label sent again is a double submit
+        (Django answers it with the stored label)."""
+        pool = await self._pool()
+        try:
+            async with pool.connection() as conn:
+                return await (await conn.execute(*call)).fetchone()
+        except OperationalError:
+            await pool.check()
+        async with pool.connection() as conn:
+            return await (await conn.execute(*call)).fetchone()
 
     async def _pool(self) -> Any:
         """A psycopg async pool per process, opened on first use, sized like Django's."""

@@ -102,6 +102,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
         "max_size": env.int("DATABASE_POOL_MAX", default=8),
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
+    # With a pool, Django checks each connection as it leaves the pool (one empty query):
+    # after a restart of PostgreSQL the pool holds dead connections, each of which would
+    # otherwise fail a request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The labeling API's two hot endpoints served in front of Django on PostgreSQL, on a psycopg
 # async pool of the same size as the one above (api/fastpath.py, docs/benchmarks.md).
