@@ -46,7 +46,7 @@ from django.conf import settings
 from django.contrib import auth
 from django.core.exceptions import DisallowedHost, ValidationError
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 from psycopg import OperationalError
@@ -218,10 +218,7 @@ class LabelingFastPath:
         user = await self._caller(request)
         if user is None:
             return None
-        found, rules = self._projects.get((user.pk, slug))
-        if not found:
-            rules = await _django(_membership_rules)(user, slug)
-            self._projects.put((user.pk, slug), rules)
+        rules = await self._cached(self._projects, (user.pk, slug), _membership_rules, user, slug)
         if rules is None or not _throttles_allow(request, user):
             return None
         call = labeling.lease_call(
@@ -307,11 +304,20 @@ class LabelingFastPath:
         return True
 
     async def _cached_user(self, key: tuple[str, str], resolve: Callable[[str], Any]) -> Any:
-        found, user = self._users.get(key)
+        return await self._cached(self._users, key, resolve, key[1])
+
+    async def _cached(self, cache: _TTLCache, key: Any, function: Callable[..., Any], *args) -> Any:
+        """`function(*args)` run through Django and remembered in `cache`; None, and nothing
+        remembered, when the database fails it (a connection that a restart ended): Django
+        then answers the whole request, on a connection its pool checks."""
+        found, value = cache.get(key)
         if not found:
-            user = await _django(resolve)(key[1])
-            self._users.put(key, user)
-        return user
+            try:
+                value = await _django(function)(*args)
+            except DatabaseError:
+                return None
+            cache.put(key, value)
+        return value
 
     # --- Database and answer --------------------------------------------------------------
 

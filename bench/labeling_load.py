@@ -81,6 +81,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "seconds (0: all at once, a burst of connections that the kernel may hand to one "
         "worker). With --rate they start within their first period.",
     )
+    parser.add_argument(
+        "--end-connections-at",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="S seconds into the run, end every connection of the server to the database, as "
+        "a restart of PostgreSQL does (0: never). `errors` then counts the requests it failed.",
+    )
     parser.add_argument("--url", default="", help="A running server (else one is started).")
     parser.add_argument(
         "--workers",
@@ -109,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--concurrency, --seconds, --workers and --k must be positive.")
     if args.ramp < 0:
         parser.error("--ramp must be at least 0.")
+    if not 0 <= args.end_connections_at < args.seconds:
+        parser.error("--end-connections-at must be at least 0 and shorter than --seconds.")
     if not 0 <= args.warmup < args.seconds:
         parser.error("--warmup must be at least 0 and shorter than --seconds.")
     if args.rate < 0:
@@ -401,6 +411,31 @@ def connections_per_worker(server: subprocess.Popen, workers: int) -> list[int]:
     return sorted(counts, reverse=True)
 
 
+def connections_ender():
+    """A function that ends every connection to the run's database but this process's own, as
+    a restart of PostgreSQL does to the server's (each is found dead at its next query), and
+    returns how many it ended."""
+    import psycopg
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (own,) = cursor.fetchone()
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+
+    def end() -> int:
+        with psycopg.connect(**params, autocommit=True) as other:
+            return other.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> %s",
+                [own],
+            ).fetchone()[0]
+
+    return end
+
+
 # --- Load ---------------------------------------------------------------------------------
 
 
@@ -528,10 +563,10 @@ async def load(
     warmup: float,
     rate: float,
     ramp: float = 0.0,
-    probe=None,
+    at: dict | None = None,
 ) -> dict:
-    """Runs the annotators; `probe()`, if given, is called once the warm-up is over, its
-    answer kept as stats["probe"]."""
+    """Runs the annotators. `at`: {name: (seconds, function)}, each function called in a
+    thread that many seconds into the run, its answer kept as stats[name]."""
     stats: dict = {
         "next_ms": [],
         "submit_ms": [],
@@ -545,12 +580,12 @@ async def load(
     deadline = started + seconds
     period = len(seeded["sessions"]) / rate if rate else 0.0
 
-    async def probe_after_warmup() -> None:
-        await asyncio.sleep(warmup)
-        stats["probe"] = probe()
+    async def call_at(name: str, seconds: float, function) -> None:
+        await asyncio.sleep(seconds)
+        stats[name] = await asyncio.to_thread(function)
 
     await asyncio.gather(
-        *([probe_after_warmup()] if probe else []),
+        *(call_at(name, seconds, function) for name, (seconds, function) in (at or {}).items()),
         *(
             annotator_loop(
                 url=url,
@@ -691,6 +726,14 @@ def main(argv: list[str] | None = None) -> int:
             url = args.url.rstrip("/")
         database = urlsplit(database_url).path.lstrip("/")
         calibration = calibration_ms()
+        timed = {}
+        if process is not None:
+            timed["connections_per_worker"] = (
+                args.warmup,
+                lambda: connections_per_worker(process, args.workers),
+            )
+        if args.end_connections_at:
+            timed["connections_ended"] = (args.end_connections_at, connections_ender())
         before = cpu_snapshot(server=process, database=database)
         client_before = time.process_time()
         stats = _event_loop_run(
@@ -701,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
                 warmup=args.warmup,
                 rate=args.rate,
                 ramp=args.ramp,
-                probe=process and (lambda: connections_per_worker(process, args.workers)),
+                at=timed,
             )
         )
         client = time.process_time() - client_before
@@ -725,7 +768,8 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": args.concurrency,
         "seconds": round(stats["elapsed"], 2),
         "workers": args.workers if own_database else None,
-        "connections_per_worker": stats.get("probe"),
+        "connections_per_worker": stats.get("connections_per_worker"),
+        "connections_ended": stats.get("connections_ended"),
         "k": args.k,
         "target_rate": args.rate or None,
         "submits": len(stats["submitted"]),
