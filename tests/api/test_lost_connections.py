@@ -8,8 +8,9 @@ import psycopg
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 
+from api import fastpath
 from feedback.models import Project
 from tests.api.test_fastpath import NEXT, Caller, as_json, run
 from tests.factories import make_comparisons
@@ -61,3 +62,26 @@ def test_django_answers_after_the_database_restarts(project):
     assert database_restart() >= 1
 
     assert Project.objects.get(slug="demo") == project
+
+
+def test_a_lookup_that_fails_on_the_database_goes_to_django(project, annotator, monkeypatch):
+    make_comparisons(project, [("x", "y")])
+    caller = Caller(None, user=annotator)
+    lookups = []
+
+    def connection_lost(session_key):
+        lookups.append(session_key)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(fastpath, "_session_user", connection_lost)
+
+    async def scenario(app):
+        caller.app = app
+        return await caller.post(NEXT), await caller.post(NEXT)
+
+    (first, second), served = run("fast", scenario)
+
+    assert (first[0], second[0]) == (200, 200)
+    assert as_json(first[2]) == as_json(second[2])
+    assert served == {"django": 2}
+    assert len(lookups) == 2  # a failed lookup is not remembered
