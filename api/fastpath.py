@@ -323,16 +323,19 @@ class LabelingFastPath:
 
     async def _call(self, call: tuple[str, Any]) -> Any:
         """The row of one labeling function call. After a restart of PostgreSQL the pool
-        holds dead connections, each found out by its next query: on such a failure the pool
-        checks all of them (replacing the dead) and the call runs once more. Running it again
-        is safe: a lease asked again is the same lease, a label sent again is a double submit
-        (Django answers it with the stored label)."""
+        holds dead connections, each found out by its next query (the pool then drops it):
+        the call runs again on another connection, as many times as the pool may hold
+        connections, after which it has a new one. Running it again is safe: a lease asked
+        again is the same lease, a label sent again is a double submit (Django answers it
+        with the stored label). Any other error is raised at once."""
         pool = await self._pool()
-        try:
+        for _ in range(pool.max_size):
             async with pool.connection() as conn:
-                return await (await conn.execute(*call)).fetchone()
-        except OperationalError:
-            await pool.check()
+                try:
+                    return await (await conn.execute(*call)).fetchone()
+                except OperationalError:
+                    if not conn.broken:
+                        raise
         async with pool.connection() as conn:
             return await (await conn.execute(*call)).fetchone()
 
