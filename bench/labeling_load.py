@@ -86,8 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         metavar="S",
-        help="S seconds into the run, end every connection of the server to the database, as "
-        "a restart of PostgreSQL does (0: never). `errors` then counts the requests it failed.",
+        help="S seconds into the run, end every other connection to the run's database (with "
+        "--url, whoever holds it), as a restart of PostgreSQL does (0: never). `errors` then "
+        "counts the requests it failed.",
     )
     parser.add_argument("--url", default="", help="A running server (else one is started).")
     parser.add_argument(
