@@ -274,12 +274,14 @@ class LabelingFastPath:
             return None
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
         if session_key:
-            user = await self._cached_user(("session", session_key), _session_user)
+            user = await self._cached(
+                self._users, ("session", session_key), _session_user, session_key
+            )
             if user is not None:
                 return user if self._csrf_passes(request) else None
         words = request.META.get("HTTP_AUTHORIZATION", "").split()
         if len(words) == 2 and words[0].lower() == "token":
-            return await self._cached_user(("token", words[1]), _token_user)
+            return await self._cached(self._users, ("token", words[1]), _token_user, words[1])
         return None
 
     def _csrf_passes(self, request: ASGIRequest) -> bool:
@@ -302,9 +304,6 @@ class LabelingFastPath:
             return False
         self._csrf_passed.put(key, True)
         return True
-
-    async def _cached_user(self, key: tuple[str, str], resolve: Callable[[str], Any]) -> Any:
-        return await self._cached(self._users, key, resolve, key[1])
 
     async def _cached(self, cache: _TTLCache, key: Any, function: Callable[..., Any], *args) -> Any:
         """`function(*args)` run through Django and remembered in `cache`; None, and nothing
@@ -329,15 +328,15 @@ class LabelingFastPath:
         again is the same lease, a label sent again is a double submit (Django answers it
         with the stored label). Any other error is raised at once."""
         pool = await self._pool()
-        for _ in range(pool.max_size):
+        retries = pool.max_size
+        while True:
             async with pool.connection() as conn:
                 try:
                     return await (await conn.execute(*call)).fetchone()
                 except OperationalError:
-                    if not conn.broken:
+                    if not conn.broken or not retries:
                         raise
-        async with pool.connection() as conn:
-            return await (await conn.execute(*call)).fetchone()
+            retries -= 1
 
     async def _pool(self) -> Any:
         """A psycopg async pool per process, opened on first use, sized like Django's."""
