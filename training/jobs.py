@@ -53,16 +53,13 @@ class WaitingForHumans(Exception):
 HUMAN_GATE_PRIORITY = 1.0
 
 
-def _connections_mend() -> None:
+def _connection_release() -> None:
     """What Django does between two requests, done between the steps of work that lasts
-    hours: a connection that failed and no longer answers (the database restarted, the
-    network path dropped it) is let go, so the next query opens a new one and the outcome
-    can still be written. Inside a transaction the caller's connection is left alone."""
-    if (
-        not connection.in_atomic_block
-        and connection.connection is not None
-        and not connection.is_usable()  # one round trip: it learns what no query did yet
-    ):
+    hours: the connection goes back (to the pool, which checks it before handing it out
+    again: CONN_HEALTH_CHECKS), so the next query runs on a live one even if the database
+    restarted or the network path dropped this one meanwhile. Inside a transaction the
+    caller's connection is left alone."""
+    if not connection.in_atomic_block:
         connection.close()
 
 
@@ -88,7 +85,7 @@ class Heartbeat(threading.Thread):
                         self.cancelled.set()
                 except DatabaseError:  # a busy or lost database: the next beat will do
                     logger.warning("Heartbeat of run %s missed", self.run_id, exc_info=True)
-                    _connections_mend()
+                    _connection_release()
         finally:
             connection.close()
 
@@ -136,11 +133,11 @@ def _run(run: TrainingRun, body: Callable[[Heartbeat], dict[str, Any]]) -> dict[
     try:
         summary = body(heartbeat)
     except RunCancelled:
-        _connections_mend()
+        _connection_release()
         services.run_mark_cancelled(run=run)
         raise
     except Exception as error:
-        _connections_mend()
+        _connection_release()
         services.run_fail(run=run, error=_error_text(error))
         raise
     finally:
@@ -332,7 +329,7 @@ def iteration_run(*, iteration: LoopIteration) -> None:
         LoopIteration.Status.GENERATING: _step_generate,
     }
     while True:
-        _connections_mend()
+        _connection_release()
         iteration.refresh_from_db()
         step = steps.get(iteration.status)
         if step is None:
@@ -343,7 +340,7 @@ def iteration_run(*, iteration: LoopIteration) -> None:
             return
         except Exception as error:
             logger.exception("Iteration %s of %s failed", iteration.number, iteration.project)
-            _connections_mend()
+            _connection_release()
             with contextlib.suppress(services.IterationMoved):
                 services.iteration_advance(
                     iteration=iteration,
