@@ -1,4 +1,5 @@
-"""Rows for tests: completions and comparisons without running a model."""
+"""Rows for tests: completions and comparisons without running a model; and the end of
+database connections, as a restart of PostgreSQL brings it."""
 
 from __future__ import annotations
 
@@ -63,3 +64,21 @@ def one_label_to_train_on(project: Project, annotator, model_dir: str, **fields)
     make_comparisons(project, [("short", "a long answer")])
     assignment = assignment_next(project=project, user=annotator)
     label_submit(user=annotator, assignment_id=assignment.pk, choice="a")
+
+
+def backends_end(pid: int | None = None) -> int:
+    """Ends PostgreSQL backend `pid`, or every backend of the test database, as a restart or a
+    dropped network path does (each client learns it at its next query); returns how many."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    which = "pid = %s" if pid is not None else "datname = current_database()"
+    with psycopg.connect(**params, autocommit=True) as other:
+        return other.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            f" WHERE {which} AND pid <> pg_backend_pid()",
+            [pid] if pid is not None else [],
+        ).fetchone()[0]

@@ -4,7 +4,6 @@ Django (PostgreSQL only: the tests end the backends the way a restart does)."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -13,7 +12,7 @@ from django.db import OperationalError, connection
 from api import fastpath
 from feedback.models import Project
 from tests.api.test_fastpath import NEXT, Caller, as_json, run
-from tests.factories import make_comparisons
+from tests.factories import backends_end, make_comparisons
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -28,15 +27,7 @@ def database_restart() -> int:
     """Ends every backend of the test database, as a restart does; returns how many. This
     thread's connection goes back to Django's pool first, and ends there."""
     connection.close()
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as other:
-        ended = other.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchone()[0]
-    return ended
+    return backends_end()
 
 
 def test_the_lean_path_answers_after_the_database_restarts(project, annotator):

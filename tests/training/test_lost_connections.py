@@ -10,7 +10,7 @@ import time
 import pytest
 from django.db import connection
 
-from tests.factories import one_label_to_train_on
+from tests.factories import backends_end, one_label_to_train_on
 from training import jobs, services
 from training.models import LoopIteration, TrainingRun
 from training.tasks import loop_iteration_task
@@ -19,18 +19,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="ends a PostgreSQL backend"),
 ]
-
-
-def _backend_terminate(pid: int) -> None:
-    """What a database restart or a dropped network path does to a connection: PostgreSQL
-    ends its backend, and the client learns it at its next query."""
-    import psycopg
-
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 def test_a_connection_lost_during_training_still_records_the_failure(
@@ -45,7 +33,7 @@ def test_a_connection_lost_during_training_still_records_the_failure(
     def training_while_the_database_restarts(*args, **kwargs):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
-            _backend_terminate(cursor.fetchone()[0])
+            backends_end(cursor.fetchone()[0])
         raise RuntimeError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(training.ml.reward, "train_reward", training_while_the_database_restarts)
@@ -76,7 +64,7 @@ def test_the_heartbeat_comes_back_after_its_connection_is_lost(project, monkeypa
     heartbeat.start()
     try:
         beats = _heartbeat_wait(run, after=None)
-        _backend_terminate(heartbeat.backend_pid)
+        backends_end(heartbeat.backend_pid)
         lost = time.time()
 
         later = _heartbeat_wait(run, after=lost)
