@@ -558,14 +558,13 @@ def labels_import_file(
     as Label Studio's Pairwise tag shows it) by a stand-in user per external annotator, each
     with a LabelAudit row "imported" by `actor` (or the stand-in itself when none is given).
     """
-    from training.models import PolicyVersion
-
     mapping = mapping or LabelStudioMapping()
     records = records_from_bytes(data=data, name=name, file_format="json")
     tasks, problems = _parse_label_studio(records, mapping)
     if problems:
         raise FileRejected(problems, name)
-    base = PolicyVersion.objects.get(project=project, number=0)
+    # Version 0 (the base model), through the schema's relation: feedback imports no training.
+    base = project.policy_versions.get(number=0)
     skipped = [{"line": t.line, "reason": "no annotations"} for t in tasks if not t.votes]
     tasks = [t for t in tasks if t.votes]
     existing = {

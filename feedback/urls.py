@@ -24,13 +24,6 @@ urlpatterns = [
     path("p/<slug:slug>/label/skip/", views.label_skip_view, name="label-skip"),
     path("p/<slug:slug>/label/flag/", views.label_flag_view, name="label-flag"),
     path("p/<slug:slug>/label/undo/", views.label_undo_view, name="label-undo"),
-    path("p/<slug:slug>/arena/", views.arena_page, name="arena"),
-    path("p/<slug:slug>/arena/battles/", views.arena_start_view, name="arena-start"),
-    path(
-        "p/<slug:slug>/arena/battles/<id:battle_id>/vote/",
-        views.arena_vote_view,
-        name="arena-vote",
-    ),
     path(
         "api/projects/<slug:slug>/comparisons/next/",
         apis.ComparisonNextApi.as_view(),
