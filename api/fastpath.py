@@ -57,8 +57,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 
+from api.views import LabelSubmitApi, label_payload, lease_payload
 from feedback import labeling
-from feedback.apis import LabelSubmitApi, label_payload, lease_payload
 from feedback.selectors import project_for_member
 from feedback.services import label_stored_announce, vote_check
 

@@ -144,6 +144,16 @@ def iteration_reject(
         return iteration
 
 
+def iteration_decline(*, iteration: LoopIteration, reason: str) -> LoopIteration:
+    """An admin says no to a candidate that waits for their approval."""
+    waiting = LoopIteration.Status.AWAITING_APPROVAL
+    if iteration.status != waiting:
+        raise ValidationError(
+            {"iteration": f"Iteration {iteration.number} is not waiting for approval."}
+        )
+    return iteration_reject(iteration=iteration, reason=reason, expected=waiting)
+
+
 def status_after_gates(*, project: Project) -> str:
     """Where a candidate that passed every gate goes: promotion, or an admin's approval."""
     if project.auto_promote:
