@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from feedback.models import (
+    PROJECT_SETTINGS,
     Assignment,
     Comparison,
     ComparisonAudit,
@@ -31,6 +32,7 @@ class ProjectAdmin(admin.ModelAdmin):
     ]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
+    fieldsets = [(group, {"fields": fields}) for group, fields in PROJECT_SETTINGS.items()]
 
 
 @admin.register(Prompt)

@@ -47,12 +47,12 @@ from training.services.runs import (
     run_succeed,
     runs_reap_stale,
 )
-from training.services.snapshots import PreferencePair, preference_pairs, snapshot_create
+from training.services.snapshots import ComparisonVerdict, comparison_verdicts, snapshot_create
 
 __all__ = [
     "LOG_TAIL_CHARS",
     "IterationMoved",
-    "PreferencePair",
+    "ComparisonVerdict",
     "artifact_commit",
     "artifact_path",
     "generation_record",
@@ -68,7 +68,7 @@ __all__ = [
     "policy_promote",
     "policy_register",
     "policy_rollback",
-    "preference_pairs",
+    "comparison_verdicts",
     "reward_model_register",
     "run_cancel",
     "run_create",

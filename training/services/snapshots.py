@@ -68,7 +68,7 @@ def _override(comparison: Comparison, labels: list[PreferenceLabel]) -> tuple[st
 
 
 @dataclass(frozen=True)
-class PreferencePair:
+class ComparisonVerdict:
     """One comparison's verdict: the answer people preferred, and by how much."""
 
     comparison: Comparison
@@ -88,9 +88,9 @@ class PreferencePair:
         return b if self.winner == "a" else a
 
 
-def preference_pairs(
+def comparison_verdicts(
     *, project: Project, split: str | None = None
-) -> tuple[list[PreferencePair], int]:
+) -> tuple[list[ComparisonVerdict], int]:
     """One pair per comparison with a preference, and the count of those without one.
 
     A reviewer's final preference (or a gold item's answer) overrides the strength-weighted
@@ -117,7 +117,7 @@ def preference_pairs(
     if split is not None:
         comparisons = {k: c for k, c in comparisons.items() if c.prompt.split == split}
 
-    pairs: list[PreferencePair] = []
+    pairs: list[ComparisonVerdict] = []
     no_preference = 0
     for comparison_id in sorted(comparisons):
         comparison = comparisons[comparison_id]
@@ -130,7 +130,7 @@ def preference_pairs(
             no_preference += 1
             continue
         pairs.append(
-            PreferencePair(
+            ComparisonVerdict(
                 comparison=comparison,
                 labels=labels,
                 winner=vote[0],
@@ -147,7 +147,7 @@ def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
     Only comparisons on train prompts: the eval prompts judge candidates (the reward-model
     gates, the versus comparisons of the human gate), so the reward model never sees them.
     """
-    pairs, no_preference = preference_pairs(project=project, split=Prompt.Split.TRAIN)
+    pairs, no_preference = comparison_verdicts(project=project, split=Prompt.Split.TRAIN)
     rows: list[dict[str, Any]] = [
         {
             "prompt": pair.comparison.prompt.messages,
