@@ -26,10 +26,12 @@ TINY_TRAINING = {
 }
 
 
-def make_comparisons(project: Project, texts: list[tuple[str, str]]) -> list[Comparison]:
-    """One comparison per (a, b) pair of answer texts, on the project's train prompts."""
+def make_comparisons(
+    project: Project, texts: list[tuple[str, str]], split: str = "train"
+) -> list[Comparison]:
+    """One comparison per (a, b) pair of answer texts, on the project's prompts of a split."""
     policy = policy_active(project=project)
-    prompts = list(Prompt.objects.filter(project=project, split="train").order_by("id"))
+    prompts = list(Prompt.objects.filter(project=project, split=split).order_by("id"))
     pairs = []
     for i, (a, b) in enumerate(texts):
         prompt = prompts[i % len(prompts)]

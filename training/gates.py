@@ -11,11 +11,19 @@ from typing import Any
 from feedback.models import Project
 from training.leaderboard import Game, win_probability
 
+OVEROPTIMIZATION = "over-optimization gap"
+
 
 def gate_report(*, project: Project, evaluation: dict[str, Any]) -> dict[str, Any]:
     """Check an evaluation (training.ml.evaluate) against the project's thresholds.
 
-    Returns {"passed": bool, "gates": [{"name", "value", "threshold", "passed"}, ...]}.
+    Returns {"passed": bool, "gates": [{"name", "value", "threshold", "passed"}, ...],
+    "judge": "judged" | "missing" | "off"}. With the judge gate on, the independent judge's win
+    rate must reach its threshold and the gap between the training reward model's win rate and
+    the judge's (over-optimization: the candidate games its reward model) must stay within the
+    project's limit. "missing": the gate is on but there was no judge to ask (too few labels on
+    eval prompts); the candidate may then not be promoted on the training reward model's word
+    alone (training/jobs/iteration.py sends it to people or an admin).
     """
     candidate = evaluation["candidate"]
     checks = [
@@ -24,6 +32,24 @@ def gate_report(*, project: Project, evaluation: dict[str, Any]) -> dict[str, An
         ("empty answers", candidate["empty_rate"], "<=", project.gate_max_empty_rate),
         ("repeated 3-grams", candidate["repetition_rate"], "<=", project.gate_max_repetition),
     ]
+    judge = "off"
+    if project.gate_judge_min_win_rate is not None:
+        judge = "judged" if "judge" in evaluation else "missing"
+    if judge == "judged":
+        checks += [
+            (
+                "judge win rate",
+                evaluation["judge"]["win_rate"],
+                ">=",
+                project.gate_judge_min_win_rate,
+            ),
+            (
+                OVEROPTIMIZATION,
+                evaluation["overoptimization_gap"],
+                "<=",
+                project.gate_max_overoptimization,
+            ),
+        ]
     gates = [
         {
             "name": name,
@@ -33,7 +59,21 @@ def gate_report(*, project: Project, evaluation: dict[str, Any]) -> dict[str, An
         }
         for name, value, op, threshold in checks
     ]
-    return {"passed": all(g["passed"] for g in gates), "gates": gates}
+    return {"passed": all(g["passed"] for g in gates), "gates": gates, "judge": judge}
+
+
+def gate_rejection(report: dict[str, Any]) -> str:
+    """Why the gates said no, as the iteration's error reads it."""
+    failed = [g for g in report["gates"] if not g["passed"]]
+    reason = f"Gates not passed: {', '.join(g['name'] for g in failed)}."
+    gap = next((g for g in failed if g["name"] == OVEROPTIMIZATION), None)
+    if gap is not None:
+        reason += (
+            f" The candidate games its reward model: it wins {gap['value']:.2f} more often "
+            "by the reward model it was trained against than by the independent judge "
+            f"(limit {gap['threshold']})."
+        )
+    return reason
 
 
 def human_gate(

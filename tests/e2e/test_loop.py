@@ -46,6 +46,7 @@ def test_two_iterations_end_to_end(worker, tiny_model_dir, make_user):
         comparisons_per_iteration=6,
         training_config=TINY_TRAINING,
         gate_min_win_rate=0.0,  # a tiny random model: this test is about the mechanics
+        gate_judge_min_win_rate=None,
     )
     prompts_import(project=project, records=PROMPTS, source="e2e")
     viewer = make_user("viewer")

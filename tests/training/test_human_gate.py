@@ -39,6 +39,7 @@ def gated_project(project, annotator, tiny_model_dir):
     project.comparisons_per_iteration = 4
     project.training_config = TINY_TRAINING
     project.gate_min_win_rate = 0.0  # a tiny random model's reward-model win rate is a coin toss
+    project.gate_judge_min_win_rate = None  # the judge gate has tests of its own
     project.gate_human_min_win_rate = 0.6
     project.gate_human_labels = 6
     project.save()

@@ -27,6 +27,7 @@ def loop_project(project, annotator, tiny_model_dir):
     project.comparisons_per_iteration = 3
     project.training_config = TINY_TRAINING
     project.gate_min_win_rate = 0.0  # a tiny random model's win rate is a coin toss
+    project.gate_judge_min_win_rate = None  # the judge gate has tests of its own (test_judge.py)
     project.save()
     make_comparisons(project, ANSWERS)
     for _ in ANSWERS:

@@ -73,9 +73,16 @@ def generation_run(
     project = run.project
     policy = policy or policy_active(project=project)
     split = Prompt.Split.EVAL if versus else Prompt.Split.TRAIN
+    limit = project.comparisons_per_iteration
+    judge_limit = 0
+    if not versus and project.gate_judge_min_win_rate is not None:
+        # A share of the pairs on eval prompts: labels for the independent judge, which the
+        # policy's reward model never sees (docs/judgement.md).
+        judge_limit = round(limit * project.judge_share)
     prompts = generation_prompts(
-        project=project, policy=policy, split=split, limit=project.comparisons_per_iteration
-    )
+        project=project, policy=policy, split=Prompt.Split.EVAL, limit=judge_limit
+    ) + generation_prompts(project=project, policy=policy, split=split, limit=limit)
+    prompts = prompts[:limit]
     players = [policy, versus] if versus else [policy]
 
     def body(heartbeat: Heartbeat) -> dict[str, Any]:

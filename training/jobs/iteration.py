@@ -12,7 +12,7 @@ from typing import Any
 
 from feedback.models import Prompt
 from training import services
-from training.gates import gate_report
+from training.gates import gate_rejection, gate_report
 from training.jobs.generation import generation_run
 from training.jobs.runner import (
     HUMAN_GATE_PRIORITY,
@@ -29,7 +29,7 @@ from training.jobs.runner import (
     stage_overrides,
     work_dir,
 )
-from training.models import LoopIteration, TrainingRun
+from training.models import DatasetSnapshot, LoopIteration, RewardModelVersion, TrainingRun
 from training.selectors import policy_active, versus_generated
 
 logger = logging.getLogger(__name__)
@@ -91,9 +91,26 @@ def _step_collect(iteration: LoopIteration) -> None:
 
 
 def _step_reward(iteration: LoopIteration) -> None:
+    """The policy's reward model on the train prompts' labels, then the independent judge on
+    the eval prompts' labels (when the judge gate is on and there are enough of them)."""
+    project = iteration.project
+    reward_model = _reward_train(iteration, iteration.snapshot, RewardModelVersion.Role.POLICY)
+    judge = None
+    if project.gate_judge_min_win_rate is not None:
+        snapshot = services.judge_snapshot_create(
+            project=project, name=f"iteration-{iteration.number}-judge"
+        )
+        if snapshot is not None:
+            judge = _reward_train(iteration, snapshot, RewardModelVersion.Role.JUDGE)
+    _advance(iteration, LoopIteration.Status.PPO, reward_model=reward_model, judge=judge)
+
+
+def _reward_train(
+    iteration: LoopIteration, snapshot: DatasetSnapshot, role: str
+) -> RewardModelVersion:
     from training.ml.reward import RewardTrainConfig, train_reward
 
-    project, snapshot = iteration.project, iteration.snapshot
+    project = iteration.project
     config = stage_config(
         RewardTrainConfig, stage_overrides(project, "reward"), base_model=project.base_model
     )
@@ -101,13 +118,14 @@ def _step_reward(iteration: LoopIteration) -> None:
         project=project,
         kind=TrainingRun.Kind.REWARD,
         iteration=iteration,
-        config={"snapshot": snapshot.pk, **dataclasses.asdict(config)},
+        config={"snapshot": snapshot.pk, "role": role, **dataclasses.asdict(config)},
     )
     work = work_dir(project)
     holder: dict[str, Any] = {}
+    folder = "reward" if role == RewardModelVersion.Role.POLICY else "judge"
 
     def body(heartbeat: Heartbeat) -> dict[str, Any]:
-        services.run_log(run=run, line=f"Reward model on {snapshot.pair_count} pairs")
+        services.run_log(run=run, line=f"Reward model ({role}) on {snapshot.pair_count} pairs")
         metrics = train_reward(
             config,
             str(services.artifact_path(snapshot.path)),
@@ -117,9 +135,14 @@ def _step_reward(iteration: LoopIteration) -> None:
         heartbeat.check()
         holder["model"] = artifact_publish(
             work / "adapter",
-            f"projects/{project.pk}/reward/iteration-{iteration.number}",
+            f"projects/{project.pk}/{folder}/iteration-{iteration.number}",
             lambda relative: services.reward_model_register(
-                project=project, run=run, snapshot=snapshot, adapter_path=relative, metrics=metrics
+                project=project,
+                run=run,
+                snapshot=snapshot,
+                adapter_path=relative,
+                metrics=metrics,
+                role=role,
             ),
         )
         return metrics
@@ -128,7 +151,7 @@ def _step_reward(iteration: LoopIteration) -> None:
         run_as(run, body)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _advance(iteration, LoopIteration.Status.PPO, reward_model=holder["model"])
+    return holder["model"]
 
 
 def _step_ppo(iteration: LoopIteration) -> None:
@@ -202,6 +225,9 @@ def _step_evaluate(iteration: LoopIteration) -> None:
         stage_overrides(project, "evaluate"),
         base_model=project.base_model,
         reward_model=str(services.artifact_path(iteration.reward_model.adapter_path)),
+        judge_model=(
+            str(services.artifact_path(iteration.judge.adapter_path)) if iteration.judge else None
+        ),
         candidate_adapter=adapter_of(candidate),
         incumbent_adapter=adapter_of(incumbent),
         max_new_tokens=project.max_new_tokens,
@@ -241,12 +267,18 @@ def _step_evaluate(iteration: LoopIteration) -> None:
         "gates": report,
     }
     if not report["passed"]:
-        failed = ", ".join(g["name"] for g in report["gates"] if not g["passed"])
         services.iteration_advance(iteration=iteration, status=iteration.status, evaluation=record)
-        services.iteration_reject(iteration=iteration, reason=f"Gates not passed: {failed}.")
+        services.iteration_reject(iteration=iteration, reason=gate_rejection(report))
         return
     if project.gate_human_min_win_rate is not None:
         next_status = LoopIteration.Status.AWAITING_HUMANS
+    elif report["judge"] == "missing":
+        # No independent judge yet: the training reward model's word alone promotes nothing.
+        record["awaiting_approval_because"] = (
+            f"no independent judge yet: fewer than {project.judge_min_pairs} preference pairs "
+            "on eval prompts"
+        )
+        next_status = LoopIteration.Status.AWAITING_APPROVAL
     else:
         next_status = services.status_after_gates(project=project)
     _advance(iteration, next_status, evaluation=record)

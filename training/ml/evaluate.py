@@ -4,7 +4,11 @@
         --incumbent-adapter var/policies/3 --reward-model var/rm/4 --prompts eval.jsonl
 
 On the same (seeded) evaluation prompts, both policies answer once; the reward model judges
-each pair (win rate, ties count half). Alongside: how far the candidate drifted from the base
+each pair (win rate, ties count half), and so does the independent judge when one is given: a
+reward model trained on labels the policy's reward model never saw. PPO climbs its reward
+model, so a candidate that games it wins that model's comparison by construction; the judge's
+win rate does not move with the exploit, and the gap between the two (the over-optimization
+gap) is the signal (Gao et al. 2022, "Scaling Laws for Reward Model Overoptimization"). Alongside: how far the candidate drifted from the base
 (mean KL on its own samples), answer lengths, repetition and empty answers, the numbers that
 show reward hacking before a human sees it, and a few example pairs.
 
@@ -48,6 +52,13 @@ REPETITION_N = 3  # n-gram size (tokens) for the repetition rate
 class EvaluateConfig:
     base_model: str = field(metadata={"help": "base model folder (or cached hub id)"})
     reward_model: str = field(metadata={"help": "reward adapter folder (train_reward's out_dir)"})
+    judge_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "reward adapter folder of an independent judge (trained on labels the "
+            "reward model never saw); none = no judge"
+        },
+    )
     candidate_adapter: str | None = field(
         default=None, metadata={"help": "LoRA adapter of the candidate policy; none = the base"}
     )
@@ -93,17 +104,18 @@ def evaluate(
     # ---- check everything before loading a model ----
     config.validate()
     check_model_path(config.base_model)
-    for adapter in (config.candidate_adapter, config.incumbent_adapter, config.reward_model):
+    adapters = (config.candidate_adapter, config.incumbent_adapter, config.reward_model)
+    for adapter in (*adapters, config.judge_model):
         if adapter is not None:
             check_adapter_path(adapter)
     prompts = sample_prompts(load_prompts(prompts_path), config.num_prompts, seed=config.seed)
 
     from training.ml.generate import sample_with_model
     from training.ml.models import encode_prompt, load_causal_lm
-    from training.ml.reward import RewardScorer
 
     n = len(prompts)
-    total = 5 * n  # 2n answers, n KL sequences, 2n scores
+    judges = 2 if config.judge_model else 1
+    total = 3 * n + 2 * n * judges  # 2n answers, n KL sequences, 2n scores per judge
 
     def report(done: int) -> None:
         if on_progress is not None:
@@ -150,36 +162,64 @@ def evaluate(
     report(3 * n)
     del model
 
-    # ---- the reward model judges each pair ----
-    scorer = RewardScorer.load(config.base_model, config.reward_model, device=config.device)
-    rewards = {
-        name: scorer.score(prompts, [s.text for s in samples[name]], batch_size=config.batch_size)
-        for name in (CANDIDATE, INCUMBENT)
-    }
+    # ---- the reward model (and the independent judge) score each pair ----
+    rewards = _scores(config, config.reward_model, prompts, samples)
     report(5 * n)
-
-    wins = sum(c > i for c, i in zip(rewards[CANDIDATE], rewards[INCUMBENT], strict=True))
-    ties = sum(c == i for c, i in zip(rewards[CANDIDATE], rewards[INCUMBENT], strict=True))
-    return {
+    result = {
         "prompts": n,
-        "win_rate": (wins + 0.5 * ties) / n,
-        "wins": wins,
-        "ties": ties,
-        "losses": n - wins - ties,
+        **_wins(rewards),
         "kl_to_base_mean": statistics.fmean(kls),
         "kl_to_base_max": max(kls),
         CANDIDATE: _answer_stats(samples[CANDIDATE], rewards[CANDIDATE]),
         INCUMBENT: _answer_stats(samples[INCUMBENT], rewards[INCUMBENT]),
-        "examples": [
-            {
-                "prompt": prompts[i],
-                "candidate": samples[CANDIDATE][i].text,
-                "incumbent": samples[INCUMBENT][i].text,
-                "candidate_reward": rewards[CANDIDATE][i],
-                "incumbent_reward": rewards[INCUMBENT][i],
-            }
-            for i in range(min(config.num_examples, n))
-        ],
+    }
+    judged: dict[str, list[float]] = {}
+    if config.judge_model:
+        judged = _scores(config, config.judge_model, prompts, samples)
+        report(7 * n)
+        result["judge"] = _wins(judged)
+        result["overoptimization_gap"] = result["win_rate"] - result["judge"]["win_rate"]
+    result["examples"] = [
+        {
+            "prompt": prompts[i],
+            "candidate": samples[CANDIDATE][i].text,
+            "incumbent": samples[INCUMBENT][i].text,
+            "candidate_reward": rewards[CANDIDATE][i],
+            "incumbent_reward": rewards[INCUMBENT][i],
+            **(
+                {"candidate_judge": judged[CANDIDATE][i], "incumbent_judge": judged[INCUMBENT][i]}
+                if judged
+                else {}
+            ),
+        }
+        for i in range(min(config.num_examples, n))
+    ]
+    return result
+
+
+def _scores(
+    config: EvaluateConfig, adapter: str, prompts: Sequence[Any], samples: dict[str, list[Sample]]
+) -> dict[str, list[float]]:
+    """One reward model's score of every answer of both policies."""
+    from training.ml.reward import RewardScorer
+
+    scorer = RewardScorer.load(config.base_model, adapter, device=config.device)
+    return {
+        name: scorer.score(prompts, [s.text for s in samples[name]], batch_size=config.batch_size)
+        for name in (CANDIDATE, INCUMBENT)
+    }
+
+
+def _wins(rewards: dict[str, list[float]]) -> dict[str, Any]:
+    """The candidate's win rate over the incumbent, pair by pair (ties count half)."""
+    pairs = list(zip(rewards[CANDIDATE], rewards[INCUMBENT], strict=True))
+    wins = sum(c > i for c, i in pairs)
+    ties = sum(c == i for c, i in pairs)
+    return {
+        "win_rate": (wins + 0.5 * ties) / len(pairs),
+        "wins": wins,
+        "ties": ties,
+        "losses": len(pairs) - wins - ties,
     }
 
 

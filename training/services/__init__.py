@@ -47,7 +47,12 @@ from training.services.runs import (
     run_succeed,
     runs_reap_stale,
 )
-from training.services.snapshots import ComparisonVerdict, comparison_verdicts, snapshot_create
+from training.services.snapshots import (
+    ComparisonVerdict,
+    comparison_verdicts,
+    judge_snapshot_create,
+    snapshot_create,
+)
 
 __all__ = [
     "LOG_TAIL_CHARS",
@@ -63,6 +68,7 @@ __all__ = [
     "iteration_human_gate_check",
     "iteration_reject",
     "iteration_start",
+    "judge_snapshot_create",
     "loop_schedule_set",
     "policy_create_base",
     "policy_promote",

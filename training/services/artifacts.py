@@ -42,11 +42,13 @@ def reward_model_register(
     snapshot: DatasetSnapshot,
     adapter_path: str,
     metrics: dict[str, Any],
+    role: str = RewardModelVersion.Role.POLICY,
 ) -> RewardModelVersion:
     with transaction.atomic():
         return RewardModelVersion.objects.create(
             project=project,
             number=next_number(RewardModelVersion, project),
+            role=role,
             adapter_path=adapter_path,
             snapshot=snapshot,
             training_run=run,

@@ -142,12 +142,39 @@ def comparison_verdicts(
 
 
 def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
-    """Write the project's preference data as TRL explicit-prompt JSONL and record it.
+    """Write the preference data of the policy's reward model as TRL explicit-prompt JSONL and
+    record it.
 
-    Only comparisons on train prompts: the eval prompts judge candidates (the reward-model
-    gates, the versus comparisons of the human gate), so the reward model never sees them.
+    Only comparisons on train prompts: the eval prompts judge candidates (the independent
+    judge's labels, the versus comparisons of the human gate), so this reward model never
+    sees them.
     """
     pairs, no_preference = comparison_verdicts(project=project, split=Prompt.Split.TRAIN)
+    if not pairs:
+        raise ValidationError(
+            f"Project {project.slug} has no comparison with a preference on its train prompts "
+            f"yet ({no_preference} without one): label some comparisons first."
+        )
+    return _snapshot_write(project, name, pairs, no_preference, Prompt.Split.TRAIN)
+
+
+def judge_snapshot_create(*, project: Project, name: str) -> DatasetSnapshot | None:
+    """The independent judge's data: comparisons on eval prompts only, which no policy reward
+    model sees (the split is fixed per prompt, so the two stay disjoint across iterations).
+    None while there are fewer pairs than the project's judge_min_pairs."""
+    pairs, no_preference = comparison_verdicts(project=project, split=Prompt.Split.EVAL)
+    if len(pairs) < project.judge_min_pairs:
+        return None
+    return _snapshot_write(project, name, pairs, no_preference, Prompt.Split.EVAL)
+
+
+def _snapshot_write(
+    project: Project,
+    name: str,
+    pairs: list[ComparisonVerdict],
+    no_preference: int,
+    split: str,
+) -> DatasetSnapshot:
     rows: list[dict[str, Any]] = [
         {
             "prompt": pair.comparison.prompt.messages,
@@ -158,12 +185,6 @@ def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
         for pair in pairs
     ]
     used: list[int] = [label.pk for pair in pairs for label in pair.labels]
-    if not rows:
-        raise ValidationError(
-            f"Project {project.slug} has no comparison with a preference on its train prompts "
-            f"yet ({no_preference} without one): label some comparisons first."
-        )
-
     relative = f"projects/{project.pk}/snapshots/{name}.jsonl"
     path = artifact_path(relative)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,5 +204,6 @@ def snapshot_create(*, project: Project, name: str) -> DatasetSnapshot:
             "comparisons_without_preference": no_preference,
             "decided_by_reviewer_or_gold": sum(pair.overridden for pair in pairs),
             "tie_handling": project.tie_handling,
+            "split": split,
         },
     )
