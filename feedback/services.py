@@ -23,6 +23,7 @@ from feedback.models import (
     PreferenceLabel,
     Project,
     Prompt,
+    pseudonym_key_new,
 )
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000  # a day: anything longer is a broken client clock
@@ -73,6 +74,15 @@ def project_gates_set(
         setattr(project, name, value)
     project.full_clean()
     project.save(update_fields=list(values))
+    return project
+
+
+def project_pseudonym_key_rotate(*, project: Project) -> Project:
+    """A new random key for the project's pseudonyms. Exports name every annotator anew from
+    now on (they cannot be joined with earlier exports), and a person an earlier import
+    credited to a stand-in user gets a new stand-in in the next import."""
+    project.pseudonym_key = pseudonym_key_new()
+    project.save(update_fields=["pseudonym_key"])
     return project
 
 
