@@ -51,6 +51,8 @@ screenshots: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	# The dependency rules (pyproject.toml, [tool.importlinter]; docs/architecture.md).
+	$(VENV)/bin/lint-imports
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

@@ -8,13 +8,39 @@ from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from api.access import ADMINS, STAFF, project_for
-from feedback.apis import _errors
 from feedback.models import Membership, Project
+
+
+def error_list(detail: Any, field: str = "non_field_errors") -> list[dict[str, str]]:
+    """Flatten DRF/Django error details into [{"field": ..., "message": ...}]."""
+    if isinstance(detail, dict):
+        return [e for key, value in detail.items() for e in error_list(value, str(key))]
+    if isinstance(detail, (list, tuple)):
+        return [e for value in detail for e in error_list(value, field)]
+    return [{"field": field, "message": str(detail)}]
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every error body has the same shape: {"errors": [{"field", "message"}]}."""
+    if isinstance(exc, ValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        return Response({"errors": error_list(detail)}, status=status.HTTP_400_BAD_REQUEST)
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        if isinstance(exc, DRFValidationError):
+            response.data = {"errors": error_list(exc.detail)}
+        else:
+            response.data = {
+                "errors": error_list(response.data.get("detail", response.data), "detail")
+            }
+    return response
 
 
 class Page(PageNumberPagination):
@@ -63,7 +89,7 @@ class ProjectScopedView(generics.GenericAPIView):
 def conflict(error: ValidationError) -> Response:
     """409 with the usual error body: the request is fine, the project's state forbids it."""
     detail = error.message_dict if hasattr(error, "error_dict") else error.messages
-    return Response({"errors": _errors(detail)}, status=status.HTTP_409_CONFLICT)
+    return Response({"errors": error_list(detail)}, status=status.HTTP_409_CONFLICT)
 
 
 @csrf_exempt  # nothing to protect: it only ever answers 404

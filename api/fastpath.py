@@ -58,10 +58,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 
+from api.views import LabelSubmitApi, label_payload, lease_payload
 from feedback import labeling
-from feedback.apis import LabelSubmitApi, label_payload, lease_payload
 from feedback.selectors import project_for_member
-from feedback.services import human_gate_check_later, iteration_maybe_trigger, vote_check
+from feedback.services import label_stored_announce, vote_check
 
 logger = logging.getLogger(__name__)
 
@@ -303,10 +303,8 @@ class LabelingFastPath:
                 raise
             return None  # rolled back: Django answers (already submitted, closed, ...)
         done = labeling.submitted_of(row)
-        if not done.is_repeat and done.trigger_new_labels:
-            await _django(iteration_maybe_trigger)(project_id=done.project_id)
-        if not done.is_repeat and done.human_gate is not None:
-            await _django(human_gate_check_later)(project_id=done.project_id)
+        if not done.is_repeat and (done.trigger_new_labels or done.human_gate is not None):
+            await _django(label_stored_announce)(done=done)  # the loop may act on it
         payload = label_payload(
             label_id=done.label_id,
             comparison_id=done.comparison_id,

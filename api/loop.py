@@ -163,12 +163,8 @@ class IterationActionApi(ProjectScopedView):
                 iteration = services.iteration_cancel(iteration=iteration)
             elif action == "approve":
                 iteration = services.iteration_approve(iteration=iteration)
-            elif iteration.status != LoopIteration.Status.AWAITING_APPROVAL:
-                raise ValidationError(
-                    {"iteration": f"Iteration {number} is not waiting for approval."}
-                )
             else:
-                iteration = services.iteration_reject(
+                iteration = services.iteration_decline(
                     iteration=iteration, reason=f"Rejected by {request.user.get_username()}."
                 )
         except services.IterationMoved as error:

@@ -38,13 +38,3 @@ class HoneAutoSchema(AutoSchema):
                 response["description"] = description
                 responses[code] = response
         return responses
-
-
-def only_api_views(endpoints):
-    """Document the views of the `api` package only (the first-cut labeling views in
-    feedback/apis.py serve the same URLs and are shadowed by their documented subclasses)."""
-    return [
-        (path, path_regex, method, callback)
-        for path, path_regex, method, callback in endpoints
-        if getattr(callback, "cls", None) is not None and callback.cls.__module__.startswith("api.")
-    ]

@@ -19,7 +19,7 @@ urlpatterns = [
     path(P + "prompts/", views.PromptListApi.as_view(), name="prompts"),
     path(P + "prompts/import/", data.PromptImportApi.as_view(), name="prompts-import"),
     path(P + "prompts/<id:pk>/", views.PromptDetailApi.as_view(), name="prompt"),
-    # Comparisons and the labeling path (same URLs as the first cut in feedback/apis.py)
+    # Comparisons and the labeling path (served by the fast path too: api/fastpath.py)
     path(P + "comparisons/", views.ComparisonListApi.as_view(), name="comparisons"),
     path(P + "comparisons/next/", views.ComparisonNextApi.as_view(), name="comparison-next"),
     path(P + "comparisons/<id:pk>/", views.ComparisonDetailApi.as_view(), name="comparison"),
@@ -29,6 +29,7 @@ urlpatterns = [
         name="label-submit",
     ),
     # Labels
+    path(P + "quality/", views.ProjectQualityApi.as_view(), name="project-quality"),
     path(P + "labels/", views.LabelListApi.as_view(), name="labels"),
     path(P + "labels/import/", data.LabelImportApi.as_view(), name="labels-import"),
     path(P + "labels/<id:pk>/", views.LabelDetailApi.as_view(), name="label"),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from api.access import MEMBERS, STAFF, membership_for
 from api.base import Page, ProjectScopedView
@@ -21,15 +25,45 @@ from api.serializers import (
     PromptImportResultSerializer,
     PromptSerializer,
 )
-from feedback import apis as labeling
 from feedback.imports import FileRejected, prompts_import_records
+from feedback.labeling import Lease
 from feedback.models import Comparison, Membership, PreferenceLabel, Project, Prompt
+from feedback.quality import project_quality
+from feedback.selectors import project_for_member
+from feedback.services import MAX_TIME_SPENT_MS, assignment_lease, label_submit
 
 
 def rejected(error: FileRejected) -> Response:
     return Response(
         {"errors": [p.as_dict() for p in error.problems]}, status=status.HTTP_400_BAD_REQUEST
     )
+
+
+def lease_payload(lease: Lease) -> dict[str, Any]:
+    """The answer of POST .../comparisons/next/ (here and in api/fastpath.py)."""
+    assignment = lease.assignment
+    return {
+        "assignment_id": assignment["id"],
+        "comparison_id": assignment["comparison_id"],
+        "expires_at": assignment["expires_at"].isoformat(),
+        "a_shown_left": assignment["a_shown_left"],
+        "prompt": lease.prompt_messages,
+        "completion_a": lease.completion_a,
+        "completion_b": lease.completion_b,
+    }
+
+
+def label_payload(
+    *, label_id: int, comparison_id: int, choice: str, strength: int, a_shown_left: bool
+) -> dict[str, Any]:
+    """The answer of POST /api/assignments/<id>/label/ (here and in api/fastpath.py)."""
+    return {
+        "label_id": label_id,
+        "comparison_id": comparison_id,
+        "choice": choice,
+        "strength": strength,
+        "a_shown_left": a_shown_left,
+    }
 
 
 # --- Projects ---------------------------------------------------------------------------------
@@ -183,18 +217,49 @@ class SubmittedLabelSerializer(serializers.Serializer):
     request=None,
     responses={200: AssignmentSerializer, 204: OpenApiResponse(description="Nothing to label.")},
 )
-class ComparisonNextApi(labeling.ComparisonNextApi):
-    """feedback.apis.ComparisonNextApi, documented; same URL and behaviour."""
+class ComparisonNextApi(APIView):
+    """POST: the caller's current lease, or a new one. 204 when nothing is left to label."""
+
+    def post(self, request, slug: str) -> Response:
+        project = project_for_member(user=request.user, slug=slug)
+        lease = assignment_lease(project=project, user=request.user)
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(lease_payload(lease))
+
+
+class LabelSubmitInputSerializer(serializers.Serializer):
+    choice = serializers.CharField()
+    strength = serializers.IntegerField(default=PreferenceLabel.Strength.CLEAR)
+    rationale = serializers.CharField(required=False, allow_blank=True, default="")
+    time_spent_ms = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=MAX_TIME_SPENT_MS
+    )
 
 
 @extend_schema(
     tags=["comparisons"],
     summary="Submit your label for a leased comparison",
-    request=labeling.LabelSubmitApi.InputSerializer,
+    request=LabelSubmitInputSerializer,
     responses={201: SubmittedLabelSerializer},
 )
-class LabelSubmitApi(labeling.LabelSubmitApi):
-    """feedback.apis.LabelSubmitApi, documented; same URL and behaviour."""
+class LabelSubmitApi(APIView):
+    InputSerializer = LabelSubmitInputSerializer  # the fast path validates with it too
+
+    def post(self, request, assignment_id: int) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        label = label_submit(
+            user=request.user, assignment_id=assignment_id, **serializer.validated_data
+        )
+        payload = label_payload(
+            label_id=label.pk,
+            comparison_id=label.comparison_id,
+            choice=label.choice,
+            strength=label.strength,
+            a_shown_left=label.a_shown_left,
+        )
+        return Response(payload, status=status.HTTP_201_CREATED)
 
 
 # --- Labels -----------------------------------------------------------------------------------
@@ -249,3 +314,19 @@ def _labels(view: ProjectScopedView) -> QuerySet[PreferenceLabel]:
     if view.get_membership().role not in STAFF:
         labels = labels.filter(annotator=view.request.user)
     return labels
+
+
+@extend_schema(
+    tags=["quality"],
+    summary="Label quality: gold accuracy, self-consistency, position bias, agreement",
+    description="Reviewers and admins. The figures of docs/quality.md, as one object.",
+    responses={200: OpenApiTypes.OBJECT},
+)
+class ProjectQualityApi(APIView):
+    """GET: gold accuracy, self-consistency, position bias and agreement (reviewers, admins)."""
+
+    def get(self, request, slug: str) -> Response:
+        project = project_for_member(
+            user=request.user, slug=slug, roles=(Membership.Role.REVIEWER, Membership.Role.ADMIN)
+        )
+        return Response(project_quality(project=project))

@@ -16,7 +16,8 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("", include("feedback.urls")),
     path("", include("training.urls")),
-    path("", include("feedback.data_urls")),
+    path("", include("training.data_urls")),
+    path("", include("training.arena_urls")),
     # Last: an /api/ address no endpoint matched gets the API's JSON error body.
     re_path(r"^api/", api_not_found),
 ]

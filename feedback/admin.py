@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from feedback.models import (
+    PROJECT_SETTINGS,
     Assignment,
     Comparison,
     ComparisonAudit,
@@ -32,6 +33,7 @@ class ProjectAdmin(admin.ModelAdmin):
     ]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
+    fieldsets = [(group, {"fields": fields}) for group, fields in PROJECT_SETTINGS.items()]
     actions = ["pseudonym_key_rotate"]
 
     @admin.action(description="Rotate the pseudonym key (exports name annotators anew)")

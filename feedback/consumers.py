@@ -5,8 +5,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from feedback.arena import arena_group
-from feedback.events import project_group
+from feedback.events import arena_group, project_group
 from feedback.models import Membership
 
 

@@ -21,6 +21,11 @@ def project_group(project_id: int) -> str:
     return f"project-{project_id}"
 
 
+def arena_group(project_id: int, user_id: int) -> str:
+    """One annotator's arena stream in one project (training/services/arena.py sends)."""
+    return f"arena-{project_id}-{user_id}"
+
+
 def event_publish(*, project_id: int, event: str, data: dict[str, Any] | None = None) -> None:
     message = {"type": "loop.event", "event": event, "data": data or {}}
 

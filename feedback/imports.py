@@ -565,14 +565,13 @@ def labels_import_file(
     The annotators' emails or ids in the file are stored nowhere: only the stand-ins' keyed
     names (imported_username).
     """
-    from training.models import PolicyVersion
-
     mapping = mapping or LabelStudioMapping()
     records = records_from_bytes(data=data, name=name, file_format="json")
     tasks, problems = _parse_label_studio(records, mapping)
     if problems:
         raise FileRejected(problems, name)
-    base = PolicyVersion.objects.get(project=project, number=0)
+    # Version 0 (the base model), through the schema's relation: feedback imports no training.
+    base = project.policy_versions.get(number=0)
     skipped = [{"line": t.line, "reason": "no annotations"} for t in tasks if not t.votes]
     tasks = [t for t in tasks if t.votes]
     existing = {

@@ -142,17 +142,38 @@ class Project(models.Model):
         return pseudonym_of(key=self.pseudonym_key, text=text)
 
 
-# What a candidate policy must show before promotion (training/gates.py), as one group: the
-# loop page's form and the API show these together.
-PROJECT_GATE_FIELDS = (
-    "auto_promote",
-    "gate_min_win_rate",
-    "gate_max_kl",
-    "gate_max_empty_rate",
-    "gate_max_repetition",
-    "gate_human_min_win_rate",
-    "gate_human_labels",
-)
+# A project's settings by concern. The admin shows one fieldset per group, the loop page and
+# the API edit the promotion gates as one group; a new setting joins exactly one group.
+PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
+    "Project": ("slug", "name", "guidelines", "base_model"),
+    # How the active policy answers prompts.
+    "Generation": ("max_new_tokens", "temperature", "top_p"),
+    # How comparisons reach annotators.
+    "Labeling": ("labels_per_comparison", "lease_minutes", "rationale_required_for_both_bad"),
+    # Gold items, repeats and how votes become training pairs (docs/quality.md).
+    "Quality control": (
+        "gold_rate",
+        "gold_accuracy_threshold",
+        "gold_min_labels",
+        "repeat_rate",
+        "tie_handling",
+    ),
+    # When an iteration starts and what it hands back to annotators.
+    "Loop": ("trigger_new_labels", "comparisons_per_iteration"),
+    # What a candidate policy must show before promotion (training/gates.py).
+    "Promotion gates": (
+        "auto_promote",
+        "gate_min_win_rate",
+        "gate_max_kl",
+        "gate_max_empty_rate",
+        "gate_max_repetition",
+        "gate_human_min_win_rate",
+        "gate_human_labels",
+    ),
+    # Overrides of the training stages' configs (training/ml), checked when a run starts.
+    "Training": ("training_config",),
+}
+PROJECT_GATE_FIELDS = PROJECT_SETTINGS["Promotion gates"]
 
 
 class Membership(models.Model):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from feedback import apis, review_views, views
+from feedback import review_views, views
 
 app_name = "feedback"
 
@@ -14,31 +14,9 @@ urlpatterns = [
         review_views.review_comparison_page,
         name="review-comparison",
     ),
-    path(
-        "api/projects/<slug:slug>/quality/",
-        apis.ProjectQualityApi.as_view(),
-        name="api-project-quality",
-    ),
     path("p/<slug:slug>/label/item/", views.label_item, name="label-item"),
     path("p/<slug:slug>/label/submit/", views.label_submit_view, name="label-submit"),
     path("p/<slug:slug>/label/skip/", views.label_skip_view, name="label-skip"),
     path("p/<slug:slug>/label/flag/", views.label_flag_view, name="label-flag"),
     path("p/<slug:slug>/label/undo/", views.label_undo_view, name="label-undo"),
-    path("p/<slug:slug>/arena/", views.arena_page, name="arena"),
-    path("p/<slug:slug>/arena/battles/", views.arena_start_view, name="arena-start"),
-    path(
-        "p/<slug:slug>/arena/battles/<id:battle_id>/vote/",
-        views.arena_vote_view,
-        name="arena-vote",
-    ),
-    path(
-        "api/projects/<slug:slug>/comparisons/next/",
-        apis.ComparisonNextApi.as_view(),
-        name="api-comparison-next",
-    ),
-    path(
-        "api/assignments/<id:assignment_id>/label/",
-        apis.LabelSubmitApi.as_view(),
-        name="api-label-submit",
-    ),
 ]

@@ -1,23 +1,21 @@
-"""Pages of the annotator workspace: home, labeling (htmx partials) and the arena."""
+"""Pages of the annotator workspace: home and labeling (htmx partials)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from feedback import arena
+from feedback.http import error_messages, int_or
 from feedback.models import Assignment, ComparisonFlag, PreferenceLabel, Project
 from feedback.selectors import (
     annotator_progress,
-    arena_battle_for_user,
     assignment_for_display,
     home_overview,
     label_undoable,
@@ -34,20 +32,9 @@ from feedback.services import (
 )
 
 
-def _errors(error: Exception) -> list[str]:
-    return list(getattr(error, "messages", [str(error)]))
-
-
 def _time_spent(request: HttpRequest) -> int:
     """The page's own measure of time on the item; a broken clock never costs a label."""
-    return min(MAX_TIME_SPENT_MS, max(0, _int(request.POST.get("time_spent_ms"))))
-
-
-def _int(value: str | None, default: int = 0) -> int:
-    try:
-        return int(value) if value not in (None, "") else default
-    except ValueError:
-        return default
+    return min(MAX_TIME_SPENT_MS, max(0, int_or(request.POST.get("time_spent_ms"))))
 
 
 @login_required
@@ -97,14 +84,14 @@ def label_page(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             label_submit(
                 user=request.user,
-                assignment_id=_int(request.POST.get("assignment_id")),
+                assignment_id=int_or(request.POST.get("assignment_id")),
                 choice=request.POST.get("choice", ""),
-                strength=_int(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
+                strength=int_or(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
                 rationale=request.POST.get("rationale", ""),
                 time_spent_ms=_time_spent(request),
             )
         except ValidationError as error:
-            for message in _errors(error):
+            for message in error_messages(error):
                 messages.error(request, message)
         return redirect("feedback:label", slug=slug)
 
@@ -126,7 +113,7 @@ def _act(
     try:
         write()
     except ValidationError as error:
-        return _render_item(request, project, errors=_errors(error), **on_error)
+        return _render_item(request, project, errors=error_messages(error), **on_error)
     return _render_item(request, project, just_done=done)
 
 
@@ -141,9 +128,9 @@ def label_submit_view(request: HttpRequest, slug: str) -> HttpResponse:
         project,
         lambda: label_submit(
             user=request.user,
-            assignment_id=_int(request.POST.get("assignment_id")),
+            assignment_id=int_or(request.POST.get("assignment_id")),
             choice=request.POST.get("choice", ""),
-            strength=_int(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
+            strength=int_or(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
             rationale=request.POST.get("rationale", ""),
             time_spent_ms=_time_spent(request),
         ),
@@ -163,7 +150,7 @@ def label_skip_view(request: HttpRequest, slug: str) -> HttpResponse:
         project,
         lambda: assignment_skip(
             user=request.user,
-            assignment_id=_int(request.POST.get("assignment_id")),
+            assignment_id=int_or(request.POST.get("assignment_id")),
             reason=f"{reason}: {note}" if note and reason else (reason or note),
         ),
         "Skipped.",
@@ -179,7 +166,7 @@ def label_flag_view(request: HttpRequest, slug: str) -> HttpResponse:
         project,
         lambda: comparison_flag(
             user=request.user,
-            assignment_id=_int(request.POST.get("assignment_id")),
+            assignment_id=int_or(request.POST.get("assignment_id")),
             reason=request.POST.get("reason", ""),
             note=request.POST.get("note", ""),
         ),
@@ -196,77 +183,4 @@ def label_undo_view(request: HttpRequest, slug: str) -> HttpResponse:
         project,
         lambda: label_undo(user=request.user, project=project),
         "Label withdrawn: label this item again.",
-    )
-
-
-# --- Arena ---------------------------------------------------------------------------------
-
-
-@login_required
-@require_GET
-def arena_page(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_for_member(user=request.user, slug=slug)
-    return render(request, "feedback/arena.html", {"project": project, "arena_page": True})
-
-
-def _json_body(request: HttpRequest) -> dict[str, Any]:
-    if request.content_type == "application/json":
-        try:
-            body = json.loads(request.body or b"{}")
-        except json.JSONDecodeError as error:
-            raise ValidationError(f"The request body is not JSON: {error}") from error
-        if not isinstance(body, dict):
-            raise ValidationError("The request body must be a JSON object.")
-        return body
-    return request.POST.dict()
-
-
-@login_required
-@require_POST
-def arena_start_view(request: HttpRequest, slug: str) -> JsonResponse:
-    project = project_for_member(user=request.user, slug=slug)
-    try:
-        body = _json_body(request)
-        battle = arena.arena_battle_start(
-            user=request.user, project=project, text=str(body.get("prompt", ""))
-        )
-    except ValidationError as error:
-        return JsonResponse({"errors": _errors(error)}, status=400)
-    return JsonResponse({"battle": battle.pk}, status=201)
-
-
-@login_required
-@require_POST
-def arena_vote_view(request: HttpRequest, slug: str, battle_id: int) -> JsonResponse:
-    """Record the vote; the answer names the two versions (revealed only after voting)."""
-    project = project_for_member(user=request.user, slug=slug)
-    battle = arena_battle_for_user(user=request.user, project=project, battle_id=battle_id)
-    try:
-        body = _json_body(request)
-        # The page knows positions only; which completion sat left is the server's secret.
-        position = str(body.get("choice", ""))
-        left, right = ("a", "b") if battle.a_shown_left else ("b", "a")
-        battle = arena.arena_vote(
-            user=request.user,
-            project=project,
-            battle_id=battle_id,
-            choice={"left": left, "right": right}.get(position, position),
-            strength=_int(str(body.get("strength", "")), PreferenceLabel.Strength.CLEAR),
-            time_to_vote_ms=max(0, _int(str(body.get("time_to_vote_ms", "")))),
-        )
-    except ValidationError as error:
-        return JsonResponse({"errors": _errors(error)}, status=400)
-    battle = arena_battle_for_user(user=request.user, project=project, battle_id=battle.pk)
-    left, right = (
-        (battle.policy_a, battle.policy_b)
-        if battle.a_shown_left
-        else (battle.policy_b, battle.policy_a)
-    )
-    return JsonResponse(
-        {
-            "battle": battle.pk,
-            "choice": battle.choice,
-            "left": f"v{left.number}",
-            "right": f"v{right.number}",
-        }
     )

@@ -1,7 +1,7 @@
 """Preference data out of Hone, in the formats other tools read as they are.
 
 - Preferences: one row per comparison with a majority preference (the same pairs a snapshot
-  trains on: `training.services.preference_pairs`), in TRL's explicit-prompt format
+  trains on: `training.services.comparison_verdicts`), in TRL's explicit-prompt format
   `{"prompt", "chosen", "rejected", "margin", "comparison_id"}`. Conversational (lists of
   `{"role", "content"}` turns, `chosen`/`rejected` one assistant turn each) when the prompts are
   chats; standard (plain strings) when every prompt is a single user turn. Written as JSONL or
@@ -26,7 +26,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from feedback.models import PreferenceLabel, Project
-from training.services import preference_pairs
+from training.services import comparison_verdicts
 
 STYLES = ("auto", "conversational", "standard")
 PREFERENCE_FORMATS = ("jsonl", "hf")
@@ -63,7 +63,7 @@ def preference_rows(*, project: Project, style: str = "auto") -> list[dict[str, 
     """TRL explicit-prompt rows of the project's majority preferences."""
     if style not in STYLES:
         raise ValidationError({"style": f"Unknown style {style!r}; use one of {list(STYLES)}."})
-    pairs, no_preference = preference_pairs(project=project)
+    pairs, no_preference = comparison_verdicts(project=project)
     if not pairs:
         raise ValidationError(
             f"Project {project.slug} has no comparison with a preference yet "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 
 from feedback.models import Comparison, PreferenceLabel, Project
 from training.models import LoopIteration, PolicyVersion, RunMetric, TrainingRun
@@ -119,3 +119,9 @@ def iteration_series(*, project: Project) -> dict[str, list]:
         series["rm_win_rate"].append(evaluation.get("win_rate"))
         series["human_win_rate"].append(human)
     return series
+
+
+def next_number(model: type, project: Project) -> int:
+    """The next per-project number of a version or an iteration (the unique constraint on
+    (project, number) turns a race into an IntegrityError)."""
+    return (model.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1

@@ -11,7 +11,7 @@ import os
 
 from celery import shared_task
 
-from feedback.models import Project
+from feedback.models import ArenaBattle, Project
 from training import jobs, services
 from training.models import LoopIteration, TrainingRun
 
@@ -76,9 +76,6 @@ def runs_reap_stale_task() -> None:
 
 @shared_task(acks_late=True, time_limit=15 * 60)
 def arena_generate_task(battle_id: int) -> None:
-    from feedback.models import ArenaBattle
-    from training.arena import arena_generate
-
     battle = (
         ArenaBattle.objects.select_related("project", "prompt", "policy_a", "policy_b")
         .filter(pk=battle_id)
@@ -87,7 +84,7 @@ def arena_generate_task(battle_id: int) -> None:
     if battle is None or battle.status != ArenaBattle.Status.GENERATING:
         return
     try:
-        arena_generate(battle=battle)
+        jobs.arena_generate(battle=battle)
     except Exception:
         # Recorded on the battle (the annotator is told and starts a new one); logged here
         # for the operator.

@@ -103,9 +103,7 @@ def iteration_action(request: HttpRequest, slug: str, number: int, action: str) 
             except services.IterationMoved as error:
                 raise ValidationError(str(error)) from None
         else:
-            if iteration.status != LoopIteration.Status.AWAITING_APPROVAL:
-                raise ValidationError(f"Iteration {number} is not waiting for approval.")
-            services.iteration_reject(iteration=iteration, reason="Rejected by an admin.")
+            services.iteration_decline(iteration=iteration, reason="Rejected by an admin.")
         return f"Iteration {number}: {action} done."
 
     return _admin_action(request, slug, act)

@@ -207,7 +207,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "EXCEPTION_HANDLER": "feedback.apis.exception_handler",
+    "EXCEPTION_HANDLER": "api.base.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "api.schema.HoneAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
@@ -230,7 +230,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "PREPROCESSING_HOOKS": ["api.schema.only_api_views"],
 }
 
 # Uploads of prompt and label files (feedback/imports.py).

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from feedback.imports import FileRejected, labels_import_file, prompts_import_file
 from feedback.models import Comparison, Completion, LabelAudit, PreferenceLabel, Prompt
-from training.services import preference_pairs
+from training.services import comparison_verdicts
 
 LABEL_STUDIO = Path(__file__).parent.parent / "fixtures" / "label_studio_pairwise.json"
 
@@ -202,7 +202,7 @@ def test_label_studio_pairwise_export_becomes_comparisons_and_labels(project, ad
         {"choice": "a", "strength": 2, "source": "label-studio", "file": "ls.json", "line": 1},
     )
     # imported history trains like any other: both comparisons have a majority
-    pairs, no_preference = preference_pairs(project=project)
+    pairs, no_preference = comparison_verdicts(project=project)
     assert [(p.comparison.pk, p.winner, p.margin) for p in pairs] == [
         (first.pk, "a", 2.0),
         (second.pk, "b", 2.0),

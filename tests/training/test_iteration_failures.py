@@ -70,7 +70,7 @@ def test_unknown_training_setting_is_named(project, annotator, iteration, tiny_m
 
 
 def test_a_row_that_cannot_be_written_takes_its_adapter_away(project, settings, tmp_path):
-    from training.jobs import _publish_artifact
+    from training.jobs.runner import artifact_publish as _publish_artifact
 
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     tmp = tmp_path / "work" / "adapter"

@@ -58,7 +58,7 @@ class _Heartbeat(jobs.Heartbeat):
 
 
 def test_the_heartbeat_comes_back_after_its_connection_is_lost(project, monkeypatch):
-    monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(jobs.runner, "HEARTBEAT_SECONDS", 0.05)
     run = services.run_create(project=project, kind=TrainingRun.Kind.REWARD, config={})
     heartbeat = _Heartbeat(run.pk)
     heartbeat.start()

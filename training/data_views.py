@@ -23,7 +23,7 @@ def data_page(request: HttpRequest, slug: str) -> HttpResponse:
     is_admin = project.memberships.filter(user=request.user, role=Membership.Role.ADMIN).exists()
     return render(
         request,
-        "feedback/data.html",
+        "training/data.html",
         {
             "project": project,
             "is_admin": is_admin,

@@ -10,10 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connections
 
-from feedback.arena import arena_event, arena_fail, arena_record_answer, arena_side_position
 from feedback.models import ArenaBattle
 from feedback.services import storable_text
-from training.jobs import _adapter, _overrides, stage_config
+from training.jobs.runner import adapter_of, stage_config, stage_overrides
+from training.services.arena import (
+    arena_event,
+    arena_fail,
+    arena_record_answer,
+    arena_side_position,
+)
 
 STREAM_EVERY_PIECES = 4  # send at most one websocket message per few tokens ...
 STREAM_EVERY_SECONDS = 0.25  # ... or per quarter second, whichever comes first
@@ -71,9 +76,9 @@ def arena_generate(*, battle: ArenaBattle) -> None:
             position = arena_side_position(battle, side)
             config = stage_config(
                 GenerateConfig,
-                _overrides(project, "generate"),
+                stage_overrides(project, "generate"),
                 base_model=project.base_model,
-                adapter=_adapter(policy),
+                adapter=adapter_of(policy),
                 num_samples=1,
                 max_new_tokens=project.max_new_tokens,
                 temperature=project.temperature,

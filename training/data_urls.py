@@ -1,6 +1,6 @@
 from django.urls import path
 
-from feedback import data_views
+from training import data_views
 
 app_name = "data"
 

@@ -1,7 +1,7 @@
 """The arena: an annotator's own prompt, two anonymous policy versions, one vote.
 
 Writes of the arena live here (services); the generation runs on a GPU worker
-(training.arena, task `arena_generate_task`) and streams text to the annotator over the
+(training/jobs/arena.py, task `arena_generate_task`) and streams text to the annotator over the
 websocket group of that annotator in that project. The web process never loads a model.
 """
 
@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from feedback.events import arena_group
 from feedback.models import (
     ArenaBattle,
     Comparison,
@@ -29,15 +30,12 @@ from feedback.models import (
 )
 from feedback.rendering import markdown_to_html
 from feedback.services import storable_text, vote_check
+from training.models import PolicyVersion
 
 logger = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 4000
 ARENA_STATUSES = ("active", "retired", "candidate")  # versions worth comparing
-
-
-def arena_group(project_id: int, user_id: int) -> str:
-    return f"arena-{project_id}-{user_id}"
 
 
 def arena_event(*, battle: ArenaBattle, event: str, data: dict[str, Any]) -> None:
@@ -59,8 +57,7 @@ def arena_event(*, battle: ArenaBattle, event: str, data: dict[str, Any]) -> Non
 
 def arena_battle_start(*, user: AbstractBaseUser, project: Project, text: str) -> ArenaBattle:
     """Store the prompt, draw two different versions, and queue the generation."""
-    from training.models import PolicyVersion
-    from training.tasks import arena_generate_task
+    from training.tasks import arena_generate_task  # tasks import services
 
     text = text.strip()
     if not text:

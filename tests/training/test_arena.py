@@ -8,11 +8,11 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ValidationError
 
-from feedback.arena import arena_battle_start, arena_record_answer, arena_vote
 from feedback.models import ArenaBattle, Comparison, LabelAudit, PreferenceLabel, Prompt
 from feedback.routing import websocket_urlpatterns
 from training.models import PolicyVersion
 from training.selectors import labels_for_training
+from training.services.arena import arena_battle_start, arena_record_answer, arena_vote
 
 
 @pytest.fixture

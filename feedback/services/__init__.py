@@ -1,0 +1,64 @@
+"""Every write of the feedback app, one module per topic:
+
+- `projects`: projects, memberships, prompts;
+- `comparisons`: comparisons made of two completions of a prompt;
+- `labels`: leases and labels (both labeling paths run the statements of feedback/labeling);
+- `workspace`: what an annotator does besides labeling (undo, skip, flag);
+- `review`: reviewers' and admins' decisions on labels and comparisons.
+
+Callers import the package (`from feedback import services`); the names below are the public
+interface.
+"""
+
+from feedback.services.comparisons import comparisons_create, storable_text
+from feedback.services.labels import (
+    MAX_TIME_SPENT_MS,
+    REPEAT_GAP,
+    assignment_lease,
+    assignment_next,
+    label_audit_state,
+    label_stored_announce,
+    label_submit,
+    vote_check,
+)
+from feedback.services.projects import (
+    membership_set,
+    project_create,
+    project_gates_set,
+    project_pseudonym_key_rotate,
+    prompts_import,
+)
+from feedback.services.review import comparison_decide, comparison_set_gold, label_review
+from feedback.services.workspace import (
+    SKIP_REASONS,
+    UNDO_WINDOW,
+    assignment_skip,
+    comparison_flag,
+    label_undo,
+)
+
+__all__ = [
+    "MAX_TIME_SPENT_MS",
+    "REPEAT_GAP",
+    "SKIP_REASONS",
+    "UNDO_WINDOW",
+    "assignment_lease",
+    "assignment_next",
+    "assignment_skip",
+    "comparison_decide",
+    "comparison_flag",
+    "comparison_set_gold",
+    "comparisons_create",
+    "label_audit_state",
+    "label_review",
+    "label_stored_announce",
+    "label_submit",
+    "label_undo",
+    "membership_set",
+    "project_create",
+    "project_gates_set",
+    "project_pseudonym_key_rotate",
+    "prompts_import",
+    "storable_text",
+    "vote_check",
+]

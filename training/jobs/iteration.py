@@ -1,0 +1,300 @@
+"""The loop iteration as a small state machine on its row: each step moves it on with a
+compare-and-set on the status, so a retried or redelivered task continues where the last one
+stopped, and a step that ends after a cancel changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import shutil
+from typing import Any
+
+from feedback.models import Prompt
+from training import services
+from training.gates import gate_report
+from training.jobs.generation import generation_run
+from training.jobs.runner import (
+    HUMAN_GATE_PRIORITY,
+    Heartbeat,
+    RunCancelled,
+    WaitingForHumans,
+    adapter_of,
+    artifact_publish,
+    connection_release,
+    error_text,
+    metrics_sink,
+    run_as,
+    stage_config,
+    stage_overrides,
+    work_dir,
+)
+from training.models import LoopIteration, TrainingRun
+from training.selectors import policy_active, versus_generated
+
+logger = logging.getLogger(__name__)
+
+
+# --- The loop iteration --------------------------------------------------------------------
+
+
+def iteration_run(*, iteration: LoopIteration) -> None:
+    """Carry an iteration from wherever it stands to its end. Safe to call again.
+
+    Each step records its result on the iteration with a compare-and-set on the status, so
+    a step that finishes after the iteration was cancelled (or was run twice by a
+    redelivered message) changes nothing.
+    """
+    steps = {
+        LoopIteration.Status.COLLECTING: _step_collect,
+        LoopIteration.Status.REWARD: _step_reward,
+        LoopIteration.Status.PPO: _step_ppo,
+        LoopIteration.Status.EVALUATING: _step_evaluate,
+        LoopIteration.Status.AWAITING_HUMANS: _step_human_gate,
+        LoopIteration.Status.PROMOTING: _step_promote,
+        LoopIteration.Status.GENERATING: _step_generate,
+    }
+    while True:
+        connection_release()
+        iteration.refresh_from_db()
+        step = steps.get(iteration.status)
+        if step is None:
+            return  # done, failed, rejected, cancelled, or waiting for an admin
+        try:
+            step(iteration)
+        except (services.IterationMoved, RunCancelled, WaitingForHumans):
+            return
+        except Exception as error:
+            logger.exception("Iteration %s of %s failed", iteration.number, iteration.project)
+            connection_release()
+            with contextlib.suppress(services.IterationMoved):
+                services.iteration_advance(
+                    iteration=iteration,
+                    status=LoopIteration.Status.FAILED,
+                    expected=iteration.status,
+                    error=error_text(error),
+                )
+            return
+
+
+def _advance(iteration: LoopIteration, status: str, **fields: Any) -> None:
+    services.iteration_advance(
+        iteration=iteration, status=status, expected=iteration.status, **fields
+    )
+
+
+def _step_collect(iteration: LoopIteration) -> None:
+    snapshot = services.snapshot_create(
+        project=iteration.project, name=f"iteration-{iteration.number}"
+    )
+    _advance(iteration, LoopIteration.Status.REWARD, snapshot=snapshot)
+
+
+def _step_reward(iteration: LoopIteration) -> None:
+    from training.ml.reward import RewardTrainConfig, train_reward
+
+    project, snapshot = iteration.project, iteration.snapshot
+    config = stage_config(
+        RewardTrainConfig, stage_overrides(project, "reward"), base_model=project.base_model
+    )
+    run = services.run_create(
+        project=project,
+        kind=TrainingRun.Kind.REWARD,
+        iteration=iteration,
+        config={"snapshot": snapshot.pk, **dataclasses.asdict(config)},
+    )
+    work = work_dir(project)
+    holder: dict[str, Any] = {}
+
+    def body(heartbeat: Heartbeat) -> dict[str, Any]:
+        services.run_log(run=run, line=f"Reward model on {snapshot.pair_count} pairs")
+        metrics = train_reward(
+            config,
+            str(services.artifact_path(snapshot.path)),
+            str(work / "adapter"),
+            on_metrics=metrics_sink(run, heartbeat),
+        )
+        heartbeat.check()
+        holder["model"] = artifact_publish(
+            work / "adapter",
+            f"projects/{project.pk}/reward/iteration-{iteration.number}",
+            lambda relative: services.reward_model_register(
+                project=project, run=run, snapshot=snapshot, adapter_path=relative, metrics=metrics
+            ),
+        )
+        return metrics
+
+    try:
+        run_as(run, body)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _advance(iteration, LoopIteration.Status.PPO, reward_model=holder["model"])
+
+
+def _step_ppo(iteration: LoopIteration) -> None:
+    from training.ml.data import write_jsonl
+    from training.ml.ppo import PPOConfig, train_ppo
+
+    project = iteration.project
+    parent = policy_active(project=project)
+    reward_model = iteration.reward_model
+    config = stage_config(
+        PPOConfig,
+        stage_overrides(project, "ppo"),
+        base_model=project.base_model,
+        reward_model=str(services.artifact_path(reward_model.adapter_path)),
+        init_adapter=adapter_of(parent),
+    )
+    run = services.run_create(
+        project=project,
+        kind=TrainingRun.Kind.PPO,
+        iteration=iteration,
+        config={"parent": parent.number, **dataclasses.asdict(config)},
+    )
+    work = work_dir(project)
+    holder: dict[str, Any] = {}
+
+    def body(heartbeat: Heartbeat) -> dict[str, Any]:
+        prompts = Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN)
+        prompts_path = work / "prompts.jsonl"
+        write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
+        services.run_log(run=run, line=f"PPO from v{parent.number} on {len(prompts)} prompts")
+        metrics = train_ppo(
+            config,
+            str(prompts_path),
+            str(work / "adapter"),
+            on_metrics=metrics_sink(run, heartbeat),
+        )
+        heartbeat.check()
+        holder["policy"] = artifact_publish(
+            work / "adapter",
+            f"projects/{project.pk}/policies/iteration-{iteration.number}",
+            lambda relative: services.policy_register(
+                project=project,
+                parent=parent,
+                run=run,
+                reward_model=reward_model,
+                adapter_path=relative,
+                metrics=metrics,
+            ),
+        )
+        return metrics
+
+    try:
+        run_as(run, body)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _advance(iteration, LoopIteration.Status.EVALUATING, policy=holder["policy"])
+
+
+def _step_evaluate(iteration: LoopIteration) -> None:
+    """Candidate against the active policy on held-out prompts, then the project's gates."""
+    from training.ml.data import write_jsonl
+    from training.ml.evaluate import EvaluateConfig, evaluate
+
+    project, candidate = iteration.project, iteration.policy
+    incumbent = policy_active(project=project)
+    prompts = list(Prompt.objects.filter(project=project, split=Prompt.Split.EVAL))
+    if not prompts:  # no held-out prompts: judge on train prompts rather than not at all
+        prompts = list(Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN))
+    config = stage_config(
+        EvaluateConfig,
+        stage_overrides(project, "evaluate"),
+        base_model=project.base_model,
+        reward_model=str(services.artifact_path(iteration.reward_model.adapter_path)),
+        candidate_adapter=adapter_of(candidate),
+        incumbent_adapter=adapter_of(incumbent),
+        max_new_tokens=project.max_new_tokens,
+        seed=iteration.number,
+    )
+    run = services.run_create(
+        project=project,
+        kind=TrainingRun.Kind.EVALUATE,
+        iteration=iteration,
+        config={
+            "candidate": candidate.number,
+            "incumbent": incumbent.number,
+            **dataclasses.asdict(config),
+        },
+    )
+    work = work_dir(project)
+
+    def body(heartbeat: Heartbeat) -> dict[str, Any]:
+        prompts_path = work / "prompts.jsonl"
+        write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
+
+        def progress(done: int, total: int) -> None:
+            heartbeat.check()
+            services.run_record_metrics(run=run, values={"step": done, "of": total})
+
+        return evaluate(config, str(prompts_path), on_progress=progress)
+
+    try:
+        evaluation = run_as(run, body)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = gate_report(project=project, evaluation=evaluation)
+    record = {
+        **evaluation,
+        "candidate_version": candidate.number,
+        "incumbent_version": incumbent.number,
+        "gates": report,
+    }
+    if not report["passed"]:
+        failed = ", ".join(g["name"] for g in report["gates"] if not g["passed"])
+        services.iteration_advance(iteration=iteration, status=iteration.status, evaluation=record)
+        services.iteration_reject(iteration=iteration, reason=f"Gates not passed: {failed}.")
+        return
+    if project.gate_human_min_win_rate is not None:
+        next_status = LoopIteration.Status.AWAITING_HUMANS
+    else:
+        next_status = services.status_after_gates(project=project)
+    _advance(iteration, next_status, evaluation=record)
+
+
+def _step_human_gate(iteration: LoopIteration) -> None:
+    """The human gate: sample the candidate against the active policy on the eval prompts
+    (once), then let the labels decide (services.iteration_human_gate_check, also called as
+    labels arrive and by the beat). The worker does not wait for people: unless this very
+    check moves the iteration on to promotion, it leaves, and whoever decides later carries
+    the iteration on (a decision made here continues in this loop)."""
+    candidate = iteration.policy
+    if iteration.project.gate_human_min_win_rate is not None and not versus_generated(
+        iteration=iteration, policy=candidate, versus=candidate.parent
+    ):
+        run = services.run_create(
+            project=iteration.project,
+            kind=TrainingRun.Kind.GENERATE,
+            config={},
+            iteration=iteration,
+        )
+        generation_run(
+            run=run, policy=candidate, versus=candidate.parent, priority=HUMAN_GATE_PRIORITY
+        )
+    if services.iteration_human_gate_check(iteration=iteration) is None:
+        raise WaitingForHumans(f"Iteration {iteration.number} waits for human labels.")
+
+
+def _step_promote(iteration: LoopIteration) -> None:
+    services.policy_promote(policy=iteration.policy)
+    _advance(iteration, LoopIteration.Status.GENERATING)
+
+
+def _step_generate(iteration: LoopIteration) -> None:
+    """New comparisons: the new version against its parent (unless the human gate or an
+    earlier try of this step already sampled them), and pairs of the new version."""
+    project, policy = iteration.project, iteration.policy
+    if (
+        policy.parent_id
+        and Prompt.objects.filter(project=project, split="eval").exists()
+        and not versus_generated(iteration=iteration, policy=policy, versus=policy.parent)
+    ):
+        run = services.run_create(
+            project=project, kind=TrainingRun.Kind.GENERATE, config={}, iteration=iteration
+        )
+        generation_run(run=run, versus=policy.parent)
+    run = services.run_create(
+        project=project, kind=TrainingRun.Kind.GENERATE, config={}, iteration=iteration
+    )
+    generation_run(run=run)
+    _advance(iteration, LoopIteration.Status.DONE)

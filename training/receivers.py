@@ -1,0 +1,41 @@
+"""What the loop does when the feedback app tells it something (feedback/signals.py).
+
+Connected once in TrainingConfig.ready(). Receivers take plain ids, load rows and call one
+service or queue one task, like tasks do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from feedback.models import Project
+from training import services
+from training.selectors import labels_since_last_iteration
+from training.tasks import human_gate_check_task
+
+
+def policy_base_on_project_created(*, project: Project, **kwargs: Any) -> None:
+    """Every project starts with version 0: the base model with no adapter, active."""
+    services.policy_create_base(project=project)
+
+
+def iteration_trigger_on_label(*, project_id: int, trigger_new_labels: bool, **kwargs: Any) -> None:
+    """Start an iteration once the project's label trigger is met (none while one runs)."""
+    if not trigger_new_labels:
+        return
+    project = Project.objects.get(pk=project_id)
+    if not project.trigger_new_labels:
+        return
+    if labels_since_last_iteration(project=project) >= project.trigger_new_labels:
+        services.iteration_start(project=project, trigger="labels")
+
+
+def human_gate_check_on_label(*, project_id: int, human_gate: bool, **kwargs: Any) -> None:
+    """A label may decide the human gate of an iteration waiting for humans: check on a
+    worker once the label is committed (a bootstrap is no work for the annotator's request).
+    Robust: a broker that is down costs the annotator nothing; the beat checks again."""
+    if not human_gate:
+        return
+    transaction.on_commit(lambda: human_gate_check_task.delay(project_id), robust=True)

@@ -1,0 +1,99 @@
+"""Artifacts: where they live, how a finished one is put in place, and the rows they become
+(reward models, sampled completions)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from feedback.models import (
+    Comparison,
+    Completion,
+    Project,
+    Prompt,
+)
+from feedback.services import comparisons_create, storable_text
+from training.models import (
+    DatasetSnapshot,
+    PolicyVersion,
+    RewardModelVersion,
+    TrainingRun,
+)
+from training.selectors import (
+    next_number,
+)
+
+
+def artifact_path(relative: str) -> Path:
+    return Path(settings.ARTIFACT_ROOT) / relative
+
+
+# --- Artifacts that become rows ------------------------------------------------------------
+
+
+def reward_model_register(
+    *,
+    project: Project,
+    run: TrainingRun,
+    snapshot: DatasetSnapshot,
+    adapter_path: str,
+    metrics: dict[str, Any],
+) -> RewardModelVersion:
+    with transaction.atomic():
+        return RewardModelVersion.objects.create(
+            project=project,
+            number=next_number(RewardModelVersion, project),
+            adapter_path=adapter_path,
+            snapshot=snapshot,
+            training_run=run,
+            heldout_accuracy=metrics.get("heldout_accuracy"),
+            metrics=metrics,
+        )
+
+
+def artifact_commit(*, tmp_dir: Path, relative: str) -> str:
+    """Move a finished artifact folder into place; a crash before this leaves no artifact."""
+    final = artifact_path(relative)
+    if final.exists():
+        shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir.replace(final)
+    return relative
+
+
+def generation_record(
+    *,
+    project: Project,
+    rows: list[tuple[Prompt, list[tuple[PolicyVersion, dict[str, Any]]]]],
+    sampling: dict[str, Any],
+    priority: float = 0.0,
+) -> list[Comparison]:
+    """Store sampled answers as completions and pair each prompt's two into a comparison.
+
+    `rows` holds, per prompt, two (policy version, sample) pairs: two samples of one policy,
+    or one of the new policy and one of the previous. Pairs whose two answers are identical
+    teach nothing and are left out.
+    """
+    with transaction.atomic():
+        pairs: list[tuple[Completion, Completion]] = []
+        for prompt, samples in rows:
+            completions = Completion.objects.bulk_create(
+                [
+                    Completion(
+                        prompt=prompt,
+                        policy_version=policy,
+                        text=storable_text(sample["text"]),
+                        sampling=sampling,
+                        token_count=sample["token_count"],
+                        finish_reason=sample["finish_reason"],
+                    )
+                    for policy, sample in samples
+                ]
+            )
+            if len(completions) >= 2 and completions[0].text != completions[1].text:
+                pairs.append((completions[0], completions[1]))
+        return comparisons_create(project=project, pairs=pairs, priority=priority)
