@@ -126,6 +126,34 @@ class Project(models.Model):
         help_text="Human labels on candidate-versus-active comparisons the human gate needs "
         "before it decides (both-bad labels do not count).",
     )
+    # The independent judge (docs/judgement.md): a reward model trained on the labels of eval
+    # prompts only, which the policy's reward model never sees, judges each candidate.
+    gate_judge_min_win_rate = models.FloatField(
+        null=True,
+        blank=True,
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Least win rate of the candidate against the active policy by the independent "
+        "judge (empty: no judge gate; then only people or an admin may promote).",
+    )
+    gate_max_overoptimization = models.FloatField(
+        default=0.25,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Largest gap between the training reward model's win rate and the judge's: "
+        "beyond it the candidate games its reward model and is rejected.",
+    )
+    judge_min_pairs = models.PositiveIntegerField(
+        default=8,
+        validators=[MinValueValidator(2)],
+        help_text="Preference pairs on eval prompts the judge needs before it may judge; with "
+        "fewer, a candidate waits for the human gate or an admin.",
+    )
+    judge_share = models.FloatField(
+        default=0.25,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.9)],
+        help_text="Share of each batch of new comparisons drawn from eval prompts: the judge's "
+        "labels, never seen by the policy's reward model.",
+    )
     training_config = models.JSONField(
         default=dict, blank=True, help_text="Overrides for reward and PPO settings."
     )
@@ -159,7 +187,7 @@ PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
         "tie_handling",
     ),
     # When an iteration starts and what it hands back to annotators.
-    "Loop": ("trigger_new_labels", "comparisons_per_iteration"),
+    "Loop": ("trigger_new_labels", "comparisons_per_iteration", "judge_share"),
     # What a candidate policy must show before promotion (training/gates.py).
     "Promotion gates": (
         "auto_promote",
@@ -167,6 +195,9 @@ PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
         "gate_max_kl",
         "gate_max_empty_rate",
         "gate_max_repetition",
+        "gate_judge_min_win_rate",
+        "gate_max_overoptimization",
+        "judge_min_pairs",
         "gate_human_min_win_rate",
         "gate_human_labels",
     ),

@@ -18,6 +18,9 @@ class ProjectGatesForm(forms.ModelForm):
             "gate_max_kl": "Largest mean KL to the base",
             "gate_max_empty_rate": "Largest share of empty answers",
             "gate_max_repetition": "Largest share of repeated 3-grams",
+            "gate_judge_min_win_rate": "Least win rate by the independent judge",
+            "gate_max_overoptimization": "Largest gap between reward model and judge",
+            "judge_min_pairs": "Pairs the judge needs",
             "gate_human_min_win_rate": "Human gate: least human win probability",
             "gate_human_labels": "Human gate: labels needed",
         }

@@ -22,8 +22,16 @@ class DatasetSnapshot(models.Model):
 
 
 class RewardModelVersion(models.Model):
+    class Role(models.TextChoices):
+        # Trained on the labels of train prompts; PPO climbs it.
+        POLICY = "policy", "Trains the policy"
+        # Trained on the labels of eval prompts only, which no policy reward model ever sees:
+        # the independent judge of the promotion gates (docs/judgement.md).
+        JUDGE = "judge", "Judges candidates"
+
     project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE)
     number = models.PositiveIntegerField()
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.POLICY)
     adapter_path = models.CharField(max_length=500, help_text="Relative to the artifact root.")
     snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT)
     training_run = models.OneToOneField("TrainingRun", on_delete=models.PROTECT)
@@ -127,6 +135,14 @@ class LoopIteration(models.Model):
     snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT)
     reward_model = models.ForeignKey(
         RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT
+    )
+    judge = models.ForeignKey(
+        RewardModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="judged_iterations",
+        help_text="The independent judge of this iteration's candidate (none: too few labels).",
     )
     policy = models.ForeignKey(PolicyVersion, null=True, blank=True, on_delete=models.PROTECT)
     evaluation = models.JSONField(

@@ -36,6 +36,9 @@ def project_gates_set(
     gate_max_kl: float,
     gate_max_empty_rate: float,
     gate_max_repetition: float,
+    gate_judge_min_win_rate: float | None,
+    gate_max_overoptimization: float,
+    judge_min_pairs: int,
     gate_human_min_win_rate: float | None,
     gate_human_labels: int,
 ) -> Project:
@@ -47,6 +50,9 @@ def project_gates_set(
         "gate_max_kl": gate_max_kl,
         "gate_max_empty_rate": gate_max_empty_rate,
         "gate_max_repetition": gate_max_repetition,
+        "gate_judge_min_win_rate": gate_judge_min_win_rate,
+        "gate_max_overoptimization": gate_max_overoptimization,
+        "judge_min_pairs": judge_min_pairs,
         "gate_human_min_win_rate": gate_human_min_win_rate,
         "gate_human_labels": gate_human_labels,
     }

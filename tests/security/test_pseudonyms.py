@@ -29,7 +29,7 @@ from training.exports import vote_rows
 KEY = re.compile(r"[0-9a-f]{64}")
 # Who labelled what in the Label Studio fixture: Label Studio user 7 (by email) twice, user 8.
 REFS = ["ana@example.org", "8", "ana@example.org"]
-BEFORE_KEYS = "0009_comparison_leases_full_until"
+BEFORE_KEYS = "0010_independent_judge"
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ GATES = {
     "gate_max_repetition": "0.5",
     "gate_human_min_win_rate": "0.6",
     "gate_human_labels": "40",
+    "gate_judge_min_win_rate": "0.5",
+    "gate_max_overoptimization": "0.25",
+    "judge_min_pairs": "8",
 }
 
 

@@ -62,7 +62,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
-        ('feedback', '0009_comparison_leases_full_until'),
+        ('feedback', '0010_independent_judge'),
     ]
 
     operations = [
