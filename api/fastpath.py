@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import re
 import time
@@ -61,6 +62,8 @@ from api.views import LabelSubmitApi, label_payload, lease_payload
 from feedback import labeling
 from feedback.selectors import project_for_member
 from feedback.services import label_stored_announce, vote_check
+
+logger = logging.getLogger(__name__)
 
 AUTH_CACHE_SECONDS = 10.0
 _CACHE_ENTRIES = 10_000  # a bound on each cache; past it the cache starts again empty
@@ -164,17 +167,67 @@ _LABEL_INPUT = LabelSubmitApi.InputSerializer()
 
 
 def enabled() -> bool:
-    """On PostgreSQL (the pool and the row locks), with the API's authentication, permission,
-    CSRF and renderer settings this module reproduces, unless HONE_LABELING_FASTPATH is off."""
-    return (
-        settings.HONE_LABELING_FASTPATH
-        and connections["default"].vendor == "postgresql"
-        and list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
-        == [SessionAuthentication, TokenAuthentication]
-        and list(api_settings.DEFAULT_PERMISSION_CLASSES) == [IsAuthenticated]
-        and not settings.CSRF_USE_SESSIONS  # the CSRF secret is read from the cookie
-        and api_settings.DEFAULT_RENDERER_CLASSES[0] is JSONRenderer
-    )
+    """On PostgreSQL (the pool and the row locks), unless HONE_LABELING_FASTPATH is off or a
+    setting in force is one this module does not reproduce (logged: Django then serves both
+    endpoints)."""
+    if not settings.HONE_LABELING_FASTPATH or connections["default"].vendor != "postgresql":
+        return False
+    unreproduced = settings_not_reproduced()
+    if unreproduced:
+        logger.warning(
+            "HONE_LABELING_FASTPATH is on, but Django serves next-item and submit: %s.",
+            "; ".join(unreproduced),
+        )
+    return not unreproduced
+
+
+# The middleware whose effect on these two answers is reproduced here (_respond,
+# _security_headers, _caller): a copy of config/settings/base.py's list on purpose, so that a
+# change there turns this path off until someone checks what the change does to the answers.
+_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+
+def settings_not_reproduced() -> list[str]:
+    """What in the settings makes Django answer these endpoints otherwise than this module
+    would, each named; empty when nothing does."""
+    found = []
+    if list(settings.MIDDLEWARE) != _MIDDLEWARE:
+        added = [m for m in settings.MIDDLEWARE if m not in _MIDDLEWARE]
+        missing = [m for m in _MIDDLEWARE if m not in settings.MIDDLEWARE]
+        found.append(
+            f"MIDDLEWARE adds {added} and lacks {missing}"
+            if added or missing
+            else "MIDDLEWARE has its classes in another order"
+        )
+    if list(api_settings.DEFAULT_AUTHENTICATION_CLASSES) != [
+        SessionAuthentication,
+        TokenAuthentication,
+    ]:
+        found.append("REST_FRAMEWORK's DEFAULT_AUTHENTICATION_CLASSES are not session, token")
+    if list(api_settings.DEFAULT_PERMISSION_CLASSES) != [IsAuthenticated]:
+        found.append("REST_FRAMEWORK's DEFAULT_PERMISSION_CLASSES are not IsAuthenticated")
+    if api_settings.DEFAULT_RENDERER_CLASSES[0] is not JSONRenderer:
+        found.append("REST_FRAMEWORK's first DEFAULT_RENDERER_CLASSES is not JSONRenderer")
+    # CommonMiddleware redirects to www. or refuses user agents; SessionMiddleware sets the
+    # cookie again on every answer; the CSRF secret is read from the cookie here.
+    for name in (
+        "PREPEND_WWW",
+        "DISALLOWED_USER_AGENTS",
+        "SESSION_SAVE_EVERY_REQUEST",
+        "CSRF_USE_SESSIONS",
+    ):
+        if getattr(settings, name):
+            found.append(f"{name} is set")
+    return found
 
 
 class LabelingFastPath:
@@ -270,6 +323,8 @@ class LabelingFastPath:
             request.get_host()
         except DisallowedHost:
             return None
+        if settings.SECURE_SSL_REDIRECT and not request.is_secure():
+            return None  # SecurityMiddleware redirects it to HTTPS
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
         if session_key:
             user = await self._cached(

@@ -309,6 +309,7 @@ def server_start(
         "DEBUG": "0",
         "SECRET_KEY": os.environ["SECRET_KEY"],
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback: no proxy ends TLS in front
         "LOG_LEVEL": "WARNING",
         "HONE_API_USER_RATE": user_rate,
     }

@@ -12,6 +12,7 @@ from feedback.models import (
     Project,
     Prompt,
 )
+from feedback.services import project_pseudonym_key_rotate
 
 
 class MembershipInline(admin.TabularInline):
@@ -33,6 +34,18 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
     fieldsets = [(group, {"fields": fields}) for group, fields in PROJECT_SETTINGS.items()]
+    actions = ["pseudonym_key_rotate"]
+
+    @admin.action(description="Rotate the pseudonym key (exports name annotators anew)")
+    def pseudonym_key_rotate(self, request, queryset) -> None:
+        for project in queryset:
+            project_pseudonym_key_rotate(project=project)
+            self.log_change(request, project, "Rotated the pseudonym key.")
+        self.message_user(
+            request,
+            f"New pseudonym keys for {queryset.count()} project(s): their exports name every "
+            "annotator anew and cannot be joined with earlier ones.",
+        )
 
 
 @admin.register(Prompt)

@@ -33,6 +33,7 @@ from feedback.models import (
     PreferenceLabel,
     Project,
     Prompt,
+    pseudonym_of,
 )
 
 VALID_ROLES = ("system", "user", "assistant")
@@ -523,14 +524,18 @@ def _parse_label_studio(
     return tasks, problems
 
 
-def imported_annotator(*, source: str, ref: str) -> AbstractBaseUser:
-    """The stand-in user for a person who labelled elsewhere: inactive, no usable password.
+def imported_username(*, key: str, source: str, ref: str) -> str:
+    """The stand-in's name for (source, their id there, e.g. an email), keyed with the
+    project's pseudonym key: stable within the project, so importing a second file from the
+    same tool credits the same person (until the key is rotated), different in every other
+    project, and no proof of anyone's email or id without the key."""
+    pseudonym = pseudonym_of(key=key, text=f"imported:{source}\0{ref}")
+    return f"{IMPORTED_USER_PREFIX}-{slugify(source)[:40]}-{pseudonym}"
 
-    The name is stable per (source, their id there), so importing a second file from the same
-    tool credits the same person.
-    """
-    digest = hashlib.sha256(f"{source}\0{ref}".encode()).hexdigest()[:12]
-    username = f"{IMPORTED_USER_PREFIX}-{slugify(source)[:40]}-{digest}"
+
+def imported_annotator(*, project: Project, source: str, ref: str) -> AbstractBaseUser:
+    """The stand-in user for a person who labelled elsewhere: inactive, no usable password."""
+    username = imported_username(key=project.pseudonym_key, source=source, ref=ref)
     user_model = get_user_model()
     user = user_model.objects.filter(username=username).first()
     if user is None:
@@ -557,6 +562,8 @@ def labels_import_file(
     votes) and one PreferenceLabel per annotation (answer 1 is A and was shown on the left,
     as Label Studio's Pairwise tag shows it) by a stand-in user per external annotator, each
     with a LabelAudit row "imported" by `actor` (or the stand-in itself when none is given).
+    The annotators' emails or ids in the file are stored nowhere: only the stand-ins' keyed
+    names (imported_username).
     """
     mapping = mapping or LabelStudioMapping()
     records = records_from_bytes(data=data, name=name, file_format="json")
@@ -607,7 +614,7 @@ def labels_import_file(
             for vote in task.votes:
                 if vote.annotator_ref not in annotators:
                     annotators[vote.annotator_ref] = imported_annotator(
-                        source=source, ref=vote.annotator_ref
+                        project=project, source=source, ref=vote.annotator_ref
                     )
                 annotator = annotators[vote.annotator_ref]
                 label = PreferenceLabel(
@@ -635,7 +642,6 @@ def labels_import_file(
                         "source": source,
                         "file": name,
                         "line": task.line,
-                        "external_annotator": vote.annotator_ref,
                     },
                 )
                 labels.append(label)

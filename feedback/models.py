@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -21,6 +25,15 @@ class Choice(models.TextChoices):
     B = "b", "B is better"
     TIE = "tie", "Tie"
     BOTH_BAD = "both_bad", "Both bad"
+
+
+def pseudonym_key_new() -> str:
+    return secrets.token_hex(32)  # 256 bits
+
+
+def pseudonym_of(*, key: str, text: str) -> str:
+    """`text` under `key`: HMAC-SHA256, the first 128 bits in hex."""
+    return hmac.new(bytes.fromhex(key), text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class Project(models.Model):
@@ -145,9 +158,16 @@ class Project(models.Model):
         default=dict, blank=True, help_text="Overrides for reward and PPO settings."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Keys the pseudonyms of the people in this project's exports and imports: a key per
+    # project, so that the exports of two projects cannot be joined on them, and none derived
+    # from SECRET_KEY (public in development). Rotated by project_pseudonym_key_rotate.
+    pseudonym_key = models.CharField(max_length=64, default=pseudonym_key_new, editable=False)
 
     def __str__(self) -> str:
         return self.name
+
+    def pseudonym(self, text: str) -> str:
+        return pseudonym_of(key=self.pseudonym_key, text=text)
 
 
 # A project's settings by concern. The admin shows one fieldset per group, the loop page and

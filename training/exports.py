@@ -6,16 +6,15 @@
   `{"role", "content"}` turns, `chosen`/`rejected` one assistant turn each) when the prompts are
   chats; standard (plain strings) when every prompt is a single user turn. Written as JSONL or
   as a Hugging Face `datasets` folder (`Dataset.save_to_disk`).
-- Votes: one row per label, every review status, with a pseudonymous annotator id (a stable
-  HMAC of the user id keyed with SECRET_KEY: the same person has the same id in every export
-  of this deployment, and the id cannot be turned back into a user without the key).
+- Votes: one row per label, every review status, with a pseudonymous annotator id (an HMAC
+  of the user id keyed with the project's pseudonym key: the same person has the same id in
+  every export of the project until the key is rotated, another id in every other project,
+  and the id cannot be turned back into a user without the key).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import io
 import json
 import shutil
@@ -24,7 +23,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from feedback.models import PreferenceLabel, Project
@@ -53,11 +51,8 @@ VOTE_COLUMNS = [
 ]
 
 
-def annotator_pseudonym(user_id: int) -> str:
-    digest = hmac.new(
-        settings.SECRET_KEY.encode(), f"hone-annotator:{user_id}".encode(), hashlib.sha256
-    ).hexdigest()
-    return f"ann_{digest[:16]}"
+def annotator_pseudonym(*, project: Project, user_id: int) -> str:
+    return f"ann_{project.pseudonym(f'annotator:{user_id}')}"
 
 
 def _is_chat(messages: list[dict[str, str]]) -> bool:
@@ -123,7 +118,7 @@ def vote_rows(*, project: Project) -> list[dict[str, Any]]:
                 "completion_b": comparison.completion_b.text,
                 "policy_version_a": comparison.completion_a.policy_version.number,
                 "policy_version_b": comparison.completion_b.policy_version.number,
-                "annotator": annotator_pseudonym(label.annotator_id),
+                "annotator": annotator_pseudonym(project=project, user_id=label.annotator_id),
                 "choice": label.choice,
                 "strength": label.strength,
                 "shown_left": "a" if label.a_shown_left else "b",

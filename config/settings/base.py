@@ -28,6 +28,30 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- HTTPS: on unless DEBUG (then plain HTTP on this machine) -----------------------------
+# Production is served over HTTPS only: plain HTTP is redirected, cookies never travel over it,
+# and browsers are told (HSTS) to use nothing else for a year, subdomains included.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+# Behind a proxy that ends TLS, Django sees plain HTTP: name the header the proxy sets (and
+# strips from clients) and the value that means HTTPS, e.g. HTTP_X_FORWARDED_PROTO,https.
+_proxy_header = env.str("SECURE_PROXY_SSL_HEADER", default="")
+_proxy_header_parts = [part.strip() for part in _proxy_header.split(",")]
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_header_parts) if _proxy_header else None
+if _proxy_header and not (
+    len(_proxy_header_parts) == 2
+    and _proxy_header_parts[0].startswith("HTTP_")
+    and _proxy_header_parts[1]
+):
+    raise ImproperlyConfigured(
+        f"SECURE_PROXY_SSL_HEADER={_proxy_header!r}: expected the header as Django names it "
+        "and the value that means HTTPS, separated by a comma, e.g. HTTP_X_FORWARDED_PROTO,https."
+    )
+
 # Everything Hone writes on disk (SQLite database, artifacts, the demo's Redis) lives here.
 VAR_DIR = Path(env.str("HONE_VAR_DIR", default=str(BASE_DIR / "var")))
 

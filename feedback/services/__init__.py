@@ -25,6 +25,7 @@ from feedback.services.projects import (
     membership_set,
     project_create,
     project_gates_set,
+    project_pseudonym_key_rotate,
     prompts_import,
 )
 from feedback.services.review import comparison_decide, comparison_set_gold, label_review
@@ -56,6 +57,7 @@ __all__ = [
     "membership_set",
     "project_create",
     "project_gates_set",
+    "project_pseudonym_key_rotate",
     "prompts_import",
     "storable_text",
     "vote_check",

@@ -12,6 +12,7 @@ from feedback.models import (
     Membership,
     Project,
     Prompt,
+    pseudonym_key_new,
 )
 from feedback.signals import project_created
 
@@ -59,6 +60,15 @@ def project_gates_set(
         setattr(project, name, value)
     project.full_clean()
     project.save(update_fields=list(values))
+    return project
+
+
+def project_pseudonym_key_rotate(*, project: Project) -> Project:
+    """A new random key for the project's pseudonyms. Exports name every annotator anew from
+    now on (they cannot be joined with earlier exports), and a person an earlier import
+    credited to a stand-in user gets a new stand-in in the next import."""
+    project.pseudonym_key = pseudonym_key_new()
+    project.save(update_fields=["pseudonym_key"])
     return project
 
 

@@ -196,10 +196,10 @@ def test_label_studio_pairwise_export_becomes_comparisons_and_labels(project, ad
     assert PreferenceLabel.objects.get(comparison=second).annotator == ana
     assert PreferenceLabel.objects.get(comparison=second).choice == "b"
     audit = LabelAudit.objects.get(label=labels[0])
-    assert (audit.action, audit.actor, audit.after["external_annotator"]) == (
+    assert (audit.action, audit.actor, audit.after) == (
         "imported",
         admin_member,
-        "ana@example.org",
+        {"choice": "a", "strength": 2, "source": "label-studio", "file": "ls.json", "line": 1},
     )
     # imported history trains like any other: both comparisons have a majority
     pairs, no_preference = comparison_verdicts(project=project)

@@ -7,6 +7,7 @@ use the same queue and channel layer as production. Ctrl-C stops everything it s
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -32,6 +33,15 @@ def celery_worker_command(*, name: str) -> list[str]:
         sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu",
         "--pool", "solo", "-n", name, "--loglevel", "INFO",
     ]  # fmt: skip
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def redis_server_binary() -> str:
@@ -82,11 +92,20 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, host: str, port: int, **options) -> None:
+        if not is_loopback(host):
+            raise CommandError(
+                f"--host {host} is not a loopback address. The demo is for this machine: it "
+                "serves with DEBUG on (error pages show settings and source code) and, unless "
+                "SECRET_KEY is set, the development key published in the source (anything "
+                "Django signs can be forged). Use 127.0.0.1, ::1 or localhost, or deploy Hone "
+                "as the README's 'Running it in production' describes."
+            )
         var_dir = Path(settings.VAR_DIR)
         var_dir.mkdir(parents=True, exist_ok=True)
         env = os.environ.copy()
         env.setdefault("DEBUG", "1")
-        env.setdefault("ALLOWED_HOSTS", f"{host},127.0.0.1,localhost")
+        address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL or Host
+        env.setdefault("ALLOWED_HOSTS", f"{address},127.0.0.1,localhost")
         processes: list[subprocess.Popen] = []
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
 
@@ -147,7 +166,7 @@ class Command(BaseCommand):
                 )
             )
             self.stdout.write(
-                self.style.SUCCESS(f"Hone is at http://{host}:{port}/  (Ctrl-C stops it)")
+                self.style.SUCCESS(f"Hone is at http://{address}:{port}/  (Ctrl-C stops it)")
             )
             self.stdout.write(
                 "Let simulated annotators label in another terminal:\n"
