@@ -193,7 +193,30 @@ class HumanGateSerializer(serializers.Serializer):
 class IterationSerializer(serializers.ModelSerializer):
     snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True)
     reward_model = serializers.IntegerField(source="reward_model.number", allow_null=True)
+    judge = serializers.IntegerField(
+        source="judge.number",
+        allow_null=True,
+        help_text="The independent judge's reward model (trained on eval prompts' labels only).",
+    )
     policy = serializers.IntegerField(source="policy.number", allow_null=True)
+    rm_win_rate = serializers.FloatField(
+        source="evaluation.win_rate",
+        allow_null=True,
+        default=None,
+        help_text="The candidate's win rate by the reward model it was trained against.",
+    )
+    judge_win_rate = serializers.FloatField(
+        source="evaluation.judge.win_rate",
+        allow_null=True,
+        default=None,
+        help_text="The candidate's win rate by the independent judge.",
+    )
+    overoptimization_gap = serializers.FloatField(
+        source="evaluation.overoptimization_gap",
+        allow_null=True,
+        default=None,
+        help_text="rm_win_rate minus judge_win_rate: how far the candidate games its reward model.",
+    )
     human_gate = serializers.SerializerMethodField(
         help_text="The human gate (also in evaluation.human_gate); null when the project has "
         "none or the candidate never reached it."
@@ -207,7 +230,11 @@ class IterationSerializer(serializers.ModelSerializer):
             "status",
             "snapshot",
             "reward_model",
+            "judge",
             "policy",
+            "rm_win_rate",
+            "judge_win_rate",
+            "overoptimization_gap",
             "evaluation",
             "human_gate",
             "error",

@@ -9,6 +9,13 @@ prompts. It prints one JSON line and writes it to bench/out/loop.json.
 
     python bench/loop.py --base var/models/smollm2-135m-instruct --iterations 3
 
+Reward hacking (`--train-taste longer`): the labels of the train prompts, from which the
+policy's reward model learns, come from a rater who rewards length (a planted exploit), while
+the people (the eval prompts' labels, the independent judge's, and the final judgement) keep
+the concise taste. PPO climbs the corrupted reward model and writes longer answers; the judge
+gate must reject that candidate, while the same run with honest labels is promoted
+(`make bench-judge`: three seeds of each).
+
 Jobs run in this process (the same functions a GPU worker runs), so the times are the jobs'
 own, without queueing.
 """
@@ -16,7 +23,6 @@ own, without queueing.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -100,6 +106,11 @@ def iteration_record(iteration, seconds: float) -> dict:
         if iteration.reward_model_id
         else None,
         "rm_win_rate": iteration.evaluation.get("win_rate"),
+        "judge_win_rate": (iteration.evaluation.get("judge") or {}).get("win_rate"),
+        "overoptimization_gap": iteration.evaluation.get("overoptimization_gap"),
+        "candidate_tokens_mean": (iteration.evaluation.get("candidate") or {}).get("length_mean"),
+        "incumbent_tokens_mean": (iteration.evaluation.get("incumbent") or {}).get("length_mean"),
+        "policy_version": iteration.policy.number if iteration.policy_id else None,
         "kl_to_base": iteration.evaluation.get("kl_to_base_mean"),
         "error": iteration.error[:300],
     }
@@ -225,6 +236,14 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=128, help="PPO episodes per iteration")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="PPO learning rate")
     parser.add_argument(
+        "--train-taste",
+        default="concise",
+        help="taste of the labels on train prompts (the policy's reward model learns from "
+        "them); eval prompts are always labelled concise. 'longer' plants an exploit",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="PPO seed")
+    parser.add_argument("--out", default="loop.json", help="file name under bench/out")
+    parser.add_argument(
         "--judge-only",
         metavar="WORK_DIR",
         help="only judge the active policy of a loop's work folder (/tmp/hone-bench-loop-*)",
@@ -238,12 +257,11 @@ def main() -> None:
         return
 
     django_in(Path(tempfile.mkdtemp(prefix="hone-bench-loop-")))
-    from django.core.management import call_command
 
-    from feedback.management.commands.seed_demo import DEMO_PROMPTS, _read_jsonl
     from feedback.models import Membership
     from feedback.services import membership_set, project_create, prompts_import
     from training import jobs, services
+    from training.management.commands.seed_demo import DEMO_PROMPTS, _read_jsonl
     from training.models import TrainingRun
 
     project = project_create(
@@ -260,6 +278,7 @@ def main() -> None:
                 "num_mini_batches": 2,
                 "response_length": 64,
                 "learning_rate": args.learning_rate,
+                "seed": args.seed,
             },
             "evaluate": {"batch_size": 16},
             "generate": {"batch_size": 16},
@@ -273,15 +292,21 @@ def main() -> None:
     membership_set(project=project, user=user, role=Membership.Role.ANNOTATOR)
 
     def label_everything() -> int:
-        before = user.preference_labels.count()
-        call_command(
-            "simulate_annotators",
-            project="bench",
-            labels=10_000,
-            preference="concise",
-            stdout=io.StringIO(),
-        )
-        return user.preference_labels.count() - before
+        """The simulated annotator labels every open comparison: concise on eval prompts, the
+        --train-taste on train prompts."""
+        from feedback.preferences import judge
+        from feedback.services import assignment_next, label_submit
+
+        given = 0
+        while (assignment := assignment_next(project=project, user=user)) is not None:
+            comparison = assignment.comparison
+            taste = "concise" if comparison.prompt.split == "eval" else args.train_taste
+            choice, strength = judge(
+                taste, comparison.completion_a.text, comparison.completion_b.text
+            )
+            label_submit(user=user, assignment_id=assignment.pk, choice=choice, strength=strength)
+            given += 1
+        return given
 
     def sample_active_policy(pairs: int) -> None:
         """What annotators get between iterations: pairs of the active policy, labelled."""
@@ -307,6 +332,8 @@ def main() -> None:
         record = iteration_record(iteration, time.monotonic() - t0)
         iterations.append(record)
         print(json.dumps(record), flush=True)
+        if iteration.status == "rejected" and args.iterations == 1:
+            break  # judged below: the rejected candidate against the base
         if iteration.status == "rejected":
             # The loop goes on as in production: more labels on the active policy, then retry.
             sample_active_policy(args.comparisons)
@@ -314,7 +341,16 @@ def main() -> None:
             break
         label_everything()
 
-    final_judgement(args, project, iterations, time.monotonic() - started)
+    candidate = iterations[-1]["policy_version"] if iterations else None
+    rejected = bool(iterations) and iterations[-1]["status"] == "rejected"
+    final_judgement(
+        args,
+        project,
+        iterations,
+        time.monotonic() - started,
+        name=args.out,
+        version=candidate if rejected else None,
+    )
 
 
 if __name__ == "__main__":

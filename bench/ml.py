@@ -129,7 +129,7 @@ def setup_torch() -> None:
 
 
 def load_demo_prompts() -> list[Any]:
-    path = ROOT / "feedback" / "fixtures" / "demo_prompts.jsonl"
+    path = ROOT / "training" / "fixtures" / "demo_prompts.jsonl"
     return [json.loads(line)["prompt"] for line in path.read_text().splitlines() if line.strip()]
 
 

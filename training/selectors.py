@@ -71,7 +71,7 @@ def versus_comparisons(*, policy: PolicyVersion, versus: PolicyVersion) -> Query
 def iterations_for_project(*, project: Project) -> QuerySet[LoopIteration]:
     return (
         LoopIteration.objects.filter(project=project)
-        .select_related("policy", "reward_model", "snapshot")
+        .select_related("policy", "reward_model", "judge", "snapshot")
         .order_by("-number")
     )
 
@@ -85,7 +85,8 @@ def run_metrics(*, run: TrainingRun) -> QuerySet[RunMetric]:
 
 
 def iteration_series(*, project: Project) -> dict[str, list]:
-    """Per-iteration numbers to plot: reward-model accuracy, candidate KL and win rates."""
+    """Per-iteration numbers to plot: reward-model accuracy, candidate KL, win rates by the
+    training reward model, the independent judge and people, and the over-optimization gap."""
     from training.leaderboard import version_games
 
     games = version_games(project=project)
@@ -94,6 +95,8 @@ def iteration_series(*, project: Project) -> dict[str, list]:
         "rm_accuracy": [],
         "kl": [],
         "rm_win_rate": [],
+        "judge_win_rate": [],
+        "overoptimization_gap": [],
         "human_win_rate": [],
     }
     for it in (
@@ -117,6 +120,8 @@ def iteration_series(*, project: Project) -> dict[str, list]:
         )
         series["kl"].append(evaluation.get("kl_to_base_mean"))
         series["rm_win_rate"].append(evaluation.get("win_rate"))
+        series["judge_win_rate"].append((evaluation.get("judge") or {}).get("win_rate"))
+        series["overoptimization_gap"].append(evaluation.get("overoptimization_gap"))
         series["human_win_rate"].append(human)
     return series
 
