@@ -8,7 +8,7 @@ TEST_DB ?= postgres://postgres@127.0.0.1:5432/hone
 TEST_REDIS ?= redis://127.0.0.1:6379/15
 
 .PHONY: venv demo test test-postgres test-embedded test-browser lint format bench bench-ml \
-	bench-loop bench-load bench-data bench-labeling screenshots base-model clean
+	bench-loop bench-judge bench-load bench-data bench-labeling screenshots base-model clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,7 +58,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-ml bench-loop bench-load bench-data bench-labeling
+bench: bench-ml bench-loop bench-judge bench-load bench-data bench-labeling
 
 # Server time of "next item" and "submit" with 10,000 comparisons (PostgreSQL).
 BENCH_DB ?= postgres://postgres@127.0.0.1:5432/hone_bench_labeling
@@ -82,6 +82,17 @@ bench-ml: venv base-model $(BENCH_TRL)/.installed
 
 bench-loop: venv base-model
 	$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 3
+
+# Reward hacking caught: one iteration per seed with a planted exploit in the policy's reward
+# model (train labels reward length) and the same run with honest labels (docs/judgement.md).
+JUDGE_EPISODES ?= 64
+bench-judge: venv base-model
+	for seed in 1 2 3; do \
+		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed \
+			--episodes $(JUDGE_EPISODES) --train-taste longer --out judge-exploit-$$seed.json; \
+		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed \
+			--episodes $(JUDGE_EPISODES) --out judge-honest-$$seed.json; \
+	done
 
 # 64 annotators over HTTP against uvicorn + PostgreSQL (a fresh database on TEST_DB's server):
 # as fast as the server answers, then paced at 300 submits/s together (the latency goal).
