@@ -24,6 +24,9 @@ from training.selectors import (
 )
 
 STAFF = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
+# Offered on the loop page to a project with enough annotators to judge candidates
+# (docs/judgement.md, "Safe by default").
+HUMAN_GATE_RECOMMENDED = {"annotators": 3, "min_win_rate": 0.5, "labels": 30}
 
 
 @login_required
@@ -46,6 +49,8 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
             "series": iteration_series(project=project),
             "schedule": str(schedule.crontab).split(" (")[0] if schedule else "",
             "gates_form": ProjectGatesForm(instance=project),
+            "annotators": project.memberships.filter(role=Membership.Role.ANNOTATOR).count(),
+            "human_gate_recommended": HUMAN_GATE_RECOMMENDED,
             "is_admin": project.memberships.filter(
                 user=request.user, role=Membership.Role.ADMIN
             ).exists(),

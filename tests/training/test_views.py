@@ -66,3 +66,24 @@ def test_an_annotator_cannot_set_the_gates(project, annotator, client):
     project.refresh_from_db()
     assert response.status_code == 404
     assert project.gate_human_min_win_rate is None
+
+
+def test_the_human_gate_is_recommended_once_a_project_has_three_annotators(
+    project, admin_member, client, django_user_model
+):
+    from feedback.services import membership_set
+
+    client.force_login(admin_member)
+    for name in ("ann-1", "ann-2"):
+        membership_set(
+            project=project, user=django_user_model.objects.create(username=name), role="annotator"
+        )
+    before = client.get(f"/p/{project.slug}/").content.decode()
+    membership_set(
+        project=project, user=django_user_model.objects.create(username="ann-3"), role="annotator"
+    )
+    after = client.get(f"/p/{project.slug}/").content.decode()
+
+    assert 'id="human-gate-recommended"' not in before
+    assert 'id="human-gate-recommended"' in after
+    assert "This project has 3 annotators" in after
