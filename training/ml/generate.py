@@ -83,7 +83,7 @@ def generate(
     sample_index`; the pieces of one sequence concatenate to its Sample.text. `on_progress(done,
     total)` counts finished sequences.
     """
-    from training.ml.models import load_causal_lm, merge_adapter
+    from training.ml.loading import load_causal_lm, merge_adapter
 
     config.validate()
     model, tokenizer = load_causal_lm(
@@ -128,7 +128,7 @@ def sample_with_model(
     """
     import torch
 
-    from training.ml.models import encode_prompt
+    from training.ml.loading import encode_prompt
 
     # ---- one entry per (prompt, sample), batched by prompt length ----
     prompt_ids = [encode_prompt(tokenizer, p) for p in prompts]

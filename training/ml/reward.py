@@ -47,7 +47,7 @@ from training.ml.data import (
     split_by_prompt,
 )
 from training.ml.errors import DataError
-from training.ml.models import LoraSettings, check_adapter_path, check_model_path
+from training.ml.loading import LoraSettings, check_adapter_path, check_model_path
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -156,7 +156,7 @@ def encode_for_reward(
     tokens from the left (the question's end matters most); an answer that alone is too long
     loses its tail, and the eos is always kept.
     """
-    from training.ml.models import encode_prompt, encode_response
+    from training.ml.loading import encode_prompt, encode_response
 
     prompt_ids = encode_prompt(tokenizer, prompt)
     response_ids = encode_response(tokenizer, response)
@@ -368,7 +368,7 @@ class RewardScorer:
         """The base model as a sequence classifier, plus the saved LoRA adapter and score head."""
         from peft import PeftModel
 
-        from training.ml.models import load_sequence_classifier
+        from training.ml.loading import load_sequence_classifier
 
         check_model_path(base_model)
         check_adapter_path(reward_dir)
@@ -469,7 +469,7 @@ def train_reward(
     from transformers import PrinterCallback, set_seed
     from trl import RewardConfig, RewardTrainer
 
-    from training.ml.models import load_sequence_classifier, load_tokenizer
+    from training.ml.loading import load_sequence_classifier, load_tokenizer
 
     # ---- tokenize: prompts cut from the left, cuts counted ----
     tokenizer = load_tokenizer(config.base_model)

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from tests.training.ml.conftest import LONG_PROMPTS, REWARD_MAX_LENGTH, write_preferences
 from training.ml.data import PreferencePair, load_preferences, split_by_prompt
 from training.ml.errors import DataError, ModelNotFound
-from training.ml.models import encode_prompt, encode_response, load_tokenizer
+from training.ml.loading import encode_prompt, encode_response, load_tokenizer
 from training.ml.reward import (
     RewardScorer,
     RewardTrainConfig,
