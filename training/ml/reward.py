@@ -18,7 +18,9 @@ The data is tokenized here, not by TRL, by `encode_for_reward`, and `RewardScore
 function: the text is `render_prompt(prompt) + answer + eos` and the reward is read at that eos
 (`<|im_end|>` for ChatML), the token where the policy ends its turn. Two reasons to do it here:
 TRL drops pairs longer than `max_length` where we cut prompts from the left and count the cuts,
-and the reward must be read at the same token in training and in scoring (DESIGN.md pitfalls).
+and the reward must be read at the same token in training and in scoring (reading it one token
+off, at the newline after the end-of-turn token, halved the chosen/rejected separation in a
+measurement).
 """
 
 from __future__ import annotations
@@ -607,8 +609,9 @@ def _heldout_report(
 ) -> dict[str, Any]:
     """Accuracy on held-out pairs, overall and by whether the chosen answer is shorter.
 
-    A reward model trained on few pairs leans on length (DESIGN.md): if it is right only when
-    the chosen answer is the shorter one, the split shows it. Length = reward-input tokens, so
+    A reward model trained on few pairs leans on length (docs/benchmarks.md, "Reward model on
+    the demo data"): if it is right only when the chosen answer is the shorter one, the split
+    shows it. Length = reward-input tokens, so
     for one prompt it compares the answers.
     """
     chosen = scorer.score_ids([c for c, _ in rows], batch_size=batch_size)
