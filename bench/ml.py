@@ -140,7 +140,7 @@ def load_demo_prompts() -> list[Any]:
 
 def part_generate(base: str) -> dict[str, Any]:
     from training.ml.generate import sample_with_model
-    from training.ml.models import load_causal_lm
+    from training.ml.loading import load_causal_lm
 
     model, tokenizer = load_causal_lm(base)
     prompts = load_demo_prompts()
@@ -218,7 +218,7 @@ def part_long_data(base: str) -> dict[str, Any]:
     The preference is learnable and not about length: the chosen answer ends its sentences with
     a period, the rejected one with exclamation marks; both have lengths drawn independently.
     """
-    from training.ml.models import load_tokenizer
+    from training.ml.loading import load_tokenizer
     from training.ml.reward import encode_for_reward
 
     rng = random.Random(7)
@@ -335,7 +335,7 @@ def part_reward_long(
 def part_demo_data(base: str) -> dict[str, Any]:
     from feedback.preferences import judge
     from training.ml.generate import sample_with_model
-    from training.ml.models import load_causal_lm
+    from training.ml.loading import load_causal_lm
 
     model, tokenizer = load_causal_lm(base)
     prompts = load_demo_prompts()
@@ -460,7 +460,7 @@ def ppo_figures(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def part_ppo_trl(base: str) -> dict[str, Any]:
     """Runs bench/trl_ppo.py in the TRL 1.12 environment; prompts tokenized here, as ours are."""
-    from training.ml.models import encode_prompt, load_tokenizer
+    from training.ml.loading import encode_prompt, load_tokenizer
 
     tokenizer = load_tokenizer(base)
     prompts = load_demo_prompts()

@@ -28,7 +28,7 @@ window.WebSocket.prototype = NativeWebSocket.prototype;
 @pytest.fixture
 def arena_project(worker, tiny_model_dir, settings, make_user):
     """A project on the tiny model with two versions: v0 (base) and v1 (a LoRA adapter)."""
-    from training.ml.models import LoraSettings, attach_lora, load_causal_lm
+    from training.ml.loading import LoraSettings, attach_lora, load_causal_lm
 
     project = project_create(
         slug="arena", name="Arena", base_model=tiny_model_dir, max_new_tokens=24

@@ -65,7 +65,7 @@ def arena_generate(*, battle: ArenaBattle) -> None:
     for the length of a battle; fine for the small models the arena serves here.
     """
     from training.ml.generate import GenerateConfig, sample_with_model
-    from training.ml.models import load_causal_lm, merge_adapter
+    from training.ml.loading import load_causal_lm, merge_adapter
 
     project = battle.project
     messages = battle.prompt.messages

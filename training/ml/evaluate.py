@@ -39,7 +39,7 @@ from training.ml.data import (
     sample_prompts,
 )
 from training.ml.generate import Sample
-from training.ml.models import check_adapter_path, check_model_path
+from training.ml.loading import check_adapter_path, check_model_path
 
 OnProgress = Callable[[int, int], None]
 
@@ -111,7 +111,7 @@ def evaluate(
     prompts = sample_prompts(load_prompts(prompts_path), config.num_prompts, seed=config.seed)
 
     from training.ml.generate import sample_with_model
-    from training.ml.models import encode_prompt, load_causal_lm
+    from training.ml.loading import encode_prompt, load_causal_lm
 
     n = len(prompts)
     judges = 2 if config.judge_model else 1

@@ -3,9 +3,10 @@
     python -m training.ml.generate --base var/models/smollm2 --adapter var/policies/3 \
         --prompts prompts.jsonl --out samples.jsonl --num-samples 2
 
-Each decode step costs about the same at any batch size on these machines (DESIGN.md), so all
-prompt x sample sequences are batched, shortest prompts together to waste little padding, with
-left padding so every sequence's next token sits in the last column.
+A decode step costs little more at batch 16 than at batch 1 on a CPU (docs/benchmarks.md,
+"Generation": 22 tokens/s at batch 1, 100 at batch 16), so all prompt x sample sequences are
+batched, shortest prompts together to waste little padding, with left padding so every
+sequence's next token sits in the last column.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def generate(
     sample_index`; the pieces of one sequence concatenate to its Sample.text. `on_progress(done,
     total)` counts finished sequences.
     """
-    from training.ml.models import load_causal_lm, merge_adapter
+    from training.ml.loading import load_causal_lm, merge_adapter
 
     config.validate()
     model, tokenizer = load_causal_lm(
@@ -128,7 +129,7 @@ def sample_with_model(
     """
     import torch
 
-    from training.ml.models import encode_prompt
+    from training.ml.loading import encode_prompt
 
     # ---- one entry per (prompt, sample), batched by prompt length ----
     prompt_ids = [encode_prompt(tokenizer, p) for p in prompts]

@@ -291,7 +291,7 @@ def build_policy_and_value(
     """
     from transformers import AutoModelForSequenceClassification
 
-    from training.ml.models import LoraSettings, attach_lora, load_adapter, load_causal_lm
+    from training.ml.loading import LoraSettings, attach_lora, load_adapter, load_causal_lm
 
     base, tokenizer = load_causal_lm(config.base_model, device=device, dtype=dtype)
     base.requires_grad_(False)
@@ -363,7 +363,7 @@ def train_ppo(
     from transformers import GenerationConfig
 
     from training.ml.generate import _stop_token_ids, decode
-    from training.ml.models import check_adapter_path, check_model_path, encode_prompt
+    from training.ml.loading import check_adapter_path, check_model_path, encode_prompt
     from training.ml.reward import RewardScorer, read_reward_info
 
     # ---- 0. check everything before touching out_dir ----

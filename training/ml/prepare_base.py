@@ -9,7 +9,7 @@ neither saved nor trained unless it is dequantized, so we convert it once:
 
 and every later job loads the saved folder (float32 safetensors, ~540 MB) in a few seconds.
 
-Two fixes are made on the way (see DESIGN.md, "Known pitfalls"):
+Two fixes are made on the way:
 - pad token: the GGUF says `<|im_end|>` (id 2), which is also eos and sits inside every chat
   prompt, so padding masks would eat real tokens and a sequence-classification head would read
   the reward from the wrong position. We use `<|endoftext|>` (id 0) in the tokenizer, the model

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.ml.models import LoraSettings, attach_lora, load_causal_lm
+from training.ml.loading import LoraSettings, attach_lora, load_causal_lm
 from training.ml.reward import RewardTrainConfig, train_reward
 from training.ml.tiny import build_tiny_model
 

@@ -10,7 +10,7 @@ import torch
 from tests.training.ml.conftest import write_prompts
 from training.ml.errors import DataError
 from training.ml.generate import GenerateConfig, generate, main, sample_with_model
-from training.ml.models import load_causal_lm
+from training.ml.loading import load_causal_lm
 
 PROMPTS = [
     "What is the capital of France?",

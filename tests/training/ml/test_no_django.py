@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[3]
 def test_training_ml_imports_without_django() -> None:
     code = (
         "import training.ml, training.ml.errors, training.ml.data, training.ml.tiny, "
-        "training.ml.models, training.ml.generate, training.ml.reward, training.ml.evaluate\n"
+        "training.ml.loading, training.ml.generate, training.ml.reward, training.ml.evaluate\n"
         "import sys\n"
         "leaked = sorted(m for m in sys.modules if m.startswith('django'))\n"
         "assert not leaked, leaked\n"

@@ -159,7 +159,7 @@ def test_metrics_have_the_usual_names_and_are_written_as_json_lines(learning_run
 
 
 def test_saved_policy_reloads_and_generates(learning_run, peaked_base: str) -> None:
-    from training.ml.models import load_causal_lm, render_prompt
+    from training.ml.loading import load_causal_lm, render_prompt
 
     config, out, summary, _ = learning_run
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= {
@@ -191,7 +191,7 @@ def test_saved_policy_reloads_and_generates(learning_run, peaked_base: str) -> N
 
 
 def test_reference_logprobs_are_the_base_model_exactly(tiny_model: str) -> None:
-    from training.ml.models import load_causal_lm
+    from training.ml.loading import load_causal_lm
 
     model, _ = build_policy_and_value(PPOConfig(base_model=tiny_model), device="cpu")
     torch.manual_seed(1)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,16 +10,19 @@ from safetensors.torch import load_file
 from tests.training.ml.conftest import LONG_PROMPTS, REWARD_MAX_LENGTH, write_preferences
 from training.ml.data import PreferencePair, load_preferences, split_by_prompt
 from training.ml.errors import DataError, ModelNotFound
-from training.ml.models import encode_prompt, encode_response, load_tokenizer
-from training.ml.reward import (
-    RewardScorer,
-    RewardTrainConfig,
+from training.ml.loading import encode_prompt, encode_response, load_tokenizer
+from training.ml.packed_pairs import (
     TokenBudgetBatchSampler,
     collate_packed_pairs,
-    encode_for_reward,
     pack_pair,
     packed_pair_rewards,
     token_budget_batches,
+)
+from training.ml.reward import (
+    RewardScorer,
+    RewardTrainConfig,
+    encode_for_reward,
+    pair_metrics,
     train_reward,
 )
 
@@ -391,3 +395,107 @@ def test_packed_rewards_equal_the_rewards_of_separate_sequences(
 
     assert chosen.tolist() == pytest.approx(scorer.score_ids([c for c, _ in rows]), abs=1e-5)
     assert rejected.tolist() == pytest.approx(scorer.score_ids([r for _, r in rows]), abs=1e-5)
+
+
+# ---- the training loop ----
+
+
+def test_pair_metrics_by_hand() -> None:
+    import torch
+
+    chosen = torch.tensor([2.0, 0.5, -1.0])
+    rejected = torch.tensor([1.0, 1.5, -3.0])
+    losses = torch.tensor([0.3, 1.2, 0.6])
+
+    metrics = pair_metrics(chosen, rejected, losses)
+
+    assert metrics == pytest.approx(
+        {
+            "loss": 0.7,
+            "accuracy": 2 / 3,
+            "margin": (1.0 - 1.0 + 2.0) / 3,
+            "min_reward": -3.0,
+            "mean_reward": 1.0 / 6,
+            "max_reward": 2.0,
+        }
+    )
+
+
+def test_gradient_accumulation_sums_batches_into_one_step(tiny_model: str, tmp_path: Path) -> None:
+    data = write_preferences(tmp_path / "prefs.jsonl", pairs=12, seed=2)
+    config = RewardTrainConfig(
+        base_model=tiny_model,
+        lora_r=4,
+        batch_size=12,
+        max_length=32,
+        max_batch_tokens=64,  # one pair per batch: 12 batches
+        gradient_accumulation_steps=4,
+        eval_fraction=0,
+        logging_steps=1,
+    )
+    metrics: list[dict] = []
+
+    result = train_reward(config, data, tmp_path / "rm", on_metrics=metrics.append)
+
+    assert result["steps"] == 3
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
+
+
+def test_activation_checkpointing_trains_the_same_weights(tiny_model: str, tmp_path: Path) -> None:
+    data = write_preferences(tmp_path / "prefs.jsonl", pairs=16, seed=3)
+    results = {}
+    for checkpointing in (False, True):
+        config = RewardTrainConfig(
+            base_model=tiny_model,
+            lora_r=4,
+            learning_rate=5e-3,
+            batch_size=4,
+            eval_fraction=0,
+            gradient_checkpointing=checkpointing,
+        )
+        out = tmp_path / f"rm-{checkpointing}"
+        results[checkpointing] = (
+            train_reward(config, data, out),
+            load_file(out / "adapter_model.safetensors"),
+        )
+
+    (plain, plain_weights), (checkpointed, checkpointed_weights) = results[False], results[True]
+    assert checkpointed["steps"] == plain["steps"] == 4
+    assert checkpointed["train_loss"] == pytest.approx(plain["train_loss"], abs=1e-6)
+    assert checkpointed_weights.keys() == plain_weights.keys()
+    assert all(
+        (checkpointed_weights[name] - w).abs().max() < 1e-5 for name, w in plain_weights.items()
+    )
+
+
+def test_two_processes_share_the_batches_and_write_once(tiny_model: str, tmp_path: Path) -> None:
+    """`torchrun` / `accelerate launch` with 2 CPU processes (gloo): DDP, as on several GPUs."""
+    import subprocess
+    import sys
+
+    data = write_preferences(tmp_path / "prefs.jsonl", pairs=16, seed=3)
+    out = tmp_path / "rm"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "training.ml.reward", "--base", tiny_model, "--data", str(data), "--out", str(out),
+        "--lora-r", "4", "--batch-size", "4", "--eval-fraction", "0", "--logging-steps", "1",
+    ]  # fmt: skip
+
+    completed = subprocess.run(
+        command,
+        cwd=Path(__file__).resolve().parents[3],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = [json.loads(line) for line in completed.stdout.splitlines()]
+    results = [line["result"] for line in lines if "result" in line]
+    assert len(results) == 1  # printed by the main process only
+    # 4 batches of 4 pairs, 2 for each process: 2 steps, each over the 8 pairs of one batch each
+    assert results[0]["steps"] == 2
+    assert [m["step"] for m in lines if "loss" in m] == [1, 2]
+    assert (out / "hone_reward.json").is_file()
+    assert not list(tmp_path.glob(".rm.*"))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from training.ml.errors import ModelNotFound
-from training.ml.models import (
+from training.ml.loading import (
     encode_prompt,
     encode_response,
     load_causal_lm,

@@ -223,7 +223,8 @@ def _quiet_new_score_head() -> Any:
 
 
 def _set_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-    # A converted SmolLM2 folder says pad_token_id=2 (<|im_end|>): see DESIGN.md pitfalls.
+    # A converted SmolLM2 folder says pad_token_id=2 (<|im_end|>), the eos inside every chat
+    # prompt: a classifier head would then read the reward from padding (module docstring).
     model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
