@@ -1,4 +1,4 @@
-"""The two hot endpoints of labeling, served in front of Django on PostgreSQL.
+"""The fast path: the two hot endpoints of labeling, served in front of Django on PostgreSQL.
 
 POST /api/projects/<slug>/comparisons/next/ and POST /api/assignments/<id>/label/ are what
 every annotator calls for every item. Through Django they cost about 17 ms of CPU per pair

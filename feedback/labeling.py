@@ -5,7 +5,7 @@ yield (sql, params) and receive the rows back; `run` drives them on a DB-API cur
 connection), and the caller owns the transaction (a generator never commits). On SQLite,
 feedback.services runs the generators; on PostgreSQL the same statements and logic run inside
 two PL/pgSQL functions built from them (see "PostgreSQL: each request in one round trip"),
-called by feedback.services and by the lean ASGI path of api/fastpath.py.
+called by feedback.services and by the fast path (the ASGI app of api/fastpath.py).
 
 Assignment rules (see services.assignment_next): the annotator's own unexpired lease first;
 a consistency repeat at the project's repeat rate; gold items at the project's gold rate;
@@ -238,7 +238,7 @@ SELECT {display}
 
 @dataclass(frozen=True)
 class ProjectRules:
-    """The project settings the labeling path reads (cached by the lean path)."""
+    """The project settings the labeling path reads (cached by the fast path)."""
 
     project_id: int
     lease_minutes: int
@@ -497,8 +497,8 @@ def label_steps(
 
 # --- PostgreSQL: each request in one round trip ---------------------------------------------
 #
-# On PostgreSQL the steps above run as two PL/pgSQL functions (feedback.services and the lean
-# API path of api/fastpath.py): one call per request instead of a round trip per statement
+# On PostgreSQL the steps above run as two PL/pgSQL functions (feedback.services and the fast
+# path of api/fastpath.py): one call per request instead of a round trip per statement
 # plus BEGIN and COMMIT (12 round trips per next + submit pair). The functions are written
 # from this module's statements: `_bind` puts their variables where the steps pass
 # parameters, in the same order, and the control flow follows lease_steps and label_steps line
