@@ -7,7 +7,7 @@ ASGI app in front of Django (config/asgi.py), the same statements run on a psyco
 connection pool, and the answer is the same.
 
 What is the same, and how:
-- The rules: feedback/labeling.py, the statements and steps that feedback.services runs on
+- The rules: feedback/labeling/, the statements and steps that feedback.services runs on
   Django's connection, run here as the two PL/pgSQL functions built from them (one round
   trip per request).
 - Who is calling: the session cookie through django.contrib.auth.get_user (session hash,
