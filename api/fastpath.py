@@ -237,11 +237,8 @@ class LabelingFastPath:
         call = labeling.label_call(
             user_id=user.pk,
             assignment_id=assignment_id,
-            choice=fields["choice"],
-            strength=fields["strength"],
-            rationale=fields["rationale"].strip(),
-            time_spent_ms=fields["time_spent_ms"],
             now=timezone.now(),
+            **{**fields, "rationale": fields["rationale"].strip()},
         )
         try:
             row = await self._call(call)

@@ -5,7 +5,8 @@ generators that yield (sql, params) and receive the rows back; `run` drives them
 cursor (Django's connection), and the caller owns the transaction (a generator never commits).
 On SQLite, feedback.services runs the generators; on PostgreSQL the same statements and logic
 run inside two PL/pgSQL functions built from them (functions.py), called by feedback.services
-and by the fast path (the ASGI app of api/fastpath.py).
+and by the fast path (the ASGI app of api/fastpath.py). What a new label stores is declared once,
+in columns.py, with the list of what to change with it.
 
 Assignment rules (see feedback.services.assignment_next): the annotator's own unexpired lease
 first; a consistency repeat at the project's repeat rate; gold items at the project's gold rate;

@@ -15,7 +15,9 @@ went wrong. The functions are installed after every migrate (feedback.apps).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+from feedback.labeling.columns import LABEL_INPUT, LABEL_PARAMS, annotator_values
 from feedback.labeling.sql import (
     ACTIVE,
     ATTEMPTS,
@@ -57,14 +59,6 @@ _F_LEASE_WRITE = _bind(
     LEASE_WRITE, "v_user", "v_a_left", "v_now", "v_expires", "item.id", "v_now", "v_user"
 )
 _F_LEASES_FULL = _bind(LEASES_FULL, "v_now", "item.id", "v_now")
-_F_LEASE_SUBMIT = _bind(LEASE_SUBMIT, "v_assignment", "v_user")
-_F_LABEL_WRITE = _bind(
-    LABEL_WRITE,
-    *("v_comparison", "v_user", "v_assignment", "v_choice", "v_strength", "v_rationale"),
-    *("v_time_spent", "v_a_left", "v_is_repeat", "v_now", "v_now"),
-)
-_F_AUDIT_WRITE = _bind(AUDIT_WRITE, "v_label", "v_user", "v_after", "v_now")
-_F_TAKE_LABEL = _bind(TAKE_LABEL, "v_comparison")
 
 _LEASE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION hone_lease(
@@ -117,40 +111,61 @@ END
 $function$
 """
 
+# The label function's arguments, in order: the lease and its annotator, the annotator's values
+# (feedback/labeling/columns.py), the time, the audit row's `after`. Its variable of a name is
+# `v_<name>`, as is that of a value it returns.
+LABEL_ARGUMENTS = (
+    ("assignment_id", "bigint"),
+    ("user_id", "integer"),
+    *((column.name, column.pg_type) for column in LABEL_INPUT),
+    ("now", "timestamptz"),
+    ("after", "jsonb"),
+)
+# What the label function returns of the label it stored: the Submitted fields of these names.
+LABEL_RETURNED = (
+    ("label_id", "bigint"),
+    ("comparison_id", "bigint"),
+    ("project_id", "bigint"),
+    ("a_shown_left", "boolean"),
+    ("is_repeat", "boolean"),
+    ("trigger_new_labels", "integer"),
+    ("human_gate", "double precision"),
+)
+
+
+def _declared(names_types: tuple[tuple[str, str], ...], prefix: str, separator: str) -> str:
+    return separator.join(f"{prefix}{name} {pg_type}" for name, pg_type in names_types)
+
+
+_F_LEASE_SUBMIT = _bind(LEASE_SUBMIT, "v_assignment_id", "v_user_id")
+_F_LABEL_WRITE = _bind(LABEL_WRITE, *(f"v_{name}" for name in LABEL_PARAMS))
+_F_AUDIT_WRITE = _bind(AUDIT_WRITE, "v_label_id", "v_user_id", "v_after", "v_now")
+_F_TAKE_LABEL = _bind(TAKE_LABEL, "v_comparison_id")
+
 _LABEL_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION hone_label(
-    v_assignment bigint, v_user integer, v_choice varchar, v_strength integer,
-    v_rationale text, v_time_spent integer, v_now timestamptz, v_after jsonb)
-RETURNS TABLE (
-    o_label_id bigint, o_comparison_id bigint, o_project_id bigint, o_a_shown_left boolean,
-    o_is_repeat boolean, o_trigger_new_labels integer, o_human_gate double precision)
+CREATE OR REPLACE FUNCTION hone_label({_declared(LABEL_ARGUMENTS, "v_", ", ")})
+RETURNS TABLE ({_declared(LABEL_RETURNED, "o_", ", ")})
 LANGUAGE plpgsql VOLATILE AS $function$
 DECLARE
-    v_comparison bigint;
-    v_a_left boolean;
-    v_is_repeat boolean;
-    v_project bigint;
-    v_trigger integer;
+    {_declared(LABEL_RETURNED, "v_", "; ")};
     v_needs_why boolean;
-    v_gate double precision;
-    v_label bigint;
     v_taken bigint;
 BEGIN
     {_F_LEASE_SUBMIT}
-      INTO v_comparison, v_a_left, v_is_repeat, v_project, v_trigger, v_needs_why, v_gate;
+      INTO v_comparison_id, v_a_shown_left, v_is_repeat, v_project_id, v_trigger_new_labels,
+           v_needs_why, v_human_gate;
     IF NOT FOUND THEN RAISE EXCEPTION 'hone: not submitted'; END IF;
     IF v_choice = '{PreferenceLabel.Choice.BOTH_BAD.value}' AND v_needs_why
        AND v_rationale = '' THEN
         RAISE EXCEPTION 'hone: rationale_required';
     END IF;
-    {_F_LABEL_WRITE} INTO v_label;
+    {_F_LABEL_WRITE} INTO v_label_id;
     {_F_AUDIT_WRITE};
     IF NOT v_is_repeat THEN
         {_F_TAKE_LABEL} INTO v_taken;
         IF NOT FOUND THEN RAISE EXCEPTION 'hone: closed'; END IF;
     END IF;
-    RETURN QUERY SELECT v_label, v_comparison, v_project, v_a_left, v_is_repeat, v_trigger,
-                        v_gate;
+    RETURN QUERY SELECT {", ".join(f"v_{name}" for name, _ in LABEL_RETURNED)};
 END
 $function$
 """
@@ -177,33 +192,20 @@ def lease_call(*, rules: ProjectRules, user_id: int, now: datetime, own_transact
     return "SELECT * FROM hone_lease(%s, %s, %s, %s, %s, %s, %s, %s)", params
 
 
-def label_call(
-    *,
-    user_id: int,
-    assignment_id: int,
-    choice: str,
-    strength: int,
-    rationale: str,
-    time_spent_ms: int,
-    now: datetime,
-) -> Query:
-    """label_steps' successful case as one call of the PostgreSQL function (see the
-    module docstring); its row is `submitted_of`."""
-    after = created_state(choice=choice, strength=strength, rationale=rationale)
-    params = [assignment_id, user_id, choice, strength, rationale, time_spent_ms, now, after]
-    return "SELECT * FROM hone_label(%s, %s, %s, %s, %s, %s, %s, %s)", params
+_LABEL_CALL = f"SELECT * FROM hone_label({', '.join(['%s'] * len(LABEL_ARGUMENTS))})"
+
+
+def label_call(*, user_id: int, assignment_id: int, now: datetime, **given: Any) -> Query:
+    """label_steps' successful case as one call of the PostgreSQL function (see the module
+    docstring); `given`: the annotator's values, as label_steps takes them. Its row is
+    `submitted_of`."""
+    given = annotator_values(given)
+    values = {"assignment_id": assignment_id, "user_id": user_id, "now": now, **given}
+    values["after"] = created_state(given)
+    return _LABEL_CALL, [values[name] for name, _ in LABEL_ARGUMENTS]
 
 
 def submitted_of(row: tuple) -> Submitted:
-    label_id, comparison_id, project_id, a_shown_left, is_repeat, trigger, human_gate = row
-    return Submitted(
-        "created",
-        label_id=label_id,
-        comparison_id=comparison_id,
-        project_id=project_id,
-        a_shown_left=a_shown_left,
-        is_repeat=is_repeat,
-        status=ACTIVE,
-        trigger_new_labels=trigger,
-        human_gate=human_gate,
-    )
+    """What the label function did (LABEL_RETURNED), from its row."""
+    returned = dict(zip((name for name, _ in LABEL_RETURNED), row, strict=True))
+    return Submitted("created", status=ACTIVE, **returned)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from feedback.labeling.columns import LABEL_COLUMNS
 from feedback.models import (
     Assignment,
     Comparison,
@@ -226,14 +227,12 @@ UPDATE {comparison}
 RETURNING id
 """)
 
-LABEL_WRITE = _sql("""
-INSERT INTO {label}
-       (comparison_id, annotator_id, assignment_id, choice, strength, rationale,
-        time_spent_ms, a_shown_left, is_repeat, review_status, withdrawn_at, created_at,
-        updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {unreviewed}, NULL, %s, %s)
-RETURNING id
-""")
+# A new label, as feedback/labeling/columns.py declares it: its parameters are LABEL_PARAMS.
+LABEL_WRITE = _sql(
+    "INSERT INTO {label} (" + ", ".join(c.name for c in LABEL_COLUMNS) + ")\n"
+    "VALUES (" + ", ".join("%s" if c.param else c.value for c in LABEL_COLUMNS) + ")\n"
+    "RETURNING id"
+)
 
 AUDIT_WRITE = _sql("""
 INSERT INTO {audit} (label_id, actor_id, action, before, after, at)

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+from feedback.labeling.columns import LABEL_PARAMS, annotator_values
 from feedback.labeling.sql import (
     ACTIVE,
     ATTEMPTS,
@@ -189,12 +190,12 @@ def label_state(*, choice: str, strength: int, rationale: str, review_status: st
     }
 
 
-def created_state(*, choice: str, strength: int, rationale: str) -> str:
-    """The audit row's `after` of a new label, as JSON."""
+def created_state(given: dict[str, Any]) -> str:
+    """The audit row's `after` of a new label with the annotator's values `given`, as JSON."""
     state = label_state(
-        choice=choice,
-        strength=strength,
-        rationale=rationale,
+        choice=given["choice"],
+        strength=given["strength"],
+        rationale=given["rationale"],
         review_status=PreferenceLabel.ReviewStatus.UNREVIEWED,
     )
     return json.dumps(state)
@@ -205,18 +206,17 @@ def label_steps(
     adapt_datetime: AdaptDatetime,
     user_id: int,
     assignment_id: int,
-    choice: str,
-    strength: int,
-    rationale: str,
-    time_spent_ms: int,
     now: datetime,
+    **given: Any,
 ) -> Generator[Query, list[tuple], Submitted]:
-    """Mark the annotator's lease submitted, store their label and its audit row. The values
-    are validated already (services.vote_check and the time bound).
+    """Mark the annotator's lease submitted, store their label and its audit row. `given`: the
+    annotator's values (columns.LABEL_INPUT: choice, strength, rationale, time_spent_ms),
+    validated already (services.vote_check and the time bound).
 
     A double submit waits for the first one's row lock and then finds the lease submitted. A
     lease that expired still takes its label while the comparison needs one. Repeats never
     count towards k. Run inside a transaction; roll back unless the outcome is "created"."""
+    given = annotator_values(given)
     rows = yield LEASE_SUBMIT, [assignment_id, user_id]
     if not rows:
         rows = yield LEASE_STATUS, [assignment_id, user_id]
@@ -236,14 +236,21 @@ def label_steps(
         "trigger_new_labels": trigger,
         "human_gate": human_gate,
     }
-    if choice == PreferenceLabel.Choice.BOTH_BAD and needs_why and not rationale:
+    if given["choice"] == PreferenceLabel.Choice.BOTH_BAD and needs_why and not given["rationale"]:
         return Submitted("rationale_required", **lease)
     at = adapt_datetime(now)
-    values = [comparison_id, user_id, assignment_id, choice, strength, rationale, time_spent_ms]
-    rows = yield LABEL_WRITE, [*values, bool(a_shown_left), bool(is_repeat), at, at]
+    values = {
+        "comparison_id": comparison_id,
+        "user_id": user_id,
+        "assignment_id": assignment_id,
+        "a_shown_left": bool(a_shown_left),
+        "is_repeat": bool(is_repeat),
+        "now": at,
+        **given,
+    }
+    rows = yield LABEL_WRITE, [values[name] for name in LABEL_PARAMS]
     label_id = rows[0][0]
-    after = created_state(choice=choice, strength=strength, rationale=rationale)
-    yield AUDIT_WRITE, [label_id, user_id, after, at]
+    yield AUDIT_WRITE, [label_id, user_id, created_state(given), at]
     # Last: the comparison's row lock, which every other submit on it waits for, is then
     # held only until the commit that follows.
     if not is_repeat and not (yield TAKE_LABEL, [comparison_id]):
