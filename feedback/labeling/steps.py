@@ -167,7 +167,8 @@ def lease_of(row: tuple) -> Lease:
 class Submitted:
     """What label_steps did. `outcome` is "created" (a label was written) or why not:
     "not_assigned", "already_submitted", "not_active", "closed", "rationale_required"; the
-    caller must roll back on anything but "created"."""
+    caller must roll back on anything but "created". The label function's row fills the fields
+    that functions.LABEL_RETURNED names."""
 
     outcome: str
     label_id: int | None = None
