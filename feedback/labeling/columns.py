@@ -12,9 +12,10 @@ Changing what a label stores, in order:
      input serializer (feedback/apis.py, LabelSubmitApi.InputSerializer; the fast path validates
      with it and passes what it returns on whole), the keyword of feedback.services.label_submit
      and its `fields`, and the labeling page's form (feedback/views.py) if people set it there;
-   - known to the write (WRITE_VALUES): `values` in label_steps, and the label function's
-     variable `v_<name>` (an argument, or LABEL_RETURNED in functions.py), read by the lease
-     submit (sql.LEASE_SUBMIT) when it comes from the lease or its project;
+   - known to the write (a name of WRITE_VALUES; a new one added there): its value in
+     label_steps' `values` and the label function's variable `v_<name>` (an argument, or an
+     entry of LABEL_RETURNED in functions.py), read by the lease submit (sql.LEASE_SUBMIT, and
+     the INTO list after it in the label function) when it comes from the lease or its project;
    - the same in every new label: its SQL, here.
 3. feedback.services.label_submit: the PreferenceLabel.from_db(...) list, the label it returns,
    in the model's field order.
@@ -24,8 +25,8 @@ Changing what a label stores, in order:
 6. `manage.py migrate` (it reinstalls the functions), then tests/feedback/test_labeling_columns.py,
    which fails while the model, this declaration, the API's input, the installed hone_label
    function (arguments, their types against the table's, what it returns and submitted_of reads)
-   and the label that label_submit returns are out of step; tests/api/test_fastpath.py runs
-   both paths.
+   and the label that label_submit returns are out of step (a new annotator's value also goes
+   into the values its tests submit); tests/api/test_fastpath.py runs both paths.
 """
 
 from __future__ import annotations
