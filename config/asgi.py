@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, websockets under /ws/ through Channels; on
-PostgreSQL the labeling API's next-item and submit go through api/fastpath.py first."""
+PostgreSQL the labeling API's next-item and submit go through the fast path
+(api/fastpath.py) first."""
 
 import gc
 import os

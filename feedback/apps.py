@@ -11,7 +11,7 @@ class FeedbackConfig(AppConfig):
 
 
 def _labeling_functions_install(*, using: str, **kwargs) -> None:
-    """On PostgreSQL: (re)install the labeling functions of this code (feedback/labeling.py)
+    """On PostgreSQL: (re)install the labeling functions of this code (feedback/labeling/)
     after every migrate, so that they always match the statements of the code deployed."""
     from django.db import connections, transaction
 

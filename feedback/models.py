@@ -290,7 +290,7 @@ class Comparison(models.Model):
     # reads one row instead of counting.
     label_count = models.PositiveSmallIntegerField(default=0)
     # Labels and unexpired leases fill it until this time: a hint that lets the next-item
-    # query step over the row without counting its leases (feedback/labeling.py).
+    # query step over the row without counting its leases (feedback/labeling/).
     leases_full_until = models.DateTimeField(null=True, blank=True, editable=False)
     # Gold items: the known answer, set by an admin.
     gold_choice = models.CharField(max_length=8, choices=Choice.choices, blank=True)
@@ -418,7 +418,7 @@ class PreferenceLabel(models.Model):
             models.Index(fields=["comparison", "review_status"]),
             models.Index(fields=["annotator", "created_at"]),
             # An annotator's regular labels in order: where a consistency repeat is found
-            # (feedback/labeling.py, REPEAT_GAP labels back), without sorting all of them.
+            # (feedback/labeling/sql.py, REPEAT_GAP labels back), without sorting all of them.
             models.Index(
                 fields=["annotator", "id"],
                 condition=Q(is_repeat=False),

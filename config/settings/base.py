@@ -131,8 +131,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     # otherwise fail a request.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# The labeling API's two hot endpoints served in front of Django on PostgreSQL, on a psycopg
-# async pool of the same size as the one above (api/fastpath.py, docs/benchmarks.md).
+# The fast path: the labeling API's two hot endpoints served in front of Django on PostgreSQL,
+# on a psycopg async pool of the same size as the one above (api/fastpath.py, docs/benchmarks.md).
 HONE_LABELING_FASTPATH = env.bool("HONE_LABELING_FASTPATH", default=True)
 
 # --- Queue and websockets: Redis when REDIS_URL is set --------------------------------

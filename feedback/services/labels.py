@@ -32,7 +32,7 @@ def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment |
     never leased to more annotators at once than it still needs labels, and never to someone
     who has labelled it. An expired lease frees its place; its own annotator may get the item
     back, and the lease row is then renewed in place. The rules and how they stay right under
-    concurrency: feedback/labeling.py, which the lean API path (api/fastpath.py) runs too.
+    concurrency: feedback/labeling/, which the fast path (api/fastpath.py) runs too.
     """
     lease = assignment_lease(project=project, user=user)
     return None if lease is None else _assignment_of(lease)
@@ -44,7 +44,7 @@ def assignment_lease(*, project: Project, user: AbstractBaseUser) -> labeling.Le
     now = timezone.now()
     own_transaction = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":  # one call of the function (feedback/labeling.py)
+        if connection.vendor == "postgresql":  # one call of the function (feedback/labeling/)
             call = labeling.lease_call(
                 rules=rules, user_id=user.pk, now=now, own_transaction=own_transaction
             )
@@ -122,8 +122,8 @@ def label_submit(
     still takes its label while the comparison needs one. The comparison's label count is
     raised in one conditional UPDATE, which holds its row lock to the end: a comparison never
     gets more than its k regular labels. Repeats never count towards k. The statements:
-    feedback/labeling.py (label_steps on SQLite, the hone_label function built from them on
-    PostgreSQL, which the lean API path calls too).
+    feedback/labeling/ (label_steps on SQLite, the hone_label function built from them on
+    PostgreSQL, which the fast path calls too).
     """
     vote_check(choice=choice, strength=strength)
     if not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
@@ -161,7 +161,7 @@ def label_submit(
 
 def _label_store(cursor: Any, fields: dict[str, Any]) -> labeling.Submitted:
     """label_steps, as one call of the PostgreSQL function where it is there (see
-    feedback/labeling.py); when the function refuses, the steps say why."""
+    feedback/labeling/); when the function refuses, the steps say why."""
     if connection.vendor == "postgresql":
         try:
             with transaction.atomic():  # a savepoint: a refusal rolls back to here

@@ -1,4 +1,4 @@
-"""The lean path of the labeling API (api/fastpath.py) against Django's, case by case.
+"""The fast path of the labeling API (api/fastpath.py) against Django's, case by case.
 
 Each case runs through the ASGI app production serves on PostgreSQL (LabelingFastPath in
 front of Django) and through Django alone, with a real session (or token) and CSRF token,
@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
         settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-        reason="the lean path serves PostgreSQL only (SQLite: Django answers everything)",
+        reason="the fast path serves PostgreSQL only (SQLite: Django answers everything)",
     ),
 ]
 
@@ -93,8 +93,8 @@ class Caller:
 
 
 def run(path: str, scenario):
-    """Run `scenario(app)` (a coroutine function) through Django alone or the lean path in
-    front of it; returns what it returns and what the lean path served."""
+    """Run `scenario(app)` (a coroutine function) through Django alone or the fast path in
+    front of it; returns what it returns and what the fast path served."""
     django_app = get_asgi_application()
     app = fastpath.LabelingFastPath(django_app) if path == "fast" else django_app
 
@@ -166,7 +166,7 @@ def test_next_then_submit_then_nothing_left(path, project, annotator):
     assert served == ({} if path == "django" else {"next": 3, "label": 1})
 
 
-def test_the_lean_path_answers_with_the_headers_django_gives(project, annotator, make_user):
+def test_the_fast_path_answers_with_the_headers_django_gives(project, annotator, make_user):
     project.labels_per_comparison = 2
     project.save()
     make_comparisons(project, [("x", "y")])
@@ -446,7 +446,7 @@ def test_a_browser_asking_for_html_gets_what_django_renders(path, project, annot
     assert served == ({} if path == "django" else {"django": 1})
 
 
-def test_a_logout_or_password_change_ends_the_lean_path_after_the_cache_time(
+def test_a_logout_or_password_change_ends_the_fast_path_after_the_cache_time(
     project, annotator, make_user, monkeypatch
 ):
     make_comparisons(project, [("x", "y"), ("z", "w")])
@@ -535,7 +535,7 @@ def test_a_label_in_a_project_with_a_human_gate_asks_for_a_check(
     assert served == ({} if path == "django" else {"next": 1, "label": 1})
 
 
-def test_the_lean_path_is_on_for_postgresql_and_can_be_turned_off(settings):
+def test_the_fast_path_is_on_for_postgresql_and_can_be_turned_off(settings):
     on = fastpath.enabled()
     settings.HONE_LABELING_FASTPATH = False
 

@@ -1,5 +1,5 @@
 """A restart of PostgreSQL ends every pooled connection of the web processes; each is found
-dead only when next used. The next request must still be answered, by the lean path and by
+dead only when next used. The next request must still be answered, by the fast path and by
 Django (PostgreSQL only: the tests end the backends the way a restart does)."""
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ def database_restart() -> int:
     return backends_end()
 
 
-def test_the_lean_path_answers_after_the_database_restarts(project, annotator):
+def test_the_fast_path_answers_after_the_database_restarts(project, annotator):
     make_comparisons(project, [("x", "y"), ("z", "w")])
     caller = Caller(None, user=annotator)
 
     async def scenario(app):
         caller.app = app
-        first = await caller.post(NEXT)  # opens the lean path's pool
+        first = await caller.post(NEXT)  # opens the fast path's pool
         ended = await sync_to_async(database_restart)()
         again = await caller.post(NEXT)
         return first, ended, again

@@ -1,5 +1,5 @@
 """The labeling load benchmark, short: 16 annotators for 10 seconds against uvicorn and
-PostgreSQL, through config.asgi as production serves it (on PostgreSQL: the lean path of
+PostgreSQL, through config.asgi as production serves it (on PostgreSQL: the fast path of
 api/fastpath.py in front of Django). It asserts the invariants, never the speed (speed:
 docs/benchmarks.md)."""
 

@@ -16,7 +16,7 @@ from tests.factories import make_comparisons
 
 pytestmark = pytest.mark.skipif(
     settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-    reason="the lean path serves PostgreSQL only (SQLite: Django answers everything)",
+    reason="the fast path serves PostgreSQL only (SQLite: Django answers everything)",
 )
 
 PREFIX = "HONE_LABELING_FASTPATH is on, but Django serves next-item and submit: "
