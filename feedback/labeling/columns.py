@@ -9,7 +9,7 @@ Changing what a label stores, in order:
 1. feedback/models.py: the field on PreferenceLabel, then `manage.py makemigrations feedback`.
 2. LABEL_COLUMNS below: the column at the field's position, and where its value comes from:
    - sent by the annotator (ANNOTATOR, with the type hone_label takes it in): also the API's
-     input serializer (feedback/apis.py, LabelSubmitApi.InputSerializer; the fast path validates
+     input serializer (api/views.py, LabelSubmitInputSerializer; the fast path validates
      with it and passes what it returns on whole), the keyword of feedback.services.label_submit
      and its `fields`, and the labeling page's form (feedback/views.py) if people set it there;
    - known to the write (a name of WRITE_VALUES; a new one added there): its value in
