@@ -179,3 +179,19 @@ def test_every_n_labels_queue_the_scoring_on_a_worker(
     assert queued == [project.pk, project.pk]  # after the 2nd and the 4th
     assert FreshLabelScore.objects.count() == 0  # nothing is scored on the request
 
+
+def test_the_loop_page_shows_each_reward_model_and_highlights_the_alarm(
+    project, annotator, trained_on, admin_member, client
+):
+    planted(project, annotator, [-1.0] * 6 + [1.0] * 2, heldout_accuracy=0.9)  # 0.25: alarm
+    planted(project, annotator, [1.0] * 4, heldout_accuracy=0.7)  # fresh to RM2 only
+    client.force_login(admin_member)
+
+    page = client.get(f"/p/{project.slug}/").content.decode()
+
+    section = page[page.index('id="reward-health"') : page.index("Promotion gates</h2>")]
+    assert section.count('<tr class="alarm">') == 1
+    assert "<td>RM2 (policy)</td>\n    <td>0.700</td>\n    <td>1.000 (0.510–1.000)</td>" in section
+    assert "<td>RM1 (policy)</td>\n    <td>0.900</td>\n    <td>0.250 (0.071–0.591)</td>" in section
+    assert section.index("RM2 (policy)") < section.index('<tr class="alarm">')
+    assert 'id="health-data"' in section
