@@ -195,3 +195,20 @@ def test_the_loop_page_shows_each_reward_model_and_highlights_the_alarm(
     assert "<td>RM1 (policy)</td>\n    <td>0.900</td>\n    <td>0.250 (0.071–0.591)</td>" in section
     assert section.index("RM2 (policy)") < section.index('<tr class="alarm">')
     assert 'id="health-data"' in section
+
+
+def test_the_worker_watches_the_latest_of_each_role_and_a_running_iterations(
+    project, annotator, trained_on
+):
+    from training.health import reward_models_to_score
+    from training.models import LoopIteration
+
+    rm1, rm2, rm3, rm4 = (reward_model_registered(project) for _ in range(4))
+    for judge in (rm2, rm3):
+        judge.role = "judge"
+        judge.save(update_fields=["role"])
+    LoopIteration.objects.create(
+        project=project, number=1, trigger="manual", status="ppo", reward_model=rm1
+    )
+
+    assert reward_models_to_score(project=project) == [rm1, rm3, rm4]
