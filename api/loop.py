@@ -1,4 +1,4 @@
-"""The loop: training runs, iterations, policy versions, the leaderboard."""
+"""The loop: training runs, iterations, policy versions, the leaderboard, reward models."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from api.serializers import (
     IterationSerializer,
     LeaderboardSerializer,
     PolicySerializer,
+    RewardModelSerializer,
     RunCreateSerializer,
     RunFilterSerializer,
     RunMetricSerializer,
     RunSerializer,
 )
 from training import jobs, services
+from training.health import reward_model_health
 from training.models import LoopIteration, PolicyVersion, RunMetric, TrainingRun
 from training.selectors import iterations_for_project, run_metrics, runs_for_project
 
@@ -268,3 +270,23 @@ class LeaderboardApi(ProjectScopedView):
 
         rows = [dataclasses.asdict(r) for r in leaderboard(project=self.get_project())]
         return Response({"method": "bradley_terry", "versions": rows})
+
+
+# --- Reward models --------------------------------------------------------------------------
+
+
+@extend_schema(
+    tags=["training"],
+    summary="Reward models and their health on fresh labels, newest first (reviewer, admin)",
+    description="For each of the latest reward models: its held-out accuracy, and how often "
+    "it agrees with the decisive human labels that arrived after it was trained (Wilson 95% "
+    "interval), by |margin| bucket and by day; `alarm` when that interval lies entirely below "
+    "the held-out accuracy (docs/judgement.md). Labels are scored on a GPU worker.",
+    responses={200: RewardModelSerializer(many=True)},
+)
+class RewardModelListApi(ProjectScopedView):
+    serializer_class = RewardModelSerializer
+
+    def get(self, request, slug: str) -> Response:
+        health = reward_model_health(project=self.get_project())
+        return Response(RewardModelSerializer(health, many=True).data)

@@ -282,6 +282,47 @@ class LeaderboardSerializer(serializers.Serializer):
     versions = LeaderboardEntrySerializer(many=True)
 
 
+class AgreementSerializer(serializers.Serializer):
+    labels = serializers.IntegerField(help_text="Fresh decisive labels scored.")
+    agreement = serializers.FloatField(
+        source="rate", allow_null=True, help_text="Share the reward model agrees with."
+    )
+
+
+class MarginBucketSerializer(AgreementSerializer):
+    low = serializers.FloatField(help_text="Smallest |margin| of the bucket.")
+    high = serializers.FloatField(allow_null=True, help_text="|margin| below it (null: none).")
+
+
+class DayAgreementSerializer(AgreementSerializer):
+    date = serializers.DateField(help_text="Day the labels were created.")
+    day = serializers.IntegerField(help_text="Days after the reward model's snapshot.")
+
+
+class FreshHealthSerializer(AgreementSerializer):
+    agreed = serializers.IntegerField()
+    agreement = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True, help_text="Wilson 95% interval, lower end.")
+    high = serializers.FloatField(allow_null=True, help_text="Wilson 95% interval, upper end.")
+    not_scorable = serializers.IntegerField(help_text="Fresh ties and both-bad labels.")
+    waiting = serializers.IntegerField(help_text="Fresh decisive labels not scored yet.")
+    alarm = serializers.BooleanField(
+        help_text="The interval lies entirely below the held-out accuracy."
+    )
+    calibration = MarginBucketSerializer(many=True)
+    by_day = DayAgreementSerializer(many=True)
+
+
+class RewardModelSerializer(serializers.Serializer):
+    number = serializers.IntegerField(source="reward_model.number")
+    role = serializers.CharField(source="reward_model.role", help_text="'policy' or 'judge'.")
+    snapshot = serializers.IntegerField(source="reward_model.snapshot_id")
+    training_run = serializers.IntegerField(source="reward_model.training_run_id")
+    created_at = serializers.DateTimeField(source="reward_model.created_at")
+    heldout_accuracy = serializers.FloatField(allow_null=True)
+    fresh = FreshHealthSerializer(source="*", help_text="Against labels newer than its data.")
+
+
 class PromptImportResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     skipped_duplicates = serializers.ListField(child=serializers.DictField())

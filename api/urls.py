@@ -54,6 +54,7 @@ urlpatterns = [
         loop.IterationActionApi.as_view(),
         name="iteration-action",
     ),
+    path(P + "reward-models/", loop.RewardModelListApi.as_view(), name="reward-models"),
     # Policies
     path(P + "policies/", loop.PolicyListApi.as_view(), name="policies"),
     path(P + "policies/<id:number>/", loop.PolicyDetailApi.as_view(), name="policy"),

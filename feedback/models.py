@@ -154,6 +154,22 @@ class Project(models.Model):
         help_text="Share of each batch of new comparisons drawn from eval prompts: the judge's "
         "labels, never seen by the policy's reward model.",
     )
+    # Reward-model health (docs/judgement.md): labels that arrive after a reward model was
+    # trained test it; PPO refuses a reward model that people have stopped agreeing with.
+    ppo_min_fresh_agreement = models.FloatField(
+        null=True,
+        blank=True,
+        default=None,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Least agreement of the reward model with the labels that arrived after it "
+        "was trained: below it PPO refuses to run and the iteration fails (empty: off).",
+    )
+    ppo_fresh_min_labels = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="Fresh labels the reward model must have scored before its agreement may "
+        "stop PPO (with fewer, PPO runs).",
+    )
     training_config = models.JSONField(
         default=dict, blank=True, help_text="Overrides for reward and PPO settings."
     )
@@ -186,8 +202,15 @@ PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
         "repeat_rate",
         "tie_handling",
     ),
-    # When an iteration starts and what it hands back to annotators.
-    "Loop": ("trigger_new_labels", "comparisons_per_iteration", "judge_share"),
+    # When an iteration starts, what it hands back to annotators, and when its PPO step refuses
+    # a reward model that fresh labels disagree with.
+    "Loop": (
+        "trigger_new_labels",
+        "comparisons_per_iteration",
+        "judge_share",
+        "ppo_min_fresh_agreement",
+        "ppo_fresh_min_labels",
+    ),
     # What a candidate policy must show before promotion (training/gates.py).
     "Promotion gates": (
         "auto_promote",

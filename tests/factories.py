@@ -3,7 +3,9 @@ database connections, as a restart of PostgreSQL brings it."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -84,3 +86,32 @@ def backends_end(pid: int | None = None) -> int:
             f" WHERE {which} AND pid <> pg_backend_pid()",
             [pid] if pid is not None else [],
         ).fetchone()[0]
+
+
+def labelled(project: Project, annotator, texts: list[tuple[str, str]], choice: str) -> list:
+    """New comparisons of (a, b) answer texts, each labelled `choice` by `annotator` (the
+    project takes one label per comparison): returns the labels."""
+    labels = []
+    for comparison in make_comparisons(project, texts):
+        assignment = assignment_next(project=project, user=annotator)
+        assert assignment.comparison_id == comparison.pk
+        labels.append(label_submit(user=annotator, assignment_id=assignment.pk, choice=choice))
+    return labels
+
+
+def reward_model_registered(
+    project: Project, *, adapter: Path | None = None, heldout_accuracy: float | None = None
+):
+    """A reward model of `project` on a snapshot of its labels now, as the loop registers one:
+    with a copy of `adapter` (a trained reward folder) when given, else a path to nothing."""
+    from training import services
+
+    snapshot = services.snapshot_create(project=project, name=f"test-{timezone.now():%H%M%S%f}")
+    run = services.run_create(project=project, kind="reward", config={})
+    relative = f"projects/{project.pk}/reward/test-{run.pk}"
+    if adapter is not None:
+        shutil.copytree(adapter, services.artifact_path(relative))
+    metrics = {} if heldout_accuracy is None else {"heldout_accuracy": heldout_accuracy}
+    return services.reward_model_register(
+        project=project, run=run, snapshot=snapshot, adapter_path=relative, metrics=metrics
+    )

@@ -20,3 +20,6 @@ class TrainingConfig(AppConfig):
         signals.label_stored.connect(
             receivers.human_gate_check_on_label, dispatch_uid="training-human-gate-check"
         )
+        signals.label_stored.connect(
+            receivers.reward_health_score_on_label, dispatch_uid="training-reward-health"
+        )

@@ -230,3 +230,34 @@ class RunMetric(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} step {self.step}"
+
+
+class FreshLabelScore(models.Model):
+    """A human label that arrived after a reward model was trained, scored by that model.
+
+    Every such label is a free test of the reward model (docs/judgement.md, "Reward-model
+    health on fresh labels"). Only decisive labels (A or B) are scored; a label withdrawn or
+    rejected later keeps its row and is left out when the health is read.
+    """
+
+    reward_model = models.ForeignKey(
+        RewardModelVersion, on_delete=models.CASCADE, related_name="fresh_scores"
+    )
+    label = models.ForeignKey(
+        "feedback.PreferenceLabel", on_delete=models.CASCADE, related_name="+"
+    )
+    margin = models.FloatField(
+        help_text="Reward of the answer the label prefers minus the other answer's reward."
+    )
+    agrees = models.BooleanField(help_text="The reward model prefers the same answer (margin > 0).")
+    scored_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reward_model", "label"], name="one_score_per_reward_model_and_label"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"RM{self.reward_model_id} on label {self.label_id}: {self.margin:+.3f}"

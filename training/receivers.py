@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from feedback.models import Project
 from training import services
+from training.health import fresh_labels_of_newest
 from training.selectors import labels_since_last_iteration
-from training.tasks import human_gate_check_task
+from training.tasks import human_gate_check_task, reward_health_score_task
 
 
 def policy_base_on_project_created(*, project: Project, **kwargs: Any) -> None:
@@ -39,3 +41,15 @@ def human_gate_check_on_label(*, project_id: int, human_gate: bool, **kwargs: An
     if not human_gate:
         return
     transaction.on_commit(lambda: human_gate_check_task.delay(project_id), robust=True)
+
+
+def reward_health_score_on_label(*, project_id: int, **kwargs: Any) -> None:
+    """Every HONE_HEALTH_EVERY_LABELS decisive labels since the newest reward model was
+    trained, queue their scoring on a GPU worker once the label is committed (the request
+    only counts; the beat scores the rest, and the labels of projects that do not listen)."""
+    every = settings.HONE_HEALTH_EVERY_LABELS
+    if every < 1:
+        return
+    fresh = fresh_labels_of_newest(project_id=project_id)
+    if fresh and fresh % every == 0:
+        transaction.on_commit(lambda: reward_health_score_task.delay(project_id), robust=True)

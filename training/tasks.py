@@ -13,7 +13,7 @@ from celery import shared_task
 
 from feedback.models import ArenaBattle, Project
 from training import jobs, services
-from training.models import LoopIteration, TrainingRun
+from training.models import LoopIteration, RewardModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +89,17 @@ def arena_generate_task(battle_id: int) -> None:
         # Recorded on the battle (the annotator is told and starts a new one); logged here
         # for the operator.
         logger.exception("Arena battle %s failed", battle_id)
+
+
+@shared_task(acks_late=True, time_limit=2 * 3600)
+def reward_health_score_task(project_id: int | None = None) -> None:
+    """Score the labels that arrived after each watched reward model was trained (one
+    project's after its labels, every project's from the beat; docs/judgement.md). Idempotent:
+    a label scored once is not scored again."""
+    projects = Project.objects.filter(
+        pk__in=RewardModelVersion.objects.values("project_id").distinct()
+    )
+    if project_id is not None:
+        projects = projects.filter(pk=project_id)
+    for project in projects:
+        jobs.reward_health_score(project=project)

@@ -14,6 +14,7 @@ from feedback.selectors import project_for_member
 from feedback.services import project_gates_set
 from training import jobs, services
 from training.forms import ProjectGatesForm
+from training.health import agreement_series, reward_model_health
 from training.leaderboard import leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
 from training.selectors import (
@@ -35,6 +36,7 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
     from django_celery_beat.models import PeriodicTask
 
     schedule = PeriodicTask.objects.filter(name=f"hone-loop-{project.slug}").first()
+    health = reward_model_health(project=project)
     return render(
         request,
         "training/project.html",
@@ -47,6 +49,8 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
             .order_by("-number"),
             "leaderboard": _leaderboard_plot(leaderboard(project=project)),
             "series": iteration_series(project=project),
+            "health": health,
+            "health_series": agreement_series(health),
             "schedule": str(schedule.crontab).split(" (")[0] if schedule else "",
             "gates_form": ProjectGatesForm(instance=project),
             "annotators": project.memberships.filter(role=Membership.Role.ANNOTATOR).count(),

@@ -163,7 +163,16 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "training.tasks.runs_reap_stale_task", "schedule": 60.0},
     # Labels call it for their own project; the beat catches what changes games otherwise.
     "human-gate-check": {"task": "training.tasks.human_gate_check_task", "schedule": 60.0},
+    # Labels queue it every HONE_HEALTH_EVERY_LABELS for their project; the beat scores the
+    # rest. On the gpu queue: an unstarted copy expires rather than pile up behind a job.
+    "reward-health": {
+        "task": "training.tasks.reward_health_score_task",
+        "schedule": 600.0,
+        "options": {"expires": 600},
+    },
 }
+# Queue the scoring of fresh labels (docs/judgement.md) after every this many new labels.
+HONE_HEALTH_EVERY_LABELS = env.int("HONE_HEALTH_EVERY_LABELS", default=20)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

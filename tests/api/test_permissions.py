@@ -51,6 +51,7 @@ ENDPOINTS = [
     ("post", "policies/1/promote/", None, ADMIN, 200),
     ("post", "policies/0/rollback/", None, ADMIN, 409),  # allowed in, refused: v0 is active
     ("get", "leaderboard/", None, STAFF, 200),
+    ("get", "reward-models/", None, STAFF, 200),
 ]
 
 

@@ -14,6 +14,7 @@ from feedback.models import Prompt
 from training import services
 from training.gates import gate_rejection, gate_report
 from training.jobs.generation import generation_run
+from training.jobs.health import fresh_agreement_check
 from training.jobs.runner import (
     HUMAN_GATE_PRIORITY,
     Heartbeat,
@@ -161,6 +162,7 @@ def _step_ppo(iteration: LoopIteration) -> None:
     project = iteration.project
     parent = policy_active(project=project)
     reward_model = iteration.reward_model
+    fresh_agreement_check(reward_model=reward_model)  # people may disagree with it by now
     config = stage_config(
         PPOConfig,
         stage_overrides(project, "ppo"),

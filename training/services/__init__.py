@@ -5,7 +5,8 @@
 - `iterations`: the loop's iterations (start, advance, cancel, approve, reject, the human
   gate's decision) and the schedule that starts them;
 - `runs`: training runs from queued to their outcome, metrics, log, reaping;
-- `artifacts`: where artifacts live and the rows they become.
+- `artifacts`: where artifacts live and the rows they become;
+- `health`: reward models' scores of the labels that arrived after they were trained.
 
 Callers import the package (`from training import services`); the names below are the
 public interface.
@@ -17,6 +18,7 @@ from training.services.artifacts import (
     generation_record,
     reward_model_register,
 )
+from training.services.health import fresh_label_scores_record
 from training.services.iterations import (
     IterationMoved,
     iteration_advance,
@@ -75,6 +77,7 @@ __all__ = [
     "policy_register",
     "policy_rollback",
     "comparison_verdicts",
+    "fresh_label_scores_record",
     "reward_model_register",
     "run_cancel",
     "run_create",
