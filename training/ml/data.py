@@ -122,13 +122,13 @@ def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
 # ---- validation of one field ----
 
 
-def _check_prompt(value: Any, path: str | Path, line: int) -> Prompt:
+def _check_prompt(value: Any, path: str | Path, line: int, field: str = "prompt") -> Prompt:
     if isinstance(value, str):
         if not value.strip():
-            raise DataError(path, "field 'prompt' is empty", line=line)
+            raise DataError(path, f"field {field!r} is empty", line=line)
         return value
     if not isinstance(value, list) or not value:
-        raise DataError(path, "field 'prompt' must be a string or a list of messages", line=line)
+        raise DataError(path, f"field {field!r} must be a string or a list of messages", line=line)
     for i, message in enumerate(value):
         if (
             not isinstance(message, dict)
@@ -137,7 +137,7 @@ def _check_prompt(value: Any, path: str | Path, line: int) -> Prompt:
         ):
             raise DataError(
                 path,
-                f"field 'prompt', message {i}: expected {{'role': one of {list(ROLES)}, "
+                f"field {field!r}, message {i}: expected {{'role': one of {list(ROLES)}, "
                 "'content': string}",
                 line=line,
             )

@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[3]
 def test_training_ml_imports_without_django() -> None:
     code = (
         "import training.ml, training.ml.errors, training.ml.data, training.ml.tiny, "
-        "training.ml.loading, training.ml.generate, training.ml.reward, training.ml.evaluate\n"
+        "training.ml.loading, training.ml.generate, training.ml.reward, training.ml.evaluate, "
+        "training.ml.trl_stage, training.ml.sft, training.ml.dpo\n"
         "import sys\n"
         "leaked = sorted(m for m in sys.modules if m.startswith('django'))\n"
         "assert not leaked, leaked\n"
@@ -26,7 +27,11 @@ def test_training_ml_imports_without_django() -> None:
 
 
 def test_importing_training_ml_stays_cheap() -> None:
-    code = "import training.ml, sys; assert 'torch' not in sys.modules; assert 'transformers' not in sys.modules"
+    code = (
+        "import sys, training.ml, training.ml.trl_stage, training.ml.sft, training.ml.dpo\n"
+        "heavy = sorted({'torch', 'transformers', 'trl', 'peft', 'datasets'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
 
     completed = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
