@@ -10,8 +10,8 @@ import json
 import pytest
 from django.db import connection
 from django.utils import timezone
-from feedback.apis import LabelSubmitApi
 
+from api.views import LabelSubmitApi
 from feedback.labeling import (
     LEASE_COLUMNS,
     Submitted,
