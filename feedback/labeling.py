@@ -12,7 +12,8 @@ a consistency repeat at the project's repeat rate; gold items at the project's g
 then the highest priority, oldest first. A regular comparison collects k labels from k
 different annotators and is never leased to more annotators at once than it still needs.
 An expired lease frees its place; its own annotator may get the item back, and the lease
-row is then renewed in place (same side shown left).
+row is then renewed in place (same side shown left). Only an active member of the project
+leases or labels: the statements check it on every request (_MEMBER, _ANNOTATOR_IS_MEMBER).
 
 Concurrency on PostgreSQL: the best candidate row is locked with FOR UPDATE SKIP LOCKED,
 so annotators never wait on each other; its leases are then counted again in the INSERT
@@ -46,6 +47,7 @@ from feedback.models import (
     Comparison,
     Completion,
     LabelAudit,
+    Membership,
     PreferenceLabel,
     Project,
     Prompt,
@@ -69,6 +71,7 @@ _ACTIVE, _SUBMITTED, _SKIPPED = (
 )
 _OPEN, _COMPLETE = Comparison.Status.OPEN.value, Comparison.Status.COMPLETE.value
 _GOLD = Comparison.Kind.GOLD.value
+_USER = Membership._meta.get_field("user").related_model
 # Enum values and limits are written into the statements as literals (constants, never user
 # input): a generic plan of a prepared statement (api/fastpath.py) can then use the partial
 # index of the open queue and knows how many rows it stops after.
@@ -80,6 +83,8 @@ _NAMES = {
     "project": Project._meta.db_table,
     "label": PreferenceLabel._meta.db_table,
     "audit": LabelAudit._meta.db_table,
+    "membership": Membership._meta.db_table,
+    "user": _USER._meta.db_table,
     "active": f"'{_ACTIVE}'",
     "finished": f"'{_SUBMITTED}', '{_SKIPPED}'",
     "submitted": f"'{_SUBMITTED}'",
@@ -111,9 +116,21 @@ _NOT_FINISHED = """COALESCE((
        ), '') NOT IN ({finished})"""
 
 
+# The lease's annotator is an active user and a member of its comparison's project. Checked in
+# the statements themselves, so that a membership ended or a user deactivated a moment ago
+# labels nothing more, on both paths, whatever a caller cached (api/fastpath.py).
+_ANNOTATOR_IS_MEMBER = """EXISTS (
+       SELECT 1 FROM {comparison} mc
+         JOIN {membership} m ON m.project_id = mc.project_id
+         JOIN {user} u ON u.id = m.user_id
+        WHERE mc.id = {assignment}.comparison_id AND m.user_id = {assignment}.annotator_id
+          AND u.is_active)"""
+
+
 def _sql(text: str) -> str:
     return (
         text.replace("{not_finished_by_annotator}", _NOT_FINISHED)
+        .replace("{annotator_is_member}", _ANNOTATOR_IS_MEMBER)
         .replace("{display}", _DISPLAY)
         .replace("{display_joins}", _DISPLAY_JOINS)
         .format(
@@ -124,6 +141,12 @@ def _sql(text: str) -> str:
         )
     )
 
+
+# The annotator is an active user and a member of the project (see _ANNOTATOR_IS_MEMBER).
+_MEMBER = _sql("""
+SELECT 1 FROM {membership} m JOIN {user} u ON u.id = m.user_id
+ WHERE m.user_id = %s AND m.project_id = %s AND u.is_active
+""")
 
 _CURRENT = _sql("""
 SELECT {lease_columns_a}, {display}
@@ -301,7 +324,10 @@ def lease_steps(
     *, adapt_datetime: AdaptDatetime, rules: ProjectRules, user_id: int, now: datetime
 ) -> Generator[Query, list[tuple], Lease | None]:
     """The annotator's current lease, or a new lease on the next comparison they can label
-    (the rules are in the module docstring). Run inside a transaction."""
+    (the rules are in the module docstring); None for a user who is not an active member of
+    the project. Run inside a transaction."""
+    if not (yield _MEMBER, [user_id, rules.project_id]):
+        return None
     at = adapt_datetime(now)
     rows = yield _CURRENT, [user_id, rules.project_id, at]
     if rows:
@@ -358,12 +384,14 @@ def lease_of(row: tuple) -> Lease:
     return _lease(row[: len(LEASE_COLUMNS)], row[len(LEASE_COLUMNS) :])
 
 
-# The lease marked submitted, if it is the annotator's and still active (an expired lease
-# still is): the UPDATE takes the row lock, so a double submit waits for the first and then
-# finds nothing to update. Returned: what the next steps need.
+# The lease marked submitted, if it is the annotator's, still active (an expired lease still
+# is) and the annotator still a member: the UPDATE takes the row lock first, so a double
+# submit waits for the first and then finds nothing to update, and an undo (which locks the
+# lease first too) goes wholly before or after it. Returned: what the next steps need.
 _LEASE_SUBMIT = _sql("""
 UPDATE {assignment} SET status = {submitted}
  WHERE id = %s AND annotator_id = %s AND status = {active}
+   AND {annotator_is_member}
 RETURNING comparison_id, a_shown_left, is_repeat,
        (SELECT c.project_id FROM {comparison} c WHERE c.id = {assignment}.comparison_id),
        (SELECT pr.trigger_new_labels FROM {comparison} c
@@ -374,8 +402,13 @@ RETURNING comparison_id, a_shown_left, is_repeat,
           JOIN {project} pr ON pr.id = c.project_id WHERE c.id = {assignment}.comparison_id)
 """)
 
+# Why the lease took no label: its status, read with its row locked (an UPDATE that changes
+# nothing, as SQLite has no FOR UPDATE), so that what the caller reads next (the stored label
+# of a double submit) stays as it is until the transaction ends.
 _LEASE_STATUS = _sql("""
-SELECT status FROM {assignment} WHERE id = %s AND annotator_id = %s
+UPDATE {assignment} SET status = status
+ WHERE id = %s AND annotator_id = %s AND {annotator_is_member}
+RETURNING status
 """)
 
 
@@ -467,9 +500,15 @@ def label_steps(
         if not rows:
             return Submitted("not_assigned")
         status = rows[0][0]
-        return Submitted(
-            "already_submitted" if status == _SUBMITTED else "not_active", status=status
-        )
+        if status != _ACTIVE:
+            return Submitted(
+                "already_submitted" if status == _SUBMITTED else "not_active", status=status
+            )
+        # Active again: an undo committed after the first statement's snapshot. The row
+        # lock is this transaction's now, so the lease takes the label.
+        rows = yield _LEASE_SUBMIT, [assignment_id, user_id]
+        if not rows:
+            return Submitted("not_assigned")
     comparison_id, a_shown_left, is_repeat, project_id, trigger, needs_why, human_gate = rows[0]
     lease = {
         "comparison_id": comparison_id,
@@ -519,6 +558,7 @@ def _bind(sql: str, *names: str) -> str:
 # The statements as the functions run them: each placeholder becomes the variable the steps
 # pass there. The candidate row is locked with SKIP LOCKED, so that concurrent annotators
 # never wait on each other (the steps, on SQLite, need no row lock: it locks the file).
+_F_MEMBER = _bind(_MEMBER, "v_user", "v_project")
 _F_CURRENT = _bind(_CURRENT, "v_user", "v_project", "v_now")
 _F_REPEAT_WRITE = _bind(
     _REPEAT_WRITE, "v_now", "v_expires", "v_user", "v_project", "v_user", "v_project", "v_user"
@@ -563,6 +603,8 @@ BEGIN
     IF v_commit_async THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
+    -- Not an active member: the caller says so (Django answers the fast path's request).
+    IF NOT EXISTS ({_F_MEMBER}) THEN RAISE EXCEPTION 'hone: not_member'; END IF;
     RETURN QUERY {_F_CURRENT};
     IF FOUND THEN RETURN; END IF;
     IF v_repeat THEN
