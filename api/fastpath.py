@@ -13,7 +13,8 @@ What is the same, and how:
 - Who is calling: the session cookie through django.contrib.auth.get_user (session hash,
   backend, active user), else an "Authorization: Token" header through DRF's
   TokenAuthentication; CSRF through DRF's SessionAuthentication.enforce_csrf; the host
-  through ALLOWED_HOSTS; DRF's throttles; membership through project_for_member; the input
+  through ALLOWED_HOSTS; DRF's throttles; membership through project_for_member, and again
+  by the labeling statements themselves on every call (an active member); the input
   through the DRF serializer and vote_check of the Django view; the body through DRF's
   JSONRenderer; the headers the middleware adds (test: tests/api/test_fastpath.py).
 - Anything that is not the plain successful case (no session, a bad CSRF token, a
@@ -22,10 +23,12 @@ What is the same, and how:
   rendering) goes to Django untouched, before anything is written
   here or after rolling back: Django answers it with its own status and error body.
 
-What is cached, per process: the user of a session key or token and the user's project
-settings and membership, for AUTH_CACHE_SECONDS. A logout, a password change (the session
-hash), a deactivated user or a removed membership takes effect within that time; a change
-of the project's lease, gold or repeat settings likewise.
+What is cached, per process: the user of a session key or token and the settings of the
+project they asked for, for AUTH_CACHE_SECONDS. A logout or a password change (the session
+hash) takes effect within that time; a change of the project's lease, gold or repeat settings
+likewise. A removed membership or a deactivated user takes effect at once: the labeling
+statements check both in the same round trip (feedback/labeling.py), and what they refuse
+goes to Django.
 """
 
 from __future__ import annotations
@@ -277,7 +280,12 @@ class LabelingFastPath:
         call = labeling.lease_call(
             rules=rules, user_id=user.pk, now=timezone.now(), own_transaction=True
         )
-        row = await self._call(call)
+        try:
+            row = await self._call(call)
+        except RaiseException as error:
+            if not str(error.diag.message_primary).startswith(labeling.RAISED):
+                raise
+            return None  # no longer a member: Django answers (404)
         return (204, None) if row is None else (200, lease_payload(labeling.lease_of(row)))
 
     async def _label(

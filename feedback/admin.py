@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from feedback import services
 from feedback.models import (
     PROJECT_SETTINGS,
     Assignment,
@@ -46,6 +47,21 @@ class ProjectAdmin(admin.ModelAdmin):
             f"New pseudonym keys for {queryset.count()} project(s): their exports name every "
             "annotator anew and cannot be joined with earlier ones.",
         )
+
+    def save_formset(self, request, form, formset, change) -> None:
+        """Memberships change through the services: a removal closes the member's leases
+        and sockets (membership_end), a new role their sockets (membership_set)."""
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        project = form.instance
+        for membership in formset.save(commit=False):
+            if membership.pk is not None:
+                before = Membership.objects.get(pk=membership.pk)
+                if before.user_id != membership.user_id:  # the row now names someone else
+                    services.membership_end(membership=before)
+            services.membership_set(project=project, user=membership.user, role=membership.role)
+        for membership in formset.deleted_objects:
+            services.membership_end(membership=membership)
 
 
 @admin.register(Prompt)

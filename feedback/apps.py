@@ -1,5 +1,6 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.conf import settings
+from django.db.models.signals import post_migrate, post_save
 
 
 class FeedbackConfig(AppConfig):
@@ -8,6 +9,20 @@ class FeedbackConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_labeling_functions_install, sender=self)
+        post_save.connect(
+            _user_saved, sender=settings.AUTH_USER_MODEL, dispatch_uid="feedback-user-saved"
+        )
+
+
+def _user_saved(*, instance, created: bool, **kwargs) -> None:
+    """A deactivated user holds no lease and no socket (feedback.services.user_access_end).
+    A signal, because users are deactivated where Hone has no service: Django's admin, a
+    shell, a script."""
+    if created or instance.is_active:
+        return
+    from feedback.services import user_access_end
+
+    user_access_end(user=instance)
 
 
 def _labeling_functions_install(*, using: str, **kwargs) -> None:

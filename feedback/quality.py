@@ -1,5 +1,8 @@
 """Quality reads of a project: gold accuracy, self-consistency, position bias, agreement, and
-the reviewer queue. Selectors: callers check that the user may see the project."""
+the reviewer queue. Selectors: callers check that the user may see the project.
+
+Standing labels only: a label its annotator withdrew (undo) counts nowhere here; the review
+page still shows it, with its audit trail."""
 
 from __future__ import annotations
 
@@ -39,7 +42,9 @@ class _Label:
 
 
 def _labels(project: Project) -> list[_Label]:
-    rows = PreferenceLabel.objects.filter(comparison__project=project).values_list(
+    rows = PreferenceLabel.objects.filter(
+        comparison__project=project, withdrawn_at__isnull=True
+    ).values_list(
         "id",
         "comparison_id",
         "annotator_id",
@@ -208,11 +213,13 @@ def review_queue(*, project: Project) -> dict[str, Any]:
     - comparisons whose k labels are in but hold no majority (more than half agreeing on
       one choice), and that no reviewer has decided yet;
     - unreviewed labels of annotators flagged by their gold accuracy.
-    Rejected labels do not vote; repeats never do.
+    Rejected and withdrawn labels do not vote; repeats never do.
     """
     quality = project_quality(project=project)
     counted = (
-        PreferenceLabel.objects.filter(comparison__project=project, is_repeat=False)
+        PreferenceLabel.objects.filter(
+            comparison__project=project, is_repeat=False, withdrawn_at__isnull=True
+        )
         .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
         .values_list("comparison_id", "choice")
     )
@@ -238,6 +245,7 @@ def review_queue(*, project: Project) -> dict[str, Any]:
                 comparison__project=project,
                 annotator_id__in=flagged,
                 review_status=PreferenceLabel.ReviewStatus.UNREVIEWED,
+                withdrawn_at__isnull=True,
             )
             .select_related("annotator", "comparison__prompt")
             .order_by("created_at", "id")
@@ -268,7 +276,9 @@ def labels_for_review(*, comparison: Comparison) -> QuerySet[PreferenceLabel]:
 
 def majority_choice(*, comparison: Comparison) -> str | None:
     counted = (
-        PreferenceLabel.objects.filter(comparison=comparison, is_repeat=False)
+        PreferenceLabel.objects.filter(
+            comparison=comparison, is_repeat=False, withdrawn_at__isnull=True
+        )
         .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
         .values_list("choice", flat=True)
     )

@@ -50,6 +50,15 @@ def annotator(make_user, project):
 
 
 @pytest.fixture
+def reviewer(make_user, project):
+    from feedback.services import membership_set
+
+    user = make_user("rev")
+    membership_set(project=project, user=user, role="reviewer")
+    return user
+
+
+@pytest.fixture
 def admin_member(make_user, project):
     from feedback.services import membership_set
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -11,14 +12,20 @@ from django.views.decorators.http import require_GET, require_POST
 from feedback.http import error_messages, int_or, json_body
 from feedback.models import PreferenceLabel
 from feedback.selectors import arena_battle_for_user, project_for_member
-from training.services.arena import arena_battle_start, arena_vote
+from training.services.arena import ArenaLimited, arena_battle_start, arena_vote
 
 
 @login_required
 @require_GET
 def arena_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug)
-    return render(request, "training/arena.html", {"project": project, "arena_page": True})
+    context = {
+        "project": project,
+        "arena_page": True,
+        "max_generating": settings.HONE_ARENA_MAX_GENERATING,
+        "battles_per_hour": settings.HONE_ARENA_BATTLES_PER_HOUR,
+    }
+    return render(request, "training/arena.html", context)
 
 
 @login_required
@@ -32,6 +39,11 @@ def arena_start_view(request: HttpRequest, slug: str) -> JsonResponse:
         )
     except ValidationError as error:
         return JsonResponse({"errors": error_messages(error)}, status=400)
+    except ArenaLimited as limited:
+        body = {"errors": [limited.message], "retry_after": limited.retry_after}
+        response = JsonResponse(body, status=429)
+        response["Retry-After"] = str(limited.retry_after)
+        return response
     return JsonResponse({"battle": battle.pk}, status=201)
 
 

@@ -6,10 +6,11 @@
   `{"role", "content"}` turns, `chosen`/`rejected` one assistant turn each) when the prompts are
   chats; standard (plain strings) when every prompt is a single user turn. Written as JSONL or
   as a Hugging Face `datasets` folder (`Dataset.save_to_disk`).
-- Votes: one row per label, every review status, with a pseudonymous annotator id (an HMAC
-  of the user id keyed with the project's pseudonym key: the same person has the same id in
-  every export of the project until the key is rotated, another id in every other project,
-  and the id cannot be turned back into a user without the key).
+- Votes: one row per standing label (a label its annotator withdrew is left out; the audit
+  trail keeps it), every review status, with a pseudonymous annotator id (an HMAC of the user
+  id keyed with the project's pseudonym key: the same person has the same id in every export
+  of the project until the key is rotated, another id in every other project, and the id
+  cannot be turned back into a user without the key).
 """
 
 from __future__ import annotations
@@ -95,9 +96,9 @@ def preference_rows(*, project: Project, style: str = "auto") -> list[dict[str, 
 
 
 def vote_rows(*, project: Project) -> list[dict[str, Any]]:
-    """Every label of the project, one row each, annotators pseudonymous."""
+    """Every standing label of the project, one row each, annotators pseudonymous."""
     labels = (
-        PreferenceLabel.objects.filter(comparison__project=project)
+        PreferenceLabel.objects.filter(comparison__project=project, withdrawn_at__isnull=True)
         .select_related(
             "comparison__prompt",
             "comparison__completion_a__policy_version",

@@ -4,8 +4,11 @@
 Every label on a comparison whose two answers come from different versions (the comparisons
 made after each promotion, and arena votes) is one game: a win, or a tie counted as half a
 win each. "Both bad" says nothing about which is better and is left out, as are labels a
-reviewer rejected and labels their annotator withdrew. The human promotion gate
-(training/gates.py) reads the same games, so the gate and this board never disagree.
+reviewer rejected and labels their annotator withdrew. Of one annotator's arena votes on the
+same two versions only the first is a game: a battle is theirs to start as often as they like
+(and the vote shows which version was which), so more of them would let one person outweigh
+everybody else. The human promotion gate (training/gates.py) reads the same games, so the gate
+and this board never disagree.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.db.models import F
 
-from feedback.models import PreferenceLabel, Project
+from feedback.models import Comparison, PreferenceLabel, Project
 from training.models import PolicyVersion
 
 ELO_SCALE = 400 / np.log(10)  # ratings read like Elo: +400 means 10:1 odds
@@ -55,10 +58,21 @@ def version_games(*, project: Project) -> list[Game]:
             "choice",
             "comparison__completion_a__policy_version__number",
             "comparison__completion_b__policy_version__number",
+            "comparison__kind",
+            "annotator_id",
         )
+        .order_by("id")
     )
     score = {"a": 1.0, "b": 0.0, "tie": 0.5}
-    return [Game(a, b, score[choice]) for choice, a, b in labels]
+    games = []
+    voted: set[tuple[int, frozenset[int]]] = set()  # (annotator, pair) with an arena game
+    for choice, a, b, kind, annotator_id in labels:
+        if kind == Comparison.Kind.ARENA:
+            if (annotator_id, frozenset((a, b))) in voted:
+                continue
+            voted.add((annotator_id, frozenset((a, b))))
+        games.append(Game(a, b, score[choice]))
+    return games
 
 
 def fit(games: list[Game], versions: list[int]) -> np.ndarray:

@@ -14,6 +14,7 @@ from celery import shared_task
 from feedback.models import ArenaBattle, Project
 from training import jobs, services
 from training.models import LoopIteration, RewardModelVersion, TrainingRun
+from training.services.arena import GENERATION_TIME_LIMIT
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def runs_reap_stale_task() -> None:
     services.runs_reap_stale(older_than_seconds=STALE_AFTER_SECONDS)
 
 
-@shared_task(acks_late=True, time_limit=15 * 60)
+@shared_task(acks_late=True, time_limit=int(GENERATION_TIME_LIMIT.total_seconds()))
 def arena_generate_task(battle_id: int) -> None:
     battle = (
         ArenaBattle.objects.select_related("project", "prompt", "policy_a", "policy_b")

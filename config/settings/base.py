@@ -246,6 +246,11 @@ HONE_IMPORT_MAX_BYTES = env.int("HONE_IMPORT_MAX_BYTES", default=20 * 1024 * 102
 HONE_IMPORT_MAX_RECORDS = env.int("HONE_IMPORT_MAX_RECORDS", default=100_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = HONE_IMPORT_MAX_BYTES + 1024 * 1024
 
+# The arena's battles are GPU jobs: per user, at most this many generating at once and this
+# many started an hour (training/services/arena.py; beyond them a 429 says when to retry).
+HONE_ARENA_MAX_GENERATING = env.int("HONE_ARENA_MAX_GENERATING", default=2)
+HONE_ARENA_BATTLES_PER_HOUR = env.int("HONE_ARENA_BATTLES_PER_HOUR", default=30)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

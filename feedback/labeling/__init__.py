@@ -13,7 +13,9 @@ first; a consistency repeat at the project's repeat rate; gold items at the proj
 then the highest priority, oldest first. A regular comparison collects k labels from k
 different annotators and is never leased to more annotators at once than it still needs.
 An expired lease frees its place; its own annotator may get the item back, and the lease
-row is then renewed in place (same side shown left).
+row is then renewed in place (same side shown left). Only an active member of the project
+leases or labels: the statements check it on every request (sql.MEMBER and the
+`annotator_is_member` condition of the submit statements).
 
 Concurrency on PostgreSQL: the best candidate row is locked with FOR UPDATE SKIP LOCKED,
 so annotators never wait on each other; its leases are then counted again in the INSERT

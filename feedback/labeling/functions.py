@@ -29,6 +29,7 @@ from feedback.labeling.sql import (
     LEASE_SUBMIT,
     LEASE_WRITE,
     LEASES_FULL,
+    MEMBER,
     REPEAT_WRITE,
     TAKE_LABEL,
 )
@@ -47,6 +48,7 @@ def _bind(sql: str, *names: str) -> str:
 # The statements as the functions run them: each placeholder becomes the variable the steps
 # pass there. The candidate row is locked with SKIP LOCKED, so that concurrent annotators
 # never wait on each other (the steps, on SQLite, need no row lock: it locks the file).
+_F_MEMBER = _bind(MEMBER, "v_user", "v_project")
 _F_CURRENT = _bind(CURRENT, "v_user", "v_project", "v_now")
 _F_REPEAT_WRITE = _bind(
     REPEAT_WRITE, "v_now", "v_expires", "v_user", "v_project", "v_user", "v_project", "v_user"
@@ -83,6 +85,8 @@ BEGIN
     IF v_commit_async THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
+    -- Not an active member: the caller says so (Django answers the fast path's request).
+    IF NOT EXISTS ({_F_MEMBER}) THEN RAISE EXCEPTION 'hone: not_member'; END IF;
     RETURN QUERY {_F_CURRENT};
     IF FOUND THEN RETURN; END IF;
     IF v_repeat THEN

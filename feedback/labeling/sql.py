@@ -10,6 +10,7 @@ from feedback.models import (
     Comparison,
     Completion,
     LabelAudit,
+    Membership,
     PreferenceLabel,
     Project,
     Prompt,
@@ -28,6 +29,7 @@ ACTIVE, SUBMITTED, SKIPPED = (
 )
 OPEN, COMPLETE = Comparison.Status.OPEN.value, Comparison.Status.COMPLETE.value
 GOLD = Comparison.Kind.GOLD.value
+_USER = Membership._meta.get_field("user").related_model
 # Enum values and limits are written into the statements as literals (constants, never user
 # input): a generic plan of a prepared statement (api/fastpath.py) can then use the partial
 # index of the open queue and knows how many rows it stops after.
@@ -39,6 +41,8 @@ _NAMES = {
     "project": Project._meta.db_table,
     "label": PreferenceLabel._meta.db_table,
     "audit": LabelAudit._meta.db_table,
+    "membership": Membership._meta.db_table,
+    "user": _USER._meta.db_table,
     "active": f"'{ACTIVE}'",
     "finished": f"'{SUBMITTED}', '{SKIPPED}'",
     "submitted": f"'{SUBMITTED}'",
@@ -70,9 +74,21 @@ _NOT_FINISHED = """COALESCE((
        ), '') NOT IN ({finished})"""
 
 
+# The lease's annotator is an active user and a member of its comparison's project. Checked in
+# the statements themselves, so that a membership ended or a user deactivated a moment ago
+# labels nothing more, on both paths, whatever a caller cached (api/fastpath.py).
+_ANNOTATOR_IS_MEMBER = """EXISTS (
+       SELECT 1 FROM {comparison} mc
+         JOIN {membership} m ON m.project_id = mc.project_id
+         JOIN {user} u ON u.id = m.user_id
+        WHERE mc.id = {assignment}.comparison_id AND m.user_id = {assignment}.annotator_id
+          AND u.is_active)"""
+
+
 def _sql(text: str) -> str:
     return (
         text.replace("{not_finished_by_annotator}", _NOT_FINISHED)
+        .replace("{annotator_is_member}", _ANNOTATOR_IS_MEMBER)
         .replace("{display}", _DISPLAY)
         .replace("{display_joins}", _DISPLAY_JOINS)
         .format(
@@ -83,6 +99,12 @@ def _sql(text: str) -> str:
         )
     )
 
+
+# The annotator is an active user and a member of the project (see _ANNOTATOR_IS_MEMBER).
+MEMBER = _sql("""
+SELECT 1 FROM {membership} m JOIN {user} u ON u.id = m.user_id
+ WHERE m.user_id = %s AND m.project_id = %s AND u.is_active
+""")
 
 CURRENT = _sql("""
 SELECT {lease_columns_a}, {display}
@@ -200,6 +222,7 @@ SELECT {display}
 LEASE_SUBMIT = _sql("""
 UPDATE {assignment} SET status = {submitted}
  WHERE id = %s AND annotator_id = %s AND status = {active}
+   AND {annotator_is_member}
 RETURNING comparison_id, a_shown_left, is_repeat,
        (SELECT c.project_id FROM {comparison} c WHERE c.id = {assignment}.comparison_id),
        (SELECT pr.trigger_new_labels FROM {comparison} c
@@ -210,8 +233,13 @@ RETURNING comparison_id, a_shown_left, is_repeat,
           JOIN {project} pr ON pr.id = c.project_id WHERE c.id = {assignment}.comparison_id)
 """)
 
+# Why the lease took no label: its status, read with its row locked (an UPDATE that changes
+# nothing, as SQLite has no FOR UPDATE), so that what the caller reads next (the stored label
+# of a double submit) stays as it is until the transaction ends.
 LEASE_STATUS = _sql("""
-SELECT status FROM {assignment} WHERE id = %s AND annotator_id = %s
+UPDATE {assignment} SET status = status
+ WHERE id = %s AND annotator_id = %s AND {annotator_is_member}
+RETURNING status
 """)
 
 

@@ -29,6 +29,7 @@ from feedback.labeling.sql import (
     LEASE_SUBMIT,
     LEASE_WRITE,
     LEASES_FULL,
+    MEMBER,
     REPEAT_WRITE,
     SUBMITTED,
     TAKE_LABEL,
@@ -106,7 +107,10 @@ def lease_steps(
     *, adapt_datetime: AdaptDatetime, rules: ProjectRules, user_id: int, now: datetime
 ) -> Generator[Query, list[tuple], Lease | None]:
     """The annotator's current lease, or a new lease on the next comparison they can label
-    (the rules: feedback/labeling/__init__.py). Run inside a transaction."""
+    (the rules: feedback/labeling/__init__.py); None for a user who is not an active member of
+    the project. Run inside a transaction."""
+    if not (yield MEMBER, [user_id, rules.project_id]):
+        return None
     at = adapt_datetime(now)
     rows = yield CURRENT, [user_id, rules.project_id, at]
     if rows:
@@ -224,9 +228,15 @@ def label_steps(
         if not rows:
             return Submitted("not_assigned")
         status = rows[0][0]
-        return Submitted(
-            "already_submitted" if status == SUBMITTED else "not_active", status=status
-        )
+        if status != ACTIVE:
+            return Submitted(
+                "already_submitted" if status == SUBMITTED else "not_active", status=status
+            )
+        # Active again: an undo committed after the first statement's snapshot. The row
+        # lock is this transaction's now, so the lease takes the label.
+        rows = yield LEASE_SUBMIT, [assignment_id, user_id]
+        if not rows:
+            return Submitted("not_assigned")
     comparison_id, a_shown_left, is_repeat, project_id, trigger, needs_why, human_gate = rows[0]
     lease = {
         "comparison_id": comparison_id,

@@ -1,6 +1,6 @@
 """Every write of the feedback app, one module per topic:
 
-- `projects`: projects, memberships, prompts;
+- `projects`: projects, memberships (and what ends with them), prompts;
 - `comparisons`: comparisons made of two completions of a prompt;
 - `labels`: leases and labels (both labeling paths run the statements of feedback/labeling);
 - `workspace`: what an annotator does besides labeling (undo, skip, flag);
@@ -19,14 +19,17 @@ from feedback.services.labels import (
     label_audit_state,
     label_stored_announce,
     label_submit,
+    user_leases_close,
     vote_check,
 )
 from feedback.services.projects import (
+    membership_end,
     membership_set,
     project_create,
     project_gates_set,
     project_pseudonym_key_rotate,
     prompts_import,
+    user_access_end,
 )
 from feedback.services.review import comparison_decide, comparison_set_gold, label_review
 from feedback.services.workspace import (
@@ -54,11 +57,14 @@ __all__ = [
     "label_stored_announce",
     "label_submit",
     "label_undo",
+    "membership_end",
     "membership_set",
     "project_create",
     "project_gates_set",
     "project_pseudonym_key_rotate",
     "prompts_import",
     "storable_text",
+    "user_access_end",
+    "user_leases_close",
     "vote_check",
 ]

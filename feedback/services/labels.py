@@ -39,25 +39,31 @@ def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment |
 
 
 def assignment_lease(*, project: Project, user: AbstractBaseUser) -> labeling.Lease | None:
-    """assignment_next as plain values (the JSON API's answer needs no model instance)."""
+    """assignment_next as plain values (the JSON API's answer needs no model instance). None
+    too for a user who is no longer an active member (the statements check it)."""
     rules = labeling.ProjectRules.of(project)
     now = timezone.now()
     own_transaction = not connection.in_atomic_block
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":  # one call of the function (feedback/labeling/)
-            call = labeling.lease_call(
-                rules=rules, user_id=user.pk, now=now, own_transaction=own_transaction
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":  # one call of the function (feedback/labeling/)
+                call = labeling.lease_call(
+                    rules=rules, user_id=user.pk, now=now, own_transaction=own_transaction
+                )
+                cursor.execute(*call)
+                row = cursor.fetchone()
+                return None if row is None else labeling.lease_of(row)
+            steps = labeling.lease_steps(
+                adapt_datetime=connection.ops.adapt_datetimefield_value,
+                rules=rules,
+                user_id=user.pk,
+                now=now,
             )
-            cursor.execute(*call)
-            row = cursor.fetchone()
-            return None if row is None else labeling.lease_of(row)
-        steps = labeling.lease_steps(
-            adapt_datetime=connection.ops.adapt_datetimefield_value,
-            rules=rules,
-            user_id=user.pk,
-            now=now,
-        )
-        return labeling.run(steps, cursor)
+            return labeling.run(steps, cursor)
+    except DatabaseError as error:  # the function refused a non-member; rolled back
+        if not str(error).startswith(labeling.RAISED):
+            raise
+        return None
 
 
 def _assignment_of(lease: labeling.Lease) -> Assignment:
@@ -83,6 +89,29 @@ def _assignment_of(lease: labeling.Lease) -> Assignment:
     )
     assignment.comparison = comparison
     return assignment
+
+
+def user_leases_close(*, user_id: int, project_id: int | None = None) -> int:
+    """Close the user's active leases (in `project_id`, or in every project): marked expired,
+    they take no label, and their places go to other annotators at once. Returns how many.
+    Called when a membership ends or a user is deactivated; if the user comes back, an
+    expired lease can be leased to them again."""
+    with transaction.atomic():
+        # The lease rows only (as a submit locks them first): a lease submitted meanwhile
+        # is not closed.
+        leases = Assignment.objects.select_for_update(of=("self",)).filter(
+            annotator_id=user_id, status=Assignment.Status.ACTIVE
+        )
+        if project_id is not None:
+            leases = leases.filter(comparison__project_id=project_id)
+        closed = list(leases.values_list("pk", "comparison_id", "is_repeat"))
+        Assignment.objects.filter(pk__in=[pk for pk, _, _ in closed]).update(
+            status=Assignment.Status.EXPIRED
+        )
+        # Regular leases gave their places back before expiry (Comparison.leases_full_until).
+        freed = [comparison_id for _, comparison_id, is_repeat in closed if not is_repeat]
+        Comparison.objects.filter(pk__in=freed).update(leases_full_until=None)
+    return len(closed)
 
 
 def vote_check(*, choice: str, strength: int) -> None:
@@ -119,7 +148,8 @@ def label_submit(
 
     Submitting the same assignment twice returns the stored label unchanged (a retried
     request after a lost connection never creates a second label). A lease that expired
-    still takes its label while the comparison needs one. The comparison's label count is
+    still takes its label while the comparison needs one, as long as its annotator is an
+    active member of the project (checked in the statement). The comparison's label count is
     raised in one conditional UPDATE, which holds its row lock to the end: a comparison never
     gets more than its k regular labels. Repeats never count towards k. The statements:
     feedback/labeling/ (label_steps on SQLite, the hone_label function built from them on

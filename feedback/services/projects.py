@@ -8,12 +8,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from feedback.events import user_sockets_close
 from feedback.models import (
     Membership,
     Project,
     Prompt,
     pseudonym_key_new,
 )
+from feedback.services.labels import user_leases_close
 from feedback.signals import project_created
 
 
@@ -73,14 +75,42 @@ def project_pseudonym_key_rotate(*, project: Project) -> Project:
 
 
 def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
+    """Add the user to the project with `role`, or change their role. A changed role closes
+    their open sockets of the project: they connect again into the new role's events."""
     if role not in Membership.Role.values:
         raise ValidationError(
             {"role": f"Unknown role {role!r}; use one of {Membership.Role.values}."}
         )
-    membership, _ = Membership.objects.update_or_create(
-        project=project, user=user, defaults={"role": role}
-    )
+    with transaction.atomic():
+        membership, created = Membership.objects.select_for_update().get_or_create(
+            project=project, user=user, defaults={"role": role}
+        )
+        if not created and membership.role != role:
+            membership.role = role
+            membership.save(update_fields=["role"])
+            user_sockets_close(user_id=user.pk, project_id=project.pk)
     return membership
+
+
+def membership_end(*, membership: Membership) -> None:
+    """Remove a user from a project, and everything the membership let them hold: their
+    active leases in it close (feedback.services.user_leases_close) and their open sockets of
+    it close. Their labels stay. Every removal of a membership goes through here (the admin
+    too); the labeling statements refuse a non-member's label in any case."""
+    with transaction.atomic():
+        user_leases_close(user_id=membership.user_id, project_id=membership.project_id)
+        membership.delete()
+        user_sockets_close(user_id=membership.user_id, project_id=membership.project_id)
+
+
+def user_access_end(*, user: AbstractBaseUser) -> None:
+    """A deactivated user holds nothing: their active leases close in every project, and
+    their open sockets close. Memberships stay (a reactivated user finds them again).
+    Called on every save of an inactive user (feedback/apps.py): Django's admin, a shell or a
+    script deactivates users, not a service of Hone."""
+    with transaction.atomic():
+        user_leases_close(user_id=user.pk)
+        user_sockets_close(user_id=user.pk)
 
 
 def prompts_import(

@@ -35,12 +35,15 @@ def label_undo(*, user: AbstractBaseUser, project: Project) -> PreferenceLabel:
     Nothing is deleted: the label is marked withdrawn (training ignores it, see
     training.selectors.labels_for_training), a LabelAudit row records it, and the
     comparison goes back to the same annotator as an active lease.
+
+    The lease's row is locked first, as a submit locks it first (feedback/labeling.py): an
+    undo and a resubmit of the same lease then run one after the other, never interleaved.
     """
     now = timezone.now()
+    nothing = ValidationError("There is no label of yours to undo.", code="nothing_to_undo")
     with transaction.atomic():
-        label = (
-            PreferenceLabel.objects.select_for_update()
-            .filter(
+        latest = (
+            PreferenceLabel.objects.filter(
                 annotator=user,
                 comparison__project=project,
                 withdrawn_at__isnull=True,
@@ -49,8 +52,17 @@ def label_undo(*, user: AbstractBaseUser, project: Project) -> PreferenceLabel:
             .order_by("-created_at", "-id")
             .first()
         )
+        if latest is None:
+            raise nothing
+        assignment = Assignment.objects.select_for_update().get(pk=latest.assignment_id)
+        # Read again under the lease's lock: an undo that went first withdrew it.
+        label = (
+            PreferenceLabel.objects.select_for_update()
+            .filter(pk=latest.pk, withdrawn_at__isnull=True, assignment=assignment)
+            .first()
+        )
         if label is None:
-            raise ValidationError("There is no label of yours to undo.", code="nothing_to_undo")
+            raise nothing
         if label.created_at < now - UNDO_WINDOW:
             minutes = int(UNDO_WINDOW.total_seconds() // 60)
             raise ValidationError(
@@ -59,7 +71,6 @@ def label_undo(*, user: AbstractBaseUser, project: Project) -> PreferenceLabel:
             )
         if label.review_status != PreferenceLabel.ReviewStatus.UNREVIEWED:
             raise ValidationError("Your last label was already reviewed.", code="reviewed")
-        assignment = Assignment.objects.select_for_update().get(pk=label.assignment_id)
         comparison = Comparison.objects.select_for_update().get(pk=label.comparison_id)
         before = label_audit_state(label)
         label.withdrawn_at = now

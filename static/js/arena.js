@@ -1,5 +1,6 @@
 // The arena: send a prompt, watch two anonymous answers stream in over the websocket,
-// vote (possibly before they finish), then see which versions they were.
+// vote (possibly before they finish), then see which versions they were. Past the arena's
+// limits the server answers 429 with retry_after: the page says why and counts down.
 (function () {
   const root = document.getElementById("arena");
   if (!root) return;
@@ -16,11 +17,17 @@
   let shownAt = 0;
   let voted = false;
   let delay = 1000;
+  let waitUntil = 0;  // a 429's retry time (ms since the epoch): Send stays off until then
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}${root.dataset.socketPath}`);
-    socket.onopen = () => { delay = 1000; send.disabled = false; status.textContent = "Ready."; };
+    socket.onopen = () => {
+      delay = 1000;
+      if (Date.now() < waitUntil) return;
+      send.disabled = false;
+      status.textContent = "Ready.";
+    };
     socket.onclose = () => {
       send.disabled = true;
       status.textContent = "Connection lost; reconnecting…";
@@ -52,8 +59,30 @@
       credentials: "same-origin",
     });
     const data = await response.json();
-    if (!response.ok) throw new Error((data.errors || ["Request failed."]).join(" "));
+    if (!response.ok) {
+      const error = new Error((data.errors || ["Request failed."]).join(" "));
+      error.retryAfter = response.status === 429 ? data.retry_after : 0;
+      throw error;
+    }
     return data;
+  }
+
+  // Send stays off until the retry time; the status line says why and how long is left.
+  function waitToRetry(message, seconds) {
+    waitUntil = Date.now() + seconds * 1000;
+    send.disabled = true;
+    const tick = () => {
+      const left = Math.ceil((waitUntil - Date.now()) / 1000);
+      if (left <= 0) {
+        send.disabled = false;
+        status.textContent = "Ready.";
+        return;
+      }
+      const time = left >= 120 ? `${Math.ceil(left / 60)} min` : `${left} s`;
+      status.textContent = `${message} (Send is back in ${time}.)`;
+      setTimeout(tick, 1000);
+    };
+    tick();
   }
 
   form.addEventListener("submit", async (event) => {
@@ -77,10 +106,14 @@
       shownAt = performance.now();
       status.textContent = "Answering…";
       vote.querySelector("button").focus();
-    } catch (error) {
-      status.textContent = error.message;
-    } finally {
       send.disabled = false;
+    } catch (error) {
+      if (error.retryAfter) {
+        waitToRetry(error.message, error.retryAfter);
+      } else {
+        status.textContent = error.message;
+        send.disabled = false;
+      }
     }
   });
 

@@ -6,15 +6,6 @@ from rest_framework.test import APIClient
 
 
 @pytest.fixture
-def reviewer(make_user, project):
-    from feedback.services import membership_set
-
-    user = make_user("rev")
-    membership_set(project=project, user=user, role="reviewer")
-    return user
-
-
-@pytest.fixture
 def outsider(make_user, db):
     """A member of another project only."""
     from feedback.services import membership_set, project_create

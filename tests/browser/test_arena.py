@@ -106,3 +106,39 @@ def test_arena_streams_two_answers_and_records_the_vote(arena_project, login, as
         battle.a_shown_left,
     )
     assert list(labels_for_training(project=project)) == []  # arena votes rank versions only
+
+
+@pytest.fixture
+def arena_without_worker(make_user):
+    """Two versions and no worker: every battle stays generating."""
+    project = project_create(slug="arena", name="Arena", base_model="unused")
+    base = PolicyVersion.objects.get(project=project, number=0)
+    PolicyVersion.objects.create(project=project, number=1, parent=base, status="candidate")
+    user = make_user("arena-ann")
+    membership_set(project=project, user=user, role=Membership.Role.ANNOTATOR)
+    return project, user
+
+
+def test_past_the_arena_limit_the_page_says_why_and_when_to_send_again(
+    arena_without_worker, login, asgi_server
+):
+    _, user = arena_without_worker
+    page = login(user)
+    page.goto(f"{asgi_server}/p/arena/arena/")
+    for n in range(3):
+        page.wait_for_selector("#arena-send:not([disabled])")
+        page.locator("#arena-prompt").fill(f"Prompt {n}")
+        page.locator("#arena-send").click()
+        if n < 2:
+            page.locator("#arena-status").filter(has_text="Answering").wait_for()
+
+    page.locator("#arena-status").filter(has_text="Send is back in").wait_for()
+    status = page.locator("#arena-status").inner_text()
+    assert status.startswith(
+        "You have 2 arena battles still generating, the most the arena runs at once for one "
+        "person; send this prompt again when one is answered. (Send is back in "
+    )
+    assert page.locator("#arena-send").is_disabled()
+    assert ArenaBattle.objects.count() == 2
+    page.wait_for_selector("#arena-send:not([disabled])", timeout=15_000)  # after retry_after
+    assert page.locator("#arena-status").inner_text() == "Ready."

@@ -14,13 +14,6 @@ from tests.factories import make_comparisons
 
 
 @pytest.fixture
-def reviewer(make_user, project):
-    user = make_user("rev")
-    membership_set(project=project, user=user, role="reviewer")
-    return user
-
-
-@pytest.fixture
 def labelled(project, annotator, make_user):
     project.labels_per_comparison = 2
     project.save()

@@ -8,11 +8,15 @@ websocket group of that annotator in that project. The web process never loads a
 from __future__ import annotations
 
 import logging
+import math
 import random
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -36,6 +40,60 @@ logger = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 4000
 ARENA_STATUSES = ("active", "retired", "candidate")  # versions worth comparing
+# The generation task's time limit (training/tasks.py): a battle still generating after it
+# was lost with its worker and no longer counts against its annotator's limit.
+GENERATION_TIME_LIMIT = timedelta(minutes=15)
+# When to try again while the user's battles are generating (a battle takes seconds).
+BUSY_RETRY_SECONDS = 10
+
+
+class ArenaLimited(Exception):
+    """A battle start beyond the user's arena limits (settings HONE_ARENA_MAX_GENERATING and
+    HONE_ARENA_BATTLES_PER_HOUR); `retry_after`: seconds until a start can succeed."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _arena_limits_check(*, user: AbstractBaseUser) -> None:
+    """Raise ArenaLimited if the user may not start a battle now. Call inside the
+    transaction that creates the battle: the user's row lock makes two starts at once count
+    one after the other."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    now = timezone.now()
+    mine = ArenaBattle.objects.filter(annotator=user)
+    most = settings.HONE_ARENA_MAX_GENERATING
+    generating = mine.filter(
+        status=ArenaBattle.Status.GENERATING, created_at__gt=now - GENERATION_TIME_LIMIT
+    ).count()
+    if generating >= most:
+        raise ArenaLimited(
+            f"You have {_plural(generating, 'arena battle')} still generating, the most the "
+            "arena runs at once for one person; send this prompt again when one is answered.",
+            retry_after=BUSY_RETRY_SECONDS,
+        )
+    per_hour = settings.HONE_ARENA_BATTLES_PER_HOUR
+    hour = timedelta(hours=1)
+    started = list(
+        mine.filter(created_at__gt=now - hour)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:per_hour]
+    )
+    if len(started) >= per_hour:
+        # A start is free again when the oldest of the last `per_hour` leaves the hour.
+        seconds = max(1, math.ceil((started[-1] + hour - now).total_seconds()))
+        raise ArenaLimited(
+            f"You started {_plural(per_hour, 'arena battle')} in the last hour, the most the "
+            "arena takes from one person; try again in "
+            f"{_plural(math.ceil(seconds / 60), 'minute')}.",
+            retry_after=seconds,
+        )
 
 
 def arena_event(*, battle: ArenaBattle, event: str, data: dict[str, Any]) -> None:
@@ -56,7 +114,9 @@ def arena_event(*, battle: ArenaBattle, event: str, data: dict[str, Any]) -> Non
 
 
 def arena_battle_start(*, user: AbstractBaseUser, project: Project, text: str) -> ArenaBattle:
-    """Store the prompt, draw two different versions, and queue the generation."""
+    """Store the prompt, draw two different versions, and queue the generation. Beyond the
+    user's limits (at most HONE_ARENA_MAX_GENERATING battles generating, and
+    HONE_ARENA_BATTLES_PER_HOUR started an hour) raises ArenaLimited and stores nothing."""
     from training.tasks import arena_generate_task  # tasks import services
 
     text = text.strip()
@@ -76,6 +136,7 @@ def arena_battle_start(*, user: AbstractBaseUser, project: Project, text: str) -
         )
     policy_a, policy_b = random.sample(versions, 2)
     with transaction.atomic():
+        _arena_limits_check(user=user)
         prompt = Prompt.objects.create(
             project=project,
             messages=[{"role": "user", "content": text}],

@@ -77,7 +77,8 @@ def iteration_advance(
         event_publish(
             project_id=iteration.project_id,
             event="iteration_status",
-            data={"iteration": iteration.number, "status": status, "error": iteration.error},
+            data={"iteration": iteration.number, "status": status},
+            staff_data={"error": iteration.error},  # tracebacks and paths: staff only
         )
     return iteration
 

@@ -61,6 +61,7 @@ def run_record_metrics(*, run: TrainingRun, values: dict[str, Any]) -> RunMetric
             project_id=run.project_id,
             event="run_progress",
             data={"run_id": run.pk, "kind": run.kind, "step": step, "values": clean},
+            staff_only=True,
         )
     return metric
 
@@ -150,4 +151,5 @@ def _run_event(run: TrainingRun) -> None:
         project_id=run.project_id,
         event="run_status",
         data={"run_id": run.pk, "kind": run.kind, "status": run.status, "error": run.error},
+        staff_only=True,  # annotators see no runs (the API answers them 403)
     )
