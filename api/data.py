@@ -34,7 +34,7 @@ from feedback.imports import (
 )
 from training import exports
 from training.models import DatasetSnapshot
-from training.services import artifact_path, snapshot_create
+from training.services import ArtifactPathError, artifact_path, snapshot_create
 
 JSONL = "application/x-ndjson"
 
@@ -169,8 +169,11 @@ class SnapshotDownloadApi(ProjectScopedView):
         snapshot = generics.get_object_or_404(
             DatasetSnapshot.objects.filter(project=self.get_project()), pk=pk
         )
-        path = artifact_path(snapshot.path)
-        if not path.exists():
+        try:
+            path = artifact_path(snapshot.path)
+        except ArtifactPathError:
+            path = None
+        if path is None or not path.is_file():
             raise Http404("The snapshot's file is missing from the artifact store.")
         return FileResponse(
             path.open("rb"),

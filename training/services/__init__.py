@@ -12,6 +12,7 @@ public interface.
 """
 
 from training.services.artifacts import (
+    ArtifactPathError,
     artifact_commit,
     artifact_path,
     generation_record,
@@ -51,6 +52,7 @@ from training.services.snapshots import ComparisonVerdict, comparison_verdicts, 
 
 __all__ = [
     "LOG_TAIL_CHARS",
+    "ArtifactPathError",
     "IterationMoved",
     "ComparisonVerdict",
     "artifact_commit",
