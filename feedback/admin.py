@@ -1,8 +1,12 @@
+import rest_framework.authtoken.admin as token_admin  # registers TokenProxy: replaced below
 from django.contrib import admin
+from django.http import HttpRequest
+from rest_framework.authtoken.models import TokenProxy
 
 from feedback.models import (
     PROJECT_SETTINGS,
     Assignment,
+    AuditEvent,
     Comparison,
     ComparisonAudit,
     Completion,
@@ -12,6 +16,26 @@ from feedback.models import (
     Project,
     Prompt,
 )
+from feedback.services import (
+    api_token_create,
+    membership_remove,
+    membership_set,
+    project_settings_set,
+)
+
+
+class ReadOnlyAdmin:
+    """Rows the admin may show but never add, change or delete: labels change only through
+    the pages that audit them, audit rows never change."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 class MembershipInline(admin.TabularInline):
@@ -34,6 +58,32 @@ class ProjectAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     fieldsets = [(group, {"fields": fields}) for group, fields in PROJECT_SETTINGS.items()]
 
+    def save_model(self, request: HttpRequest, obj: Project, form, change: bool) -> None:
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Through the service, so that each group of settings that changed is audited.
+        values = {name: getattr(obj, name) for name in form.changed_data}
+        project_settings_set(project=obj, values=values, actor=request.user)
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        """Members are added, changed and removed through the services, which audit them."""
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            membership_remove(project=form.instance, user=membership.user, actor=request.user)
+        for membership, changed in formset.changed_objects:
+            if "user" in changed:  # the row now names someone else: the first one leaves
+                previous = Membership.objects.get(pk=membership.pk).user
+                membership_remove(project=form.instance, user=previous, actor=request.user)
+        for membership in [m for m, _ in formset.changed_objects] + formset.new_objects:
+            membership_set(
+                project=form.instance,
+                user=membership.user,
+                role=membership.role,
+                actor=request.user,
+            )
+
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
@@ -48,14 +98,10 @@ class CompletionAdmin(admin.ModelAdmin):
     raw_id_fields = ["prompt"]
 
 
-class ComparisonAuditInline(admin.TabularInline):
+class ComparisonAuditInline(ReadOnlyAdmin, admin.TabularInline):
     model = ComparisonAudit
     extra = 0
-    can_delete = False
     readonly_fields = ["actor", "action", "before", "after", "at"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Comparison)
@@ -77,21 +123,44 @@ class AssignmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["comparison"]
 
 
-class LabelAuditInline(admin.TabularInline):
+class LabelAuditInline(ReadOnlyAdmin, admin.TabularInline):
     model = LabelAudit
     extra = 0
-    can_delete = False
     readonly_fields = ["actor", "action", "before", "after", "at"]
 
 
 @admin.register(PreferenceLabel)
-class PreferenceLabelAdmin(admin.ModelAdmin):
+class PreferenceLabelAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """Shown, never edited: a label changes only through the labeling and review pages, which
+    audit each change; it is never deleted (reviewers reject it instead)."""
+
     list_display = ["id", "comparison", "annotator", "choice", "strength", "review_status"]
     list_filter = ["choice", "review_status", "comparison__project"]
-    raw_id_fields = ["comparison", "assignment"]
-    # Reviews go through the review pages, which audit them.
-    readonly_fields = ["choice", "strength", "review_status", "is_repeat", "a_shown_left"]
     inlines = [LabelAuditInline]
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # labels are never deleted; reviewers reject them instead
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["at", "project", "actor", "action", "target_type", "target_id"]
+    list_filter = ["action", "project"]
+    list_select_related = ["project", "actor"]
+    date_hierarchy = "at"
+
+
+# --- People -----------------------------------------------------------------------------------
+
+
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class TokenAdmin(token_admin.TokenAdmin):
+    """API tokens: created through the service that audits them; a token never changes hands
+    (delete it and create another)."""
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: TokenProxy, form, change: bool) -> None:
+        token = api_token_create(user=obj.user, actor=request.user)
+        obj.key, obj.created = token.key, token.created

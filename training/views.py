@@ -29,9 +29,6 @@ STAFF = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
 @login_required
 def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug, roles=STAFF)
-    from django_celery_beat.models import PeriodicTask
-
-    schedule = PeriodicTask.objects.filter(name=f"hone-loop-{project.slug}").first()
     return render(
         request,
         "training/project.html",
@@ -44,7 +41,7 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
             .order_by("-number"),
             "leaderboard": _leaderboard_plot(leaderboard(project=project)),
             "series": iteration_series(project=project),
-            "schedule": str(schedule.crontab).split(" (")[0] if schedule else "",
+            "schedule": services.loop_schedule(project=project),
             "gates_form": ProjectGatesForm(instance=project),
             "is_admin": project.memberships.filter(
                 user=request.user, role=Membership.Role.ADMIN
@@ -96,14 +93,16 @@ def iteration_action(request: HttpRequest, slug: str, number: int, action: str) 
     def act(project) -> str:
         iteration = get_object_or_404(LoopIteration, project=project, number=number)
         if action == "cancel":
-            services.iteration_cancel(iteration=iteration)
+            services.iteration_cancel(iteration=iteration, actor=request.user)
         elif action == "approve":
             try:
-                services.iteration_approve(iteration=iteration)
+                services.iteration_approve(iteration=iteration, actor=request.user)
             except services.IterationMoved as error:
                 raise ValidationError(str(error)) from None
         else:
-            services.iteration_decline(iteration=iteration, reason="Rejected by an admin.")
+            services.iteration_decline(
+                iteration=iteration, reason="Rejected by an admin.", actor=request.user
+            )
         return f"Iteration {number}: {action} done."
 
     return _admin_action(request, slug, act)
@@ -114,7 +113,7 @@ def iteration_action(request: HttpRequest, slug: str, number: int, action: str) 
 def policy_rollback(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     def act(project) -> str:
         policy = get_object_or_404(PolicyVersion, project=project, number=number)
-        services.policy_rollback(policy=policy)
+        services.policy_rollback(policy=policy, actor=request.user)
         return f"v{number} is active again."
 
     return _admin_action(request, slug, act)
@@ -124,7 +123,8 @@ def policy_rollback(request: HttpRequest, slug: str, number: int) -> HttpRespons
 @require_POST
 def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     def act(project) -> str:
-        services.run_cancel(run=get_object_or_404(TrainingRun, project=project, pk=run_id))
+        run = get_object_or_404(TrainingRun, project=project, pk=run_id)
+        services.run_cancel(run=run, actor=request.user)
         return f"Run {run_id} will stop at its next step."
 
     return _admin_action(request, slug, act)
@@ -135,7 +135,7 @@ def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
 def schedule_set(request: HttpRequest, slug: str) -> HttpResponse:
     def act(project) -> str:
         cron = request.POST.get("cron", "")
-        services.loop_schedule_set(project=project, cron=cron)
+        services.loop_schedule_set(project=project, cron=cron, actor=request.user)
         return f"Schedule set to {cron!r}." if cron.strip() else "Schedule removed."
 
     return _admin_action(request, slug, act)
@@ -153,7 +153,7 @@ def gates_set(request: HttpRequest, slug: str) -> HttpResponse:
                     for name, errors in form.errors.items()
                 ]
             )
-        project_gates_set(project=project, **form.cleaned_data)
+        project_gates_set(project=project, actor=request.user, **form.cleaned_data)
         return "Gates saved."
 
     return _admin_action(request, slug, act)
@@ -163,7 +163,7 @@ def gates_set(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def iteration_start(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug, roles=(Membership.Role.ADMIN,))
-    iteration = services.iteration_start(project=project, trigger="manual")
+    iteration = services.iteration_start(project=project, trigger="manual", actor=request.user)
     if iteration is None:
         messages.error(request, "An iteration is already running for this project.")
     else:

@@ -3,7 +3,8 @@
 - `policies`: policy versions (the base, candidates, promotion, rollback);
 - `snapshots`: the preference pairs of a project and the dataset snapshots made of them;
 - `iterations`: the loop's iterations (start, advance, cancel, approve, reject, the human
-  gate's decision) and the schedule that starts them;
+  gate's decision);
+- `schedules`: the cron schedule that starts them;
 - `runs`: training runs from queued to their outcome, metrics, log, reaping;
 - `artifacts`: where artifacts live and the rows they become.
 
@@ -27,7 +28,6 @@ from training.services.iterations import (
     iteration_human_gate_check,
     iteration_reject,
     iteration_start,
-    loop_schedule_set,
     status_after_gates,
 )
 from training.services.policies import (
@@ -48,6 +48,7 @@ from training.services.runs import (
     run_succeed,
     runs_reap_stale,
 )
+from training.services.schedules import loop_schedule, loop_schedule_set
 from training.services.snapshots import ComparisonVerdict, comparison_verdicts, snapshot_create
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "iteration_human_gate_check",
     "iteration_reject",
     "iteration_start",
+    "loop_schedule",
     "loop_schedule_set",
     "policy_create_base",
     "policy_promote",
