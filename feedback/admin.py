@@ -1,5 +1,8 @@
 import rest_framework.authtoken.admin as token_admin  # registers TokenProxy: replaced below
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from rest_framework.authtoken.models import TokenProxy
 
@@ -17,6 +20,7 @@ from feedback.models import (
     Prompt,
 )
 from feedback.services import (
+    annotator_erase,
     api_token_create,
     membership_remove,
     membership_set,
@@ -164,3 +168,36 @@ class TokenAdmin(token_admin.TokenAdmin):
     def save_model(self, request: HttpRequest, obj: TokenProxy, form, change: bool) -> None:
         token = api_token_create(user=obj.user, actor=request.user)
         obj.key, obj.created = token.key, token.created
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class PersonAdmin(UserAdmin):
+    """Django's user admin, and the erasure of a person on a data-protection request (the
+    rows stay: labels keep counting under a pseudonym)."""
+
+    actions = ["erase", "erase_with_rationales"]
+
+    @admin.action(
+        description="Erase the selected people (anonymise; their labels keep counting)",
+        permissions=["change"],
+    )
+    def erase(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._erase(request, queryset, rationales=False)
+
+    @admin.action(
+        description="Erase the selected people and blank their rationales and flag notes",
+        permissions=["change"],
+    )
+    def erase_with_rationales(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._erase(request, queryset, rationales=True)
+
+    def _erase(self, request: HttpRequest, queryset: QuerySet, *, rationales: bool) -> None:
+        erased = [
+            annotator_erase(user=user, actor=request.user, rationales=rationales).pseudonym
+            for user in queryset
+        ]
+        self.message_user(request, f"Erased {len(erased)}: now {', '.join(erased)}.")

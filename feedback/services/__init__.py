@@ -6,13 +6,13 @@
 - `workspace`: what an annotator does besides labeling (undo, skip, flag);
 - `review`: reviewers' and admins' decisions on labels and comparisons;
 - `audit`: the audit log of changes to the loop and to who may act;
-- `accounts`: API tokens.
+- `accounts`: API tokens, and erasing a person on a data-protection request.
 
 Callers import the package (`from feedback import services`); the names below are the public
 interface.
 """
 
-from feedback.services.accounts import api_token_create
+from feedback.services.accounts import Erasure, annotator_erase, api_token_create
 from feedback.services.audit import audit_record
 from feedback.services.comparisons import comparisons_create, storable_text
 from feedback.services.labels import (
@@ -43,10 +43,12 @@ from feedback.services.workspace import (
 )
 
 __all__ = [
+    "Erasure",
     "MAX_TIME_SPENT_MS",
     "REPEAT_GAP",
     "SKIP_REASONS",
     "UNDO_WINDOW",
+    "annotator_erase",
     "api_token_create",
     "assignment_lease",
     "assignment_next",
