@@ -34,7 +34,7 @@ from feedback.imports import (
 )
 from training import exports
 from training.models import DatasetSnapshot
-from training.services import artifact_path, snapshot_create
+from training.services import ArtifactPathError, snapshot_create
 
 JSONL = "application/x-ndjson"
 
@@ -79,6 +79,7 @@ class PromptImportApi(ProjectScopedView):
                 name=upload.name,
                 file_format=serializer.validated_data.get("file_format"),
                 duplicates=serializer.validated_data["duplicates"],
+                actor=request.user,
             )
         except FileRejected as error:
             return rejected(error)
@@ -169,9 +170,10 @@ class SnapshotDownloadApi(ProjectScopedView):
         snapshot = generics.get_object_or_404(
             DatasetSnapshot.objects.filter(project=self.get_project()), pk=pk
         )
-        path = artifact_path(snapshot.path)
-        if not path.exists():
-            raise Http404("The snapshot's file is missing from the artifact store.")
+        try:
+            path = exports.snapshot_export(snapshot=snapshot, actor=request.user)
+        except (ArtifactPathError, FileNotFoundError):
+            raise Http404("The snapshot's file is missing from the artifact store.") from None
         return FileResponse(
             path.open("rb"),
             as_attachment=True,
@@ -203,7 +205,13 @@ class PreferenceExportApi(ProjectScopedView):
         project = self.get_project()
         options = self.query(PreferenceExportSerializer)
         try:
-            rows = exports.preference_rows(project=project, style=options["style"])
+            rows = exports.export_rows(
+                project=project,
+                what="preferences",
+                file_format=options["file_format"],
+                style=options["style"],
+                actor=request.user,
+            )
         except ValidationError as error:
             return conflict(error)
         if options["file_format"] == "hf":
@@ -228,7 +236,9 @@ class VoteExportApi(ProjectScopedView):
     def get(self, request, slug: str) -> HttpResponse:
         project = self.get_project()
         options = self.query(VoteExportSerializer)
-        rows = exports.vote_rows(project=project)
+        rows = exports.export_rows(
+            project=project, what="votes", file_format=options["file_format"], actor=request.user
+        )
         if options["file_format"] == "csv":
             return _download(exports.csv_bytes(rows), f"{slug}-votes.csv", "text/csv")
         return _download(exports.jsonl_bytes(rows), f"{slug}-votes.jsonl", JSONL)

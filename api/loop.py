@@ -91,7 +91,7 @@ class RunCancelApi(ProjectScopedView):
     def post(self, request, slug: str, pk: int) -> Response:
         run = generics.get_object_or_404(_runs(self), pk=pk)
         try:
-            run = services.run_cancel(run=run)
+            run = services.run_cancel(run=run, actor=request.user)
         except ValidationError as error:
             return conflict(error)
         return Response(RunSerializer(run).data)
@@ -129,7 +129,9 @@ class IterationListApi(ProjectScopedView, generics.ListAPIView):
         return iterations_for_project(project=self.get_project())
 
     def post(self, request, slug: str) -> Response:
-        iteration = services.iteration_start(project=self.get_project(), trigger="manual")
+        iteration = services.iteration_start(
+            project=self.get_project(), trigger="manual", actor=request.user
+        )
         if iteration is None:
             return conflict(
                 ValidationError({"iteration": "An iteration is already running for this project."})
@@ -162,12 +164,13 @@ class IterationActionApi(ProjectScopedView):
         )
         try:
             if action == "cancel":
-                iteration = services.iteration_cancel(iteration=iteration)
+                iteration = services.iteration_cancel(iteration=iteration, actor=request.user)
             elif action == "approve":
-                iteration = services.iteration_approve(iteration=iteration)
+                iteration = services.iteration_approve(iteration=iteration, actor=request.user)
             else:
+                # Who rejected it is in the audit log (by id, so an erased person leaves no name).
                 iteration = services.iteration_decline(
-                    iteration=iteration, reason=f"Rejected by {request.user.get_username()}."
+                    iteration=iteration, reason="Rejected by an admin.", actor=request.user
                 )
         except services.IterationMoved as error:
             return conflict(ValidationError({"iteration": str(error)}))
@@ -232,7 +235,7 @@ class PolicyPromoteApi(ProjectScopedView):
                     }
                 )
             )
-        policy = services.policy_promote(policy=policy)
+        policy = services.policy_promote(policy=policy, actor=request.user)
         return Response(PolicySerializer(policy).data)
 
 
@@ -248,7 +251,7 @@ class PolicyRollbackApi(ProjectScopedView):
     def post(self, request, slug: str, number: int) -> Response:
         policy = generics.get_object_or_404(_policies(self), number=number)
         try:
-            policy = services.policy_rollback(policy=policy)
+            policy = services.policy_rollback(policy=policy, actor=request.user)
         except ValidationError as error:
             return conflict(error)
         return Response(PolicySerializer(policy).data)

@@ -8,6 +8,7 @@ from rest_framework import serializers
 from feedback.imports import DUPLICATES, FORMATS
 from feedback.models import (
     PROJECT_GATE_FIELDS,
+    AuditEvent,
     Comparison,
     Completion,
     PreferenceLabel,
@@ -119,6 +120,19 @@ class LabelSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(
+        source="actor.username", allow_null=True, help_text="null: the system."
+    )
+    before = serializers.JSONField(allow_null=True, help_text="The state before; people by id.")
+    after = serializers.JSONField(allow_null=True, help_text="The state after; people by id.")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor", "action", "target_type", "target_id", "before", "after"]
         read_only_fields = fields
 
 
@@ -392,6 +406,11 @@ class LabelFilterSerializer(serializers.Serializer):
     comparison = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
+
+
+class AuditFilterSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=AuditEvent.Action.choices, required=False)
+    actor = serializers.CharField(required=False, max_length=150, help_text="A username.")
 
 
 class RunFilterSerializer(serializers.Serializer):

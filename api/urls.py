@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from api import data, loop, views
+from api import audit, data, loop, views
 
 app_name = "api"
 
@@ -69,4 +69,6 @@ urlpatterns = [
         name="policy-rollback",
     ),
     path(P + "leaderboard/", loop.LeaderboardApi.as_view(), name="leaderboard"),
+    # Governance
+    path(P + "audit/", audit.AuditEventListApi.as_view(), name="audit"),
 ]

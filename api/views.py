@@ -135,6 +135,7 @@ class PromptListApi(ProjectScopedView, generics.ListAPIView):
                 records=list(enumerate(serializer.validated_data["prompts"], start=1)),
                 source=f"api:{request.user.get_username()}",
                 duplicates=serializer.validated_data["duplicates"],
+                actor=request.user,
             )
         except FileRejected as error:
             return rejected(error)

@@ -1,9 +1,15 @@
+import rest_framework.authtoken.admin as token_admin  # registers TokenProxy: replaced below
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from rest_framework.authtoken.models import TokenProxy
 
-from feedback import services
 from feedback.models import (
     PROJECT_SETTINGS,
     Assignment,
+    AuditEvent,
     Comparison,
     ComparisonAudit,
     Completion,
@@ -13,7 +19,28 @@ from feedback.models import (
     Project,
     Prompt,
 )
-from feedback.services import project_pseudonym_key_rotate
+from feedback.services import (
+    annotator_erase,
+    api_token_create,
+    membership_remove,
+    membership_set,
+    project_pseudonym_key_rotate,
+    project_settings_set,
+)
+
+
+class ReadOnlyAdmin:
+    """Rows the admin may show but never add, change or delete: labels change only through
+    the pages that audit them, audit rows never change."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 class MembershipInline(admin.TabularInline):
@@ -48,20 +75,32 @@ class ProjectAdmin(admin.ModelAdmin):
             "annotator anew and cannot be joined with earlier ones.",
         )
 
-    def save_formset(self, request, form, formset, change) -> None:
-        """Memberships change through the services: a removal closes the member's leases
-        and sockets (membership_end), a new role their sockets (membership_set)."""
+    def save_model(self, request: HttpRequest, obj: Project, form, change: bool) -> None:
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Through the service, so that each group of settings that changed is audited.
+        values = {name: getattr(obj, name) for name in form.changed_data}
+        project_settings_set(project=obj, values=values, actor=request.user)
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        """Members are added, changed and removed through the services, which audit them; a
+        removal closes the member's leases and sockets, a new role their sockets."""
         if formset.model is not Membership:
             return super().save_formset(request, form, formset, change)
-        project = form.instance
-        for membership in formset.save(commit=False):
-            if membership.pk is not None:
-                before = Membership.objects.get(pk=membership.pk)
-                if before.user_id != membership.user_id:  # the row now names someone else
-                    services.membership_end(membership=before)
-            services.membership_set(project=project, user=membership.user, role=membership.role)
+        formset.save(commit=False)
         for membership in formset.deleted_objects:
-            services.membership_end(membership=membership)
+            membership_remove(project=form.instance, user=membership.user, actor=request.user)
+        for membership, changed in formset.changed_objects:
+            if "user" in changed:  # the row now names someone else: the first one leaves
+                previous = Membership.objects.get(pk=membership.pk).user
+                membership_remove(project=form.instance, user=previous, actor=request.user)
+        for membership in [m for m, _ in formset.changed_objects] + formset.new_objects:
+            membership_set(
+                project=form.instance,
+                user=membership.user,
+                role=membership.role,
+                actor=request.user,
+            )
 
 
 @admin.register(Prompt)
@@ -77,14 +116,10 @@ class CompletionAdmin(admin.ModelAdmin):
     raw_id_fields = ["prompt"]
 
 
-class ComparisonAuditInline(admin.TabularInline):
+class ComparisonAuditInline(ReadOnlyAdmin, admin.TabularInline):
     model = ComparisonAudit
     extra = 0
-    can_delete = False
     readonly_fields = ["actor", "action", "before", "after", "at"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Comparison)
@@ -106,21 +141,77 @@ class AssignmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["comparison"]
 
 
-class LabelAuditInline(admin.TabularInline):
+class LabelAuditInline(ReadOnlyAdmin, admin.TabularInline):
     model = LabelAudit
     extra = 0
-    can_delete = False
     readonly_fields = ["actor", "action", "before", "after", "at"]
 
 
 @admin.register(PreferenceLabel)
-class PreferenceLabelAdmin(admin.ModelAdmin):
+class PreferenceLabelAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """Shown, never edited: a label changes only through the labeling and review pages, which
+    audit each change; it is never deleted (reviewers reject it instead)."""
+
     list_display = ["id", "comparison", "annotator", "choice", "strength", "review_status"]
     list_filter = ["choice", "review_status", "comparison__project"]
-    raw_id_fields = ["comparison", "assignment"]
-    # Reviews go through the review pages, which audit them.
-    readonly_fields = ["choice", "strength", "review_status", "is_repeat", "a_shown_left"]
     inlines = [LabelAuditInline]
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # labels are never deleted; reviewers reject them instead
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["at", "project", "actor", "action", "target_type", "target_id"]
+    list_filter = ["action", "project"]
+    list_select_related = ["project", "actor"]
+    date_hierarchy = "at"
+
+
+# --- People -----------------------------------------------------------------------------------
+
+
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class TokenAdmin(token_admin.TokenAdmin):
+    """API tokens: created through the service that audits them; a token never changes hands
+    (delete it and create another)."""
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: TokenProxy, form, change: bool) -> None:
+        token = api_token_create(user=obj.user, actor=request.user)
+        obj.key, obj.created = token.key, token.created
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class PersonAdmin(UserAdmin):
+    """Django's user admin, and the erasure of a person on a data-protection request (the
+    rows stay: labels keep counting under a pseudonym)."""
+
+    actions = ["erase", "erase_with_rationales"]
+
+    @admin.action(
+        description="Erase the selected people (anonymise; their labels keep counting)",
+        permissions=["change"],
+    )
+    def erase(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._erase(request, queryset, rationales=False)
+
+    @admin.action(
+        description="Erase the selected people and blank their rationales and flag notes",
+        permissions=["change"],
+    )
+    def erase_with_rationales(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._erase(request, queryset, rationales=True)
+
+    def _erase(self, request: HttpRequest, queryset: QuerySet, *, rationales: bool) -> None:
+        erased = [
+            annotator_erase(user=user, actor=request.user, rationales=rationales).pseudonym
+            for user in queryset
+        ]
+        self.message_user(request, f"Erased {len(erased)}: now {', '.join(erased)}.")

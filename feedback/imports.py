@@ -27,6 +27,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 
 from feedback.models import (
+    AuditEvent,
     Comparison,
     Completion,
     LabelAudit,
@@ -35,6 +36,7 @@ from feedback.models import (
     Prompt,
     pseudonym_of,
 )
+from feedback.services.audit import audit_record
 
 VALID_ROLES = ("system", "user", "assistant")
 FORMATS = ("jsonl", "csv", "json")
@@ -262,6 +264,7 @@ def prompts_import_records(
     records: list[tuple[int, Any]],
     source: str = "",
     duplicates: str = "error",
+    actor: AbstractBaseUser | None = None,
 ) -> PromptImportResult:
     """Validate every (line, record) first, then write all prompts or none.
 
@@ -344,6 +347,15 @@ def prompts_import_records(
         raise FileRejected(problems, source)
     with transaction.atomic():
         created = Prompt.objects.bulk_create(prompts)
+        after = {"prompts": len(created), "skipped": len(skipped), "duplicates": duplicates}
+        audit_record(
+            actor=actor,
+            project=project,
+            action=AuditEvent.Action.PROMPTS_IMPORT,
+            target=project,
+            before=None,
+            after=after,
+        )
     return PromptImportResult(prompts=created, skipped=skipped)
 
 
@@ -354,10 +366,11 @@ def prompts_import_file(
     name: str,
     file_format: str | None = None,
     duplicates: str = "error",
+    actor: AbstractBaseUser | None = None,
 ) -> PromptImportResult:
     records = records_from_bytes(data=data, name=name, file_format=file_format)
     return prompts_import_records(
-        project=project, records=records, source=name, duplicates=duplicates
+        project=project, records=records, source=name, duplicates=duplicates, actor=actor
     )
 
 
@@ -645,6 +658,15 @@ def labels_import_file(
                     },
                 )
                 labels.append(label)
+        after = {"comparisons": len(comparisons), "labels": len(labels), "source": source}
+        audit_record(
+            actor=actor,
+            project=project,
+            action=AuditEvent.Action.LABELS_IMPORT,
+            target=project,
+            before=None,
+            after=after,
+        )
     return LabelImportResult(
         comparisons=comparisons,
         labels=labels,

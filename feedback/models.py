@@ -7,9 +7,11 @@ import hmac
 import secrets
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class TieHandling(models.TextChoices):
@@ -482,6 +484,52 @@ class ComparisonAudit(Audit):
 
     def __str__(self) -> str:
         return f"{self.action} comparison {self.comparison_id} by {self.actor}"
+
+
+class AuditEvent(models.Model):
+    """One change to the loop or to who may act: who (None: the system), when, what, on
+    what, and the state before and after. Rows are only ever added (README, "Governance"): the
+    admin shows them read-only and, on PostgreSQL, a trigger refuses UPDATE and DELETE.
+    People appear in before/after by id only, so erasing one leaves no name here."""
+
+    class Action(models.TextChoices):
+        POLICY_PROMOTE = "policy.promote", "Policy promoted"
+        POLICY_ROLLBACK = "policy.rollback", "Policy rolled back to"
+        ITERATION_START = "iteration.start", "Iteration started"
+        ITERATION_CANCEL = "iteration.cancel", "Iteration cancelled"
+        ITERATION_APPROVE = "iteration.approve", "Candidate approved"
+        ITERATION_REJECT = "iteration.reject", "Candidate rejected"
+        GATES_SET = "project.gates", "Promotion gates changed"
+        TRAINING_CONFIG_SET = "project.training_config", "Training config changed"
+        SETTINGS_SET = "project.settings", "Project settings changed"
+        SCHEDULE_SET = "loop.schedule", "Loop schedule changed"
+        MEMBERSHIP_SET = "membership.set", "Member added or role changed"
+        MEMBERSHIP_REMOVE = "membership.remove", "Member removed"
+        PROMPTS_IMPORT = "prompts.import", "Prompts imported"
+        LABELS_IMPORT = "labels.import", "Labels imported"
+        DATA_EXPORT = "data.export", "Data exported"
+        TOKEN_CREATE = "token.create", "API token created"
+        USER_ERASE = "user.erase", "Person erased"
+
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.PROTECT)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    action = models.CharField(max_length=32, choices=Action.choices)
+    target_type = models.CharField(max_length=64, help_text='The row changed: "app.model".')
+    target_id = models.BigIntegerField(null=True, blank=True)
+    before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "-at", "-id"]),
+            models.Index(fields=["action", "-at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_type} {self.target_id} by {self.actor or 'system'}"
 
 
 class ComparisonFlag(models.Model):

@@ -1,15 +1,17 @@
-"""Pages of reviewers and admins: quality figures, the review queue, one comparison's labels."""
+"""Pages of reviewers and admins: quality figures, the review queue, one comparison's labels,
+the audit log."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from feedback.models import Membership, PreferenceLabel
+from feedback.models import AuditEvent, Membership, PreferenceLabel
 from feedback.quality import (
     comparison_for_review,
     labels_for_review,
@@ -17,10 +19,11 @@ from feedback.quality import (
     project_quality,
     review_queue,
 )
-from feedback.selectors import project_for_member
+from feedback.selectors import audit_actors, audit_events, project_for_member
 from feedback.services import comparison_decide, comparison_set_gold, label_review
 
 REVIEW_ROLES = (Membership.Role.REVIEWER, Membership.Role.ADMIN)
+AUDIT_PAGE_SIZE = 50
 
 
 @login_required
@@ -94,5 +97,30 @@ def review_comparison_page(request: HttpRequest, slug: str, comparison_id: int) 
             "review_statuses": PreferenceLabel.ReviewStatus.choices,
             "audits": comparison.audits.select_related("actor").order_by("at", "id"),
             "is_admin": is_admin,
+        },
+    )
+
+
+@login_required
+@require_GET
+def audit_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The project's audit log (admins): newest first, by action and by person."""
+    project = project_for_member(user=request.user, slug=slug, roles=(Membership.Role.ADMIN,))
+    action = request.GET.get("action", "")
+    actor = request.GET.get("actor", "")
+    if action and action not in AuditEvent.Action.values:
+        return HttpResponseBadRequest(f"Unknown action {action!r}.")
+    events = audit_events(project=project, action=action, actor=actor)
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "feedback/audit.html",
+        {
+            "project": project,
+            "page": page,
+            "actions": AuditEvent.Action.choices,
+            "actors": audit_actors(project=project),
+            "action": action,
+            "actor": actor,
         },
     )

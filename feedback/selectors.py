@@ -7,7 +7,14 @@ from django.db.models import Avg, Count, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
-from feedback.models import Assignment, Comparison, Membership, PreferenceLabel, Project
+from feedback.models import (
+    Assignment,
+    AuditEvent,
+    Comparison,
+    Membership,
+    PreferenceLabel,
+    Project,
+)
 
 
 def project_for_member(
@@ -140,3 +147,26 @@ def arena_battle_for_user(*, user: AbstractBaseUser, project: Project, battle_id
     if battle is None:
         raise Http404("No such arena battle.")
     return battle
+
+
+def audit_events(*, project: Project, action: str = "", actor: str = "") -> QuerySet[AuditEvent]:
+    """The project's audit log, newest first; `action` an AuditEvent.Action, `actor` a
+    username (empty: any)."""
+    events = AuditEvent.objects.filter(project=project).select_related("actor")
+    if action:
+        events = events.filter(action=action)
+    if actor:
+        events = events.filter(actor__username=actor)
+    return events.order_by("-at", "-id")
+
+
+def audit_actors(*, project: Project) -> list[str]:
+    """The usernames of the people in the project's audit log, for a filter."""
+    from django.contrib.auth import get_user_model
+
+    return list(
+        get_user_model()
+        .objects.filter(pk__in=AuditEvent.objects.filter(project=project).values("actor_id"))
+        .order_by("username")
+        .values_list("username", flat=True)
+    )

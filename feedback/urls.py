@@ -9,6 +9,7 @@ urlpatterns = [
     path("p/<slug:slug>/label/", views.label_page, name="label"),
     path("p/<slug:slug>/quality/", review_views.quality_page, name="quality"),
     path("p/<slug:slug>/review/", review_views.review_queue_page, name="review"),
+    path("p/<slug:slug>/audit/", review_views.audit_page, name="audit"),
     path(
         "p/<slug:slug>/review/comparisons/<id:comparison_id>/",
         review_views.review_comparison_page,

@@ -65,3 +65,19 @@ def admin_member(make_user, project):
     user = make_user("boss")
     membership_set(project=project, user=user, role="admin")
     return user
+
+
+@pytest.fixture
+def token_client():
+    """A client that authenticates like a script: with an API token header."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    def make(user) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            token, _ = Token.objects.get_or_create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make

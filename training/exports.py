@@ -24,10 +24,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 
-from feedback.models import PreferenceLabel, Project
-from training.services import comparison_verdicts
+from feedback.models import AuditEvent, PreferenceLabel, Project
+from feedback.services import audit_record
+from training.models import DatasetSnapshot
+from training.services import artifact_path, comparison_verdicts
 
 STYLES = ("auto", "conversational", "standard")
 PREFERENCE_FORMATS = ("jsonl", "hf")
@@ -178,13 +181,16 @@ def hf_zip_bytes(rows: list[dict[str, Any]]) -> bytes:
         return buffer.getvalue()
 
 
-def export_to_path(
-    *, project: Project, what: str, file_format: str, out: Path, style: str = "auto"
-) -> int:
-    """Write an export to `out` (a file, or a folder for "hf"); returns the number of rows.
-
-    The export is written aside and moved into place, so `out` is never half-written.
-    """
+def export_rows(
+    *,
+    project: Project,
+    what: str,
+    file_format: str,
+    style: str = "auto",
+    actor: AbstractBaseUser | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of an export ("preferences" or "votes" in one of its formats); every export
+    is audited (what, format, how many rows) whoever asks for it, page, API or command."""
     if what == "preferences":
         if file_format not in PREFERENCE_FORMATS:
             raise ValidationError(
@@ -197,6 +203,52 @@ def export_to_path(
         rows = vote_rows(project=project)
     else:
         raise ValidationError({"what": "Export 'preferences' or 'votes'."})
+    after = {"what": what, "format": file_format, "rows": len(rows)}
+    audit_record(
+        actor=actor,
+        project=project,
+        action=AuditEvent.Action.DATA_EXPORT,
+        target=project,
+        before=None,
+        after={**after, "style": style} if what == "preferences" else after,
+    )
+    return rows
+
+
+def snapshot_export(*, snapshot: DatasetSnapshot, actor: AbstractBaseUser | None = None) -> Path:
+    """The file of a dataset snapshot, for a download (audited). Raises
+    training.services.ArtifactPathError when the recorded path leaves the artifact root,
+    FileNotFoundError when the file is missing."""
+    path = artifact_path(snapshot.path)
+    if not path.is_file():
+        raise FileNotFoundError(snapshot.path)
+    audit_record(
+        actor=actor,
+        project=snapshot.project,
+        action=AuditEvent.Action.DATA_EXPORT,
+        target=snapshot,
+        before=None,
+        after={"what": "snapshot", "format": "jsonl", "rows": snapshot.pair_count},
+    )
+    return path
+
+
+def export_to_path(
+    *,
+    project: Project,
+    what: str,
+    file_format: str,
+    out: Path,
+    style: str = "auto",
+    actor: AbstractBaseUser | None = None,
+) -> int:
+    """Write an export to `out` (a file, or a folder for "hf"); returns the number of rows.
+
+    The export is written aside and moved into place, so `out` is never half-written.
+    """
+    rows = export_rows(
+        project=project, what=what, file_format=file_format, style=style, actor=actor
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     if file_format == "hf":
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))

@@ -33,9 +33,6 @@ HUMAN_GATE_RECOMMENDED = {"annotators": 3, "min_win_rate": 0.5, "labels": 30}
 @login_required
 def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug, roles=STAFF)
-    from django_celery_beat.models import PeriodicTask
-
-    schedule = PeriodicTask.objects.filter(name=f"hone-loop-{project.slug}").first()
     health = reward_model_health(project=project)
     return render(
         request,
@@ -51,7 +48,7 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
             "series": iteration_series(project=project),
             "health": health,
             "health_series": agreement_series(health),
-            "schedule": str(schedule.crontab).split(" (")[0] if schedule else "",
+            "schedule": services.loop_schedule(project=project),
             "gates_form": ProjectGatesForm(instance=project),
             "annotators": project.memberships.filter(role=Membership.Role.ANNOTATOR).count(),
             "human_gate_recommended": HUMAN_GATE_RECOMMENDED,
@@ -105,14 +102,16 @@ def iteration_action(request: HttpRequest, slug: str, number: int, action: str) 
     def act(project) -> str:
         iteration = get_object_or_404(LoopIteration, project=project, number=number)
         if action == "cancel":
-            services.iteration_cancel(iteration=iteration)
+            services.iteration_cancel(iteration=iteration, actor=request.user)
         elif action == "approve":
             try:
-                services.iteration_approve(iteration=iteration)
+                services.iteration_approve(iteration=iteration, actor=request.user)
             except services.IterationMoved as error:
                 raise ValidationError(str(error)) from None
         else:
-            services.iteration_decline(iteration=iteration, reason="Rejected by an admin.")
+            services.iteration_decline(
+                iteration=iteration, reason="Rejected by an admin.", actor=request.user
+            )
         return f"Iteration {number}: {action} done."
 
     return _admin_action(request, slug, act)
@@ -123,7 +122,7 @@ def iteration_action(request: HttpRequest, slug: str, number: int, action: str) 
 def policy_rollback(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     def act(project) -> str:
         policy = get_object_or_404(PolicyVersion, project=project, number=number)
-        services.policy_rollback(policy=policy)
+        services.policy_rollback(policy=policy, actor=request.user)
         return f"v{number} is active again."
 
     return _admin_action(request, slug, act)
@@ -133,7 +132,8 @@ def policy_rollback(request: HttpRequest, slug: str, number: int) -> HttpRespons
 @require_POST
 def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     def act(project) -> str:
-        services.run_cancel(run=get_object_or_404(TrainingRun, project=project, pk=run_id))
+        run = get_object_or_404(TrainingRun, project=project, pk=run_id)
+        services.run_cancel(run=run, actor=request.user)
         return f"Run {run_id} will stop at its next step."
 
     return _admin_action(request, slug, act)
@@ -144,7 +144,7 @@ def run_cancel(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
 def schedule_set(request: HttpRequest, slug: str) -> HttpResponse:
     def act(project) -> str:
         cron = request.POST.get("cron", "")
-        services.loop_schedule_set(project=project, cron=cron)
+        services.loop_schedule_set(project=project, cron=cron, actor=request.user)
         return f"Schedule set to {cron!r}." if cron.strip() else "Schedule removed."
 
     return _admin_action(request, slug, act)
@@ -162,7 +162,7 @@ def gates_set(request: HttpRequest, slug: str) -> HttpResponse:
                     for name, errors in form.errors.items()
                 ]
             )
-        project_gates_set(project=project, **form.cleaned_data)
+        project_gates_set(project=project, actor=request.user, **form.cleaned_data)
         return "Gates saved."
 
     return _admin_action(request, slug, act)
@@ -172,7 +172,7 @@ def gates_set(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def iteration_start(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug, roles=(Membership.Role.ADMIN,))
-    iteration = services.iteration_start(project=project, trigger="manual")
+    iteration = services.iteration_start(project=project, trigger="manual", actor=request.user)
     if iteration is None:
         messages.error(request, "An iteration is already running for this project.")
     else:

@@ -63,12 +63,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Before rest_framework.authtoken: feedback's drf_create_token (audited) replaces DRF's.
+    "feedback",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
-    "feedback",
     "training",
 ]
 

@@ -4,12 +4,16 @@
 - `comparisons`: comparisons made of two completions of a prompt;
 - `labels`: leases and labels (both labeling paths run the statements of feedback/labeling);
 - `workspace`: what an annotator does besides labeling (undo, skip, flag);
-- `review`: reviewers' and admins' decisions on labels and comparisons.
+- `review`: reviewers' and admins' decisions on labels and comparisons;
+- `audit`: the audit log of changes to the loop and to who may act;
+- `accounts`: API tokens, and erasing a person on a data-protection request.
 
 Callers import the package (`from feedback import services`); the names below are the public
 interface.
 """
 
+from feedback.services.accounts import Erasure, annotator_erase, api_token_create
+from feedback.services.audit import audit_record
 from feedback.services.comparisons import comparisons_create, storable_text
 from feedback.services.labels import (
     MAX_TIME_SPENT_MS,
@@ -23,11 +27,12 @@ from feedback.services.labels import (
     vote_check,
 )
 from feedback.services.projects import (
-    membership_end,
+    membership_remove,
     membership_set,
     project_create,
     project_gates_set,
     project_pseudonym_key_rotate,
+    project_settings_set,
     prompts_import,
     user_access_end,
 )
@@ -41,13 +46,17 @@ from feedback.services.workspace import (
 )
 
 __all__ = [
+    "Erasure",
     "MAX_TIME_SPENT_MS",
     "REPEAT_GAP",
     "SKIP_REASONS",
     "UNDO_WINDOW",
+    "annotator_erase",
+    "api_token_create",
     "assignment_lease",
     "assignment_next",
     "assignment_skip",
+    "audit_record",
     "comparison_decide",
     "comparison_flag",
     "comparison_set_gold",
@@ -57,11 +66,12 @@ __all__ = [
     "label_stored_announce",
     "label_submit",
     "label_undo",
-    "membership_end",
+    "membership_remove",
     "membership_set",
     "project_create",
     "project_gates_set",
     "project_pseudonym_key_rotate",
+    "project_settings_set",
     "prompts_import",
     "storable_text",
     "user_access_end",

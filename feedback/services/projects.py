@@ -10,13 +10,23 @@ from django.db import transaction
 
 from feedback.events import user_sockets_close
 from feedback.models import (
+    PROJECT_SETTINGS,
+    AuditEvent,
     Membership,
     Project,
     Prompt,
     pseudonym_key_new,
 )
+from feedback.services.audit import audit_record
 from feedback.services.labels import user_leases_close
 from feedback.signals import project_created
+
+# Each group of settings that changed is one audit event; groups without their own action
+# share "project.settings".
+GROUP_ACTIONS = {
+    "Promotion gates": AuditEvent.Action.GATES_SET,
+    "Training": AuditEvent.Action.TRAINING_CONFIG_SET,
+}
 
 
 def project_create(*, slug: str, name: str, base_model: str, **fields: Any) -> Project:
@@ -27,6 +37,40 @@ def project_create(*, slug: str, name: str, base_model: str, **fields: Any) -> P
     with transaction.atomic():
         project.save()
         project_created.send(sender=Project, project=project)
+    return project
+
+
+def project_settings_set(
+    *, project: Project, values: dict[str, Any], actor: AbstractBaseUser | None = None
+) -> Project:
+    """Change some of a project's settings (PROJECT_SETTINGS), all or none, with one audit
+    event per group that changed: what each changed setting was and what it is now."""
+    groups = {name: group for group, names in PROJECT_SETTINGS.items() for name in names}
+    unknown = sorted(set(values) - set(groups))
+    if unknown:
+        raise ValidationError({name: "Not a project setting." for name in unknown})
+    with transaction.atomic():
+        stored = Project.objects.select_for_update().get(pk=project.pk)
+        changed = [name for name, value in values.items() if getattr(stored, name) != value]
+        for name in changed:
+            setattr(project, name, values[name])
+        project.full_clean()
+        if not changed:
+            return project
+        project.save(update_fields=changed)
+        events: dict[str, list[str]] = {}
+        for name in changed:
+            action = GROUP_ACTIONS.get(groups[name], AuditEvent.Action.SETTINGS_SET)
+            events.setdefault(action, []).append(name)
+        for action, names in events.items():
+            audit_record(
+                actor=actor,
+                project=project,
+                action=action,
+                target=project,
+                before={name: getattr(stored, name) for name in names},
+                after={name: getattr(project, name) for name in names},
+            )
     return project
 
 
@@ -43,6 +87,7 @@ def project_gates_set(
     judge_min_pairs: int,
     gate_human_min_win_rate: float | None,
     gate_human_labels: int,
+    actor: AbstractBaseUser | None = None,
 ) -> Project:
     """Set what a candidate must show before promotion (training/gates.py). A candidate that
     already waits for humans is judged by the settings at each check."""
@@ -58,11 +103,7 @@ def project_gates_set(
         "gate_human_min_win_rate": gate_human_min_win_rate,
         "gate_human_labels": gate_human_labels,
     }
-    for name, value in values.items():
-        setattr(project, name, value)
-    project.full_clean()
-    project.save(update_fields=list(values))
-    return project
+    return project_settings_set(project=project, values=values, actor=actor)
 
 
 def project_pseudonym_key_rotate(*, project: Project) -> Project:
@@ -74,33 +115,62 @@ def project_pseudonym_key_rotate(*, project: Project) -> Project:
     return project
 
 
-def membership_set(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
-    """Add the user to the project with `role`, or change their role. A changed role closes
+def membership_set(
+    *, project: Project, user: AbstractBaseUser, role: str, actor: AbstractBaseUser | None = None
+) -> Membership:
+    """Add `user` to the project with `role`, or change their role. A changed role closes
     their open sockets of the project: they connect again into the new role's events."""
     if role not in Membership.Role.values:
         raise ValidationError(
             {"role": f"Unknown role {role!r}; use one of {Membership.Role.values}."}
         )
     with transaction.atomic():
-        membership, created = Membership.objects.select_for_update().get_or_create(
+        previous = (
+            Membership.objects.select_for_update()
+            .filter(project=project, user=user)
+            .values_list("role", flat=True)
+            .first()
+        )
+        membership, _ = Membership.objects.update_or_create(
             project=project, user=user, defaults={"role": role}
         )
-        if not created and membership.role != role:
-            membership.role = role
-            membership.save(update_fields=["role"])
+        if previous != role:
+            audit_record(
+                actor=actor,
+                project=project,
+                action=AuditEvent.Action.MEMBERSHIP_SET,
+                target=user,
+                before={"user": user.pk, "role": previous} if previous else None,
+                after={"user": user.pk, "role": role},
+            )
+        if previous is not None and previous != role:
             user_sockets_close(user_id=user.pk, project_id=project.pk)
     return membership
 
 
-def membership_end(*, membership: Membership) -> None:
-    """Remove a user from a project, and everything the membership let them hold: their
+def membership_remove(
+    *, project: Project, user: AbstractBaseUser, actor: AbstractBaseUser | None = None
+) -> None:
+    """Take `user` out of the project, and everything the membership let them hold: their
     active leases in it close (feedback.services.user_leases_close) and their open sockets of
-    it close. Their labels stay. Every removal of a membership goes through here (the admin
-    too); the labeling statements refuse a non-member's label in any case."""
+    it close. Their labels stay and keep counting. Every removal of a membership goes through
+    here (the admin too); the labeling statements refuse a non-member's label in any case."""
     with transaction.atomic():
-        user_leases_close(user_id=membership.user_id, project_id=membership.project_id)
+        membership = Membership.objects.select_for_update().filter(project=project, user=user)
+        role = membership.values_list("role", flat=True).first()
+        if role is None:
+            raise ValidationError({"user": "Not a member of this project."})
+        user_leases_close(user_id=user.pk, project_id=project.pk)
         membership.delete()
-        user_sockets_close(user_id=membership.user_id, project_id=membership.project_id)
+        audit_record(
+            actor=actor,
+            project=project,
+            action=AuditEvent.Action.MEMBERSHIP_REMOVE,
+            target=user,
+            before={"user": user.pk, "role": role},
+            after=None,
+        )
+        user_sockets_close(user_id=user.pk, project_id=project.pk)
 
 
 def user_access_end(*, user: AbstractBaseUser) -> None:
@@ -114,7 +184,12 @@ def user_access_end(*, user: AbstractBaseUser) -> None:
 
 
 def prompts_import(
-    *, project: Project, records: list[Any], source: str = "", duplicates: str = "keep"
+    *,
+    project: Project,
+    records: list[Any],
+    source: str = "",
+    duplicates: str = "keep",
+    actor: AbstractBaseUser | None = None,
 ) -> list[Prompt]:
     """Validate every record first, then write all of them or none.
 
@@ -128,5 +203,6 @@ def prompts_import(
         records=list(enumerate(records, start=1)),
         source=source,
         duplicates=duplicates,
+        actor=actor,
     )
     return result.prompts

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 
 @pytest.fixture
@@ -25,17 +23,3 @@ def users(annotator, reviewer, admin_member, outsider):
         "outsider": outsider,
         "anonymous": None,
     }
-
-
-@pytest.fixture
-def token_client():
-    """A client that authenticates like a script: with an API token header."""
-
-    def make(user) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            token, _ = Token.objects.get_or_create(user=user)
-            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-        return client
-
-    return make

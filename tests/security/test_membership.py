@@ -1,8 +1,8 @@
 """A member removed from a project (or a deactivated user) labels nothing more in it.
 
-The labeling statements check membership themselves (feedback/labeling.py), on both paths:
+The labeling statements check membership themselves (feedback/labeling/), on both paths:
 Django's services and the fast path in front of it (api/fastpath.py), whose caches remember who
-is calling but not what they may do. Ending a membership (feedback.services.membership_end, the
+is calling but not what they may do. Ending a membership (feedback.services.membership_remove, the
 admin) or deactivating a user also closes their active leases.
 """
 
@@ -170,11 +170,11 @@ def _closed_and_freed(lease, comparison, waiting, project):
     assert again.comparison_id == comparison.pk  # the place went to someone else
 
 
-def test_membership_end_closes_the_members_leases(project, annotator, make_user):
+def test_membership_remove_closes_the_members_leases(project, annotator, make_user):
     comparison, lease, waiting = _lease_and_other_place(project, annotator, make_user)
     membership = Membership.objects.get(user=annotator, project=project)
 
-    services.membership_end(membership=membership)
+    services.membership_remove(project=membership.project, user=membership.user)
 
     assert not Membership.objects.filter(user=annotator, project=project).exists()
     _closed_and_freed(lease, comparison, waiting, project)

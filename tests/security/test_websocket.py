@@ -110,7 +110,9 @@ def test_ending_a_membership_closes_the_members_sockets(path, project, reviewer)
     membership = Membership.objects.get(user=reviewer, project=project)
 
     closed, nothing_after = _closed_by(
-        lambda: services.membership_end(membership=membership), reviewer, path
+        lambda: services.membership_remove(project=membership.project, user=membership.user),
+        reviewer,
+        path,
     )
 
     assert closed == {"type": "websocket.close", "code": 4403}
@@ -147,7 +149,9 @@ def test_another_projects_membership_leaves_the_socket_open(project, reviewer):
         socket = communicator_for(reviewer)
         await socket.connect()
         membership = await sync_to_async(Membership.objects.get)(user=reviewer, project=other)
-        await sync_to_async(lambda: services.membership_end(membership=membership))()
+        await sync_to_async(
+            lambda: services.membership_remove(project=membership.project, user=membership.user)
+        )()
         still_open = await socket.receive_nothing(timeout=0.5)
         await socket.disconnect()
         return still_open

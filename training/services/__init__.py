@@ -3,7 +3,8 @@
 - `policies`: policy versions (the base, candidates, promotion, rollback);
 - `snapshots`: the preference pairs of a project and the dataset snapshots made of them;
 - `iterations`: the loop's iterations (start, advance, cancel, approve, reject, the human
-  gate's decision) and the schedule that starts them;
+  gate's decision);
+- `schedules`: the cron schedule that starts them;
 - `runs`: training runs from queued to their outcome, metrics, log, reaping;
 - `artifacts`: where artifacts live and the rows they become;
 - `health`: reward models' scores of the labels that arrived after they were trained.
@@ -13,6 +14,7 @@ public interface.
 """
 
 from training.services.artifacts import (
+    ArtifactPathError,
     artifact_commit,
     artifact_path,
     generation_record,
@@ -28,7 +30,6 @@ from training.services.iterations import (
     iteration_human_gate_check,
     iteration_reject,
     iteration_start,
-    loop_schedule_set,
     status_after_gates,
 )
 from training.services.policies import (
@@ -49,6 +50,7 @@ from training.services.runs import (
     run_succeed,
     runs_reap_stale,
 )
+from training.services.schedules import loop_schedule, loop_schedule_set
 from training.services.snapshots import (
     ComparisonVerdict,
     comparison_verdicts,
@@ -58,6 +60,7 @@ from training.services.snapshots import (
 
 __all__ = [
     "LOG_TAIL_CHARS",
+    "ArtifactPathError",
     "IterationMoved",
     "ComparisonVerdict",
     "artifact_commit",
@@ -71,6 +74,7 @@ __all__ = [
     "iteration_reject",
     "iteration_start",
     "judge_snapshot_create",
+    "loop_schedule",
     "loop_schedule_set",
     "policy_create_base",
     "policy_promote",

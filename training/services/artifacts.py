@@ -28,8 +28,25 @@ from training.selectors import (
 )
 
 
+class ArtifactPathError(ValueError):
+    """A recorded artifact path that leads outside the artifact root."""
+
+
 def artifact_path(relative: str) -> Path:
-    return Path(settings.ARTIFACT_ROOT) / relative
+    """Where an artifact recorded as `relative` (to ARTIFACT_ROOT) lives on disk.
+
+    The path is resolved (`..`, symbolic links) and must stay inside the artifact root: a
+    row whose path was set to an absolute system file or climbs out with `../` reads and
+    writes nothing outside it.
+    """
+    root = Path(settings.ARTIFACT_ROOT).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ArtifactPathError(
+            f"The artifact path {relative!r} leads outside the artifact root: artifact paths "
+            "are relative to ARTIFACT_ROOT and stay inside it."
+        )
+    return path
 
 
 # --- Artifacts that become rows ------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""Loop iterations: start, advance (compare-and-set on status), cancel, approve, reject, the
-human gate decision, and the schedule that starts them."""
+"""Loop iterations: start, advance (compare-and-set on status), cancel, approve, reject, and
+the human gate's decision. The schedule that starts them: training/services/schedules.py."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -13,9 +13,11 @@ from django.utils import timezone
 
 from feedback.events import event_publish
 from feedback.models import (
+    AuditEvent,
     Comparison,
     Project,
 )
+from feedback.services import audit_record
 from training.models import (
     LoopIteration,
     PolicyVersion,
@@ -30,7 +32,9 @@ from training.selectors import (
 # --- Loop iterations ---------------------------------------------------------------------
 
 
-def iteration_start(*, project: Project, trigger: str) -> LoopIteration | None:
+def iteration_start(
+    *, project: Project, trigger: str, actor: AbstractBaseUser | None = None
+) -> LoopIteration | None:
     """Start an iteration unless one is running: the database allows one per project."""
     from training.tasks import loop_iteration_task
 
@@ -40,6 +44,13 @@ def iteration_start(*, project: Project, trigger: str) -> LoopIteration | None:
         with transaction.atomic():
             iteration = LoopIteration.objects.create(
                 project=project, number=next_number(LoopIteration, project), trigger=trigger
+            )
+            _iteration_audit(
+                iteration=iteration,
+                action=AuditEvent.Action.ITERATION_START,
+                actor=actor,
+                before=None,
+                after={"status": iteration.status, "trigger": trigger},
             )
             event_publish(
                 project_id=project.pk,
@@ -83,11 +94,38 @@ def iteration_advance(
     return iteration
 
 
-def iteration_cancel(*, iteration: LoopIteration) -> LoopIteration:
+def _iteration_audit(
+    *,
+    iteration: LoopIteration,
+    action: str,
+    actor: AbstractBaseUser | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+) -> None:
+    audit_record(
+        actor=actor,
+        project=iteration.project,
+        action=action,
+        target=iteration,
+        before=before,
+        after={**after, "policy": iteration.policy.number if iteration.policy_id else None},
+    )
+
+
+def iteration_cancel(
+    *, iteration: LoopIteration, actor: AbstractBaseUser | None = None
+) -> LoopIteration:
     """Stop an iteration: its running jobs are asked to stop at their next step."""
     if not iteration.is_running:
         raise ValidationError({"iteration": f"Iteration {iteration.number} is not running."})
     with transaction.atomic():
+        _iteration_audit(
+            iteration=iteration,
+            action=AuditEvent.Action.ITERATION_CANCEL,
+            actor=actor,
+            before={"status": iteration.status},
+            after={"status": LoopIteration.Status.CANCELLED},
+        )
         TrainingRun.objects.filter(
             iteration=iteration, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
         ).update(cancel_requested=True)
@@ -112,7 +150,9 @@ def _candidate_drop(*, policy_id: int) -> None:
     )
 
 
-def iteration_approve(*, iteration: LoopIteration) -> LoopIteration:
+def iteration_approve(
+    *, iteration: LoopIteration, actor: AbstractBaseUser | None = None
+) -> LoopIteration:
     """An admin accepts a candidate that waits for approval; the worker promotes it."""
     from training.tasks import loop_iteration_task
 
@@ -122,18 +162,30 @@ def iteration_approve(*, iteration: LoopIteration) -> LoopIteration:
             status=LoopIteration.Status.PROMOTING,
             expected=LoopIteration.Status.AWAITING_APPROVAL,
         )
+        _iteration_audit(
+            iteration=iteration,
+            action=AuditEvent.Action.ITERATION_APPROVE,
+            actor=actor,
+            before={"status": LoopIteration.Status.AWAITING_APPROVAL},
+            after={"status": iteration.status},
+        )
         transaction.on_commit(lambda: loop_iteration_task.delay(iteration.pk))
     return iteration
 
 
 def iteration_reject(
-    *, iteration: LoopIteration, reason: str, expected: str | None = None
+    *,
+    iteration: LoopIteration,
+    reason: str,
+    expected: str | None = None,
+    actor: AbstractBaseUser | None = None,
 ) -> LoopIteration:
     """The candidate is not promoted (the gates or an admin said no); the loop is free again.
 
     With `expected`, only if the iteration still has that status (see iteration_advance).
     """
     with transaction.atomic():
+        before = {"status": expected or iteration.status}
         iteration = iteration_advance(
             iteration=iteration,
             status=LoopIteration.Status.REJECTED,
@@ -142,17 +194,26 @@ def iteration_reject(
         )
         if iteration.policy_id:
             _candidate_drop(policy_id=iteration.policy_id)
+        _iteration_audit(
+            iteration=iteration,
+            action=AuditEvent.Action.ITERATION_REJECT,
+            actor=actor,
+            before=before,
+            after={"status": iteration.status, "reason": reason},
+        )
         return iteration
 
 
-def iteration_decline(*, iteration: LoopIteration, reason: str) -> LoopIteration:
+def iteration_decline(
+    *, iteration: LoopIteration, reason: str, actor: AbstractBaseUser | None = None
+) -> LoopIteration:
     """An admin says no to a candidate that waits for their approval."""
     waiting = LoopIteration.Status.AWAITING_APPROVAL
     if iteration.status != waiting:
         raise ValidationError(
             {"iteration": f"Iteration {iteration.number} is not waiting for approval."}
         )
-    return iteration_reject(iteration=iteration, reason=reason, expected=waiting)
+    return iteration_reject(iteration=iteration, reason=reason, expected=waiting, actor=actor)
 
 
 def status_after_gates(*, project: Project) -> str:
@@ -251,60 +312,3 @@ def iteration_human_gate_check(*, iteration: LoopIteration) -> str | None:
             return status
     except IterationMoved:  # cancelled, or decided by another process meanwhile
         return None
-
-
-# --- Schedules --------------------------------------------------------------------------
-
-
-def loop_schedule_set(*, project: Project, cron: str) -> None:
-    """Start an iteration on a cron schedule ("0 3 * * *"); an empty string removes it.
-
-    The schedule is a django-celery-beat PeriodicTask, so it can be edited in the admin too.
-    A scheduled start does nothing while an iteration is running.
-    """
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
-    name = f"hone-loop-{project.slug}"
-    if not cron.strip():
-        PeriodicTask.objects.filter(name=name).delete()
-        return
-    fields = cron.split()
-    if len(fields) != 5:
-        raise ValidationError(
-            {
-                "schedule": f"{cron!r} is not a cron expression: it needs 5 fields "
-                "(minute hour day-of-month month day-of-week), e.g. '0 3 * * *'."
-            }
-        )
-    minute, hour, day_of_month, month_of_year, day_of_week = fields
-    schedule = CrontabSchedule(
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month_of_year=month_of_year,
-        day_of_week=day_of_week,
-        timezone="UTC",
-    )
-    try:
-        schedule.full_clean()
-    except ValidationError as error:
-        raise ValidationError({"schedule": f"{cron!r}: {'; '.join(error.messages)}"}) from None
-    with transaction.atomic():
-        schedule, _ = CrontabSchedule.objects.get_or_create(
-            minute=minute,
-            hour=hour,
-            day_of_month=day_of_month,
-            month_of_year=month_of_year,
-            day_of_week=day_of_week,
-            timezone="UTC",
-        )
-        PeriodicTask.objects.update_or_create(
-            name=name,
-            defaults={
-                "task": "training.tasks.iteration_start_task",
-                "crontab": schedule,
-                "interval": None,
-                "args": json.dumps([project.pk, "schedule"]),
-                "enabled": True,
-            },
-        )

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from feedback.events import event_publish
 from feedback.models import (
+    AuditEvent,
     Project,
 )
+from feedback.services import audit_record
 from training.models import (
     PolicyVersion,
     RewardModelVersion,
@@ -56,16 +59,30 @@ def policy_register(
 
 
 def _policy_activate(
-    *, policy: PolicyVersion, versions: list[PolicyVersion], replaced: str, rollback: bool
+    *,
+    policy: PolicyVersion,
+    versions: list[PolicyVersion],
+    replaced: str,
+    rollback: bool,
+    actor: AbstractBaseUser | None,
 ) -> PolicyVersion:
-    """Make `policy` active and give the version it replaces the status `replaced`.
+    """Make `policy` active and give the version it replaces the status `replaced`; audited.
 
     Call inside a transaction holding the project's versions with SELECT FOR UPDATE.
     """
-    for old in versions:
-        if old.status == PolicyVersion.Status.ACTIVE:
-            old.status = replaced
-            old.save(update_fields=["status"])
+    was = next(v.status for v in versions if v.pk == policy.pk)
+    previous = next((v for v in versions if v.status == PolicyVersion.Status.ACTIVE), None)
+    if previous is not None:
+        previous.status = replaced
+        previous.save(update_fields=["status"])
+    audit_record(
+        actor=actor,
+        project=policy.project,
+        action=AuditEvent.Action.POLICY_ROLLBACK if rollback else AuditEvent.Action.POLICY_PROMOTE,
+        target=policy,
+        before={"active": previous.number if previous else None, "status": was},
+        after={"active": policy.number, "replaced_status": replaced},
+    )
     policy.status = PolicyVersion.Status.ACTIVE
     policy.promoted_at = timezone.now()
     policy.save(update_fields=["status", "promoted_at"])
@@ -78,7 +95,9 @@ def _policy_activate(
     return policy
 
 
-def policy_promote(*, policy: PolicyVersion) -> PolicyVersion:
+def policy_promote(
+    *, policy: PolicyVersion, actor: AbstractBaseUser | None = None
+) -> PolicyVersion:
     """Make `policy` the project's active version; the previous one retires. All or nothing."""
     with transaction.atomic():
         versions = list(
@@ -91,10 +110,13 @@ def policy_promote(*, policy: PolicyVersion) -> PolicyVersion:
             versions=versions,
             replaced=PolicyVersion.Status.RETIRED,
             rollback=False,
+            actor=actor,
         )
 
 
-def policy_rollback(*, policy: PolicyVersion) -> PolicyVersion:
+def policy_rollback(
+    *, policy: PolicyVersion, actor: AbstractBaseUser | None = None
+) -> PolicyVersion:
     """Make an earlier version active again; the one it replaces is marked rolled back.
 
     Nothing is deleted: every version, its adapter and its history stay.
@@ -118,4 +140,5 @@ def policy_rollback(*, policy: PolicyVersion) -> PolicyVersion:
             versions=versions,
             replaced=PolicyVersion.Status.ROLLED_BACK,
             rollback=True,
+            actor=actor,
         )

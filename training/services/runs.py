@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -92,14 +93,15 @@ def run_fail(*, run: TrainingRun, error: str) -> TrainingRun:
     return run
 
 
-def run_cancel(*, run: TrainingRun) -> TrainingRun:
-    """Ask a queued or running job to stop; a queued one stops before it starts."""
+def run_cancel(*, run: TrainingRun, actor: AbstractBaseUser | None = None) -> TrainingRun:
+    """Ask a queued or running job to stop; a queued one stops before it starts. A run of an
+    iteration cancels the iteration (audited)."""
     if run.status not in (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING):
         raise ValidationError({"run": f"Run {run.pk} is {run.status}: nothing to cancel."})
     run.cancel_requested = True
     run.save(update_fields=["cancel_requested"])
     if run.iteration_id and run.iteration.is_running:
-        iteration_cancel(iteration=run.iteration)
+        iteration_cancel(iteration=run.iteration, actor=actor)
     return run
 
 
