@@ -289,6 +289,7 @@ class LeaderboardApi(ProjectScopedView):
 )
 class RewardModelListApi(ProjectScopedView):
     serializer_class = RewardModelSerializer
+    pagination_class = None  # the latest few, always whole
 
     def get(self, request, slug: str) -> Response:
         health = reward_model_health(project=self.get_project())

@@ -18,6 +18,7 @@ def at_ppo(project, annotator, tiny_model_dir, tiny_reward_dir):
     project.base_model = tiny_model_dir
     project.training_config = TINY_TRAINING
     project.gate_min_win_rate = 0.0  # a tiny random model's win rate is a coin toss
+    project.gate_judge_min_win_rate = None  # the judge gate has tests of its own
     project.ppo_fresh_min_labels = 5
     project.save()
     labelled(project, annotator, [("ok", "a much longer and wordier answer")] * 3, "a")
