@@ -30,7 +30,7 @@ from typing import Any
 from training.ml.errors import DataError
 
 Message = dict[str, str]
-Prompt = str | list[Message]  # plain text, or chat messages
+PromptInput = str | list[Message]  # plain text, or chat messages
 
 ROLES = ("system", "user", "assistant")
 
@@ -39,7 +39,7 @@ ROLES = ("system", "user", "assistant")
 class PreferencePair:
     """One validated line of preference data, answers reduced to their text."""
 
-    prompt: Prompt
+    prompt: PromptInput
     chosen: str
     rejected: str
     margin: float | None
@@ -100,7 +100,7 @@ def load_preferences(path: str | Path) -> list[PreferencePair]:
     return pairs
 
 
-def load_prompts(path: str | Path) -> list[Prompt]:
+def load_prompts(path: str | Path) -> list[PromptInput]:
     """Read and validate a whole prompts file: one `{"prompt": <prompt>}` per line."""
     prompts = []
     for line, obj in iter_jsonl(path):
@@ -122,7 +122,7 @@ def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
 # ---- validation of one field ----
 
 
-def _check_prompt(value: Any, path: str | Path, line: int, field: str = "prompt") -> Prompt:
+def _check_prompt(value: Any, path: str | Path, line: int, field: str = "prompt") -> PromptInput:
     if isinstance(value, str):
         if not value.strip():
             raise DataError(path, f"field {field!r} is empty", line=line)
@@ -166,7 +166,7 @@ def _check_answer(value: Any, field: str, path: str | Path, line: int) -> str:
 # ---- splitting ----
 
 
-def prompt_key(prompt: Prompt) -> str:
+def prompt_key(prompt: PromptInput) -> str:
     """A stable identity for a prompt (same text or same messages -> same key)."""
     return json.dumps(prompt, sort_keys=True, ensure_ascii=False)
 
@@ -201,7 +201,9 @@ def split_by_prompt(
     return train, heldout
 
 
-def sample_prompts(prompts: Sequence[Prompt], n: int | None, *, seed: int) -> list[Prompt]:
+def sample_prompts(
+    prompts: Sequence[PromptInput], n: int | None, *, seed: int
+) -> list[PromptInput]:
     """Up to n prompts chosen at random (seeded), in file order; all of them when n is None."""
     if n is None or n >= len(prompts):
         return list(prompts)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.ml.data import Prompt, add_config_arguments, config_from_arguments, load_prompts
+from training.ml.data import PromptInput, add_config_arguments, config_from_arguments, load_prompts
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +73,7 @@ class Sample:
 
 def generate(
     config: GenerateConfig,
-    prompts: Sequence[Prompt],
+    prompts: Sequence[PromptInput],
     *,
     on_token: OnToken | None = None,
     on_progress: OnProgress | None = None,
@@ -112,7 +112,7 @@ def generate(
 def sample_with_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[Prompt],
+    prompts: Sequence[PromptInput],
     *,
     num_samples: int = 1,
     max_new_tokens: int = 64,

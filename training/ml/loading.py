@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.ml.data import Prompt
+from training.ml.data import PromptInput
 from training.ml.errors import ModelNotFound
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:
+def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: PromptInput) -> str:
     """The text a model sees before its answer, identical in every stage.
 
     With a chat template: a string prompt becomes one user message, and the template is
@@ -122,7 +122,7 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:
     return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
 
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> list[int]:
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: PromptInput) -> list[int]:
     """Token ids of `render_prompt(tokenizer, prompt)`.
 
     A chat template writes its own special tokens (BOS included when the model uses one), so

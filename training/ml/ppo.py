@@ -45,10 +45,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.ml.data import Prompt, add_config_arguments, config_from_arguments, load_prompts
+from training.ml.data import PromptInput, add_config_arguments, config_from_arguments, load_prompts
 from training.ml.errors import ModelNotFound
 
-RewardFn = Callable[[list[Prompt], list[str]], list[float]]
+RewardFn = Callable[[list[PromptInput], list[str]], list[float]]
 MetricsFn = Callable[[dict[str, Any]], None]
 
 METRICS_FILE = "metrics.jsonl"
@@ -637,7 +637,7 @@ def _left_pad(rows: list[list[int]], pad_id: int, device: Any) -> tuple[torch.Te
 
 
 def _score(
-    reward_fn: RewardFn, prompts: list[Prompt], texts: list[str], device: Any
+    reward_fn: RewardFn, prompts: list[PromptInput], texts: list[str], device: Any
 ) -> torch.Tensor:
     scores = [float(s) for s in reward_fn(prompts, texts)]
     if len(scores) != len(texts) or not all(math.isfinite(s) for s in scores):

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from training.ml.data import (
     PreferencePair,
-    Prompt,
+    PromptInput,
     add_config_arguments,
     config_from_arguments,
     load_preferences,
@@ -165,7 +165,7 @@ class RewardInput:
 
 
 def encode_for_reward(
-    tokenizer: PreTrainedTokenizerBase, prompt: Prompt, response: str, max_length: int
+    tokenizer: PreTrainedTokenizerBase, prompt: PromptInput, response: str, max_length: int
 ) -> RewardInput:
     """Token ids the reward model reads for (prompt, response); the reward is read at the last.
 
@@ -219,7 +219,7 @@ class RewardScorer:
         return cls(model, tokenizer, max_length=info["max_length"])
 
     def score(
-        self, prompts: Sequence[Prompt], responses: Sequence[str], *, batch_size: int = 8
+        self, prompts: Sequence[PromptInput], responses: Sequence[str], *, batch_size: int = 8
     ) -> list[float]:
         """One reward per (prompt, response), in input order."""
         if len(prompts) != len(responses):

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from training.ml.data import (
-    Prompt,
+    PromptInput,
     _check_answer,
     _check_prompt,
     iter_jsonl,
@@ -78,7 +78,7 @@ class SFTTrainConfig(StageConfig):
 
 @dataclass(frozen=True)
 class Demonstration:
-    prompt: Prompt
+    prompt: PromptInput
     answer: str
     line: int  # 1-based line in the source file
 
@@ -102,7 +102,7 @@ def load_demonstrations(path: str | Path) -> list[Demonstration]:
     return demonstrations
 
 
-def _split_conversation(value: Any, path: str | Path, line: int) -> tuple[Prompt, str]:
+def _split_conversation(value: Any, path: str | Path, line: int) -> tuple[PromptInput, str]:
     """`messages` -> (the messages before the last, the last one's content)."""
     if not isinstance(value, list) or not value:
         raise DataError(path, "field 'messages' must be a non-empty list of messages", line=line)
