@@ -463,8 +463,8 @@ def _train_packed(
     # ---- 4. the loop: one optimizer step every `gradient_accumulation_steps` batches ----
     model.train()
     step, tokens, grad_norm = 0, 0, float("nan")
-    window: dict[str, list[float]] = {"chosen": [], "rejected": [], "losses": []}  # since a log
-    run_losses: list[float] = []
+    window: list[dict[str, float]] = []  # each batch's metrics since the last log
+    batch_losses: list[float] = []  # each batch's mean loss, for the run's mean
     bar = tqdm(
         total=total_steps, unit="step", disable=not (progress_bar and accelerator.is_main_process)
     )
@@ -485,35 +485,33 @@ def _train_packed(
                     grad_norm = accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM).item()
                 optimizer.step()  # skipped by accelerate until the last batch of the step
                 optimizer.zero_grad()
-            window["chosen"] += chosen.tolist()
-            window["rejected"] += rejected.tolist()
-            window["losses"] += pair_losses.tolist()
-            run_losses += pair_losses.tolist()
+            window.append(pair_metrics(chosen.detach(), rejected.detach(), pair_losses.detach()))
+            batch_losses.append(window[-1]["loss"])
             tokens += int(batch["real_tokens"])
             if not accelerator.sync_gradients:
                 continue
             step += 1
             bar.update()
 
-            # ---- 5. metrics of every pair since the last log, all processes together ----
+            # ---- 5. metrics: the mean over the batches since the last log, of all processes ----
             if step % config.logging_steps == 0:
-                pairs = {k: torch.tensor(gather_object(v)) for k, v in window.items()}
+                batches = gather_object(window)
                 metrics = {
                     "step": step,
-                    **pair_metrics(**pairs),
+                    **{k: statistics.fmean(b[k] for b in batches) for k in batches[0]},
                     "grad_norm": grad_norm,
                     "learning_rate": lr,
                     "num_tokens": sum(gather_object([tokens])),
                     "epoch": round(step / steps_per_epoch, 4),
                 }
-                window = {k: [] for k in window}
+                window = []
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['accuracy']:.2f}")
                 if on_metrics is not None and accelerator.is_main_process:
                     on_metrics(_finite(metrics))
             if step == total_steps:
                 break
     bar.close()
-    train_loss = statistics.fmean(gather_object(run_losses))
+    train_loss = statistics.fmean(gather_object(batch_losses))
     if on_metrics is not None and accelerator.is_main_process:
         runtime = round(time.monotonic() - started, 2)
         on_metrics(_finite({"step": step, "train_runtime": runtime, "train_loss": train_loss}))
@@ -521,7 +519,8 @@ def _train_packed(
 
 
 def pair_metrics(chosen: Any, rejected: Any, losses: Any) -> dict[str, float]:
-    """Metrics of a set of pairs, with TRL RewardTrainer's names; each argument is (N,)."""
+    """Metrics of one batch of pairs, named and averaged as TRL's RewardTrainer logs them (the
+    mean over the batches since the last log); each argument is (B,)."""
     import torch
 
     both = torch.cat([chosen, rejected])
