@@ -27,7 +27,14 @@ from api.serializers import (
 )
 from feedback.imports import FileRejected, prompts_import_records
 from feedback.labeling import Lease
-from feedback.models import Comparison, Membership, PreferenceLabel, Project, Prompt
+from feedback.models import (
+    MAX_RATIONALE_CHARS,
+    Comparison,
+    Membership,
+    PreferenceLabel,
+    Project,
+    Prompt,
+)
 from feedback.quality import project_quality
 from feedback.selectors import project_for_member
 from feedback.services import MAX_TIME_SPENT_MS, assignment_lease, label_submit
@@ -231,7 +238,13 @@ class ComparisonNextApi(APIView):
 class LabelSubmitInputSerializer(serializers.Serializer):
     choice = serializers.CharField()
     strength = serializers.IntegerField(default=PreferenceLabel.Strength.CLEAR)
-    rationale = serializers.CharField(required=False, allow_blank=True, default="")
+    rationale = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        validators=PreferenceLabel._meta.get_field("rationale").validators,
+        help_text=f"At most {MAX_RATIONALE_CHARS} characters.",
+    )
     time_spent_ms = serializers.IntegerField(
         required=False, default=0, min_value=0, max_value=MAX_TIME_SPENT_MS
     )
