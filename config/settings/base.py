@@ -207,6 +207,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON without NaN, Infinity or nesting past 64 levels (a 400, not a 500).
+    "DEFAULT_PARSER_CLASSES": [
+        "api.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "api.base.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "api.schema.HoneAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
