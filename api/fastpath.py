@@ -31,7 +31,6 @@ of the project's lease, gold or repeat settings likewise.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import re
@@ -60,6 +59,7 @@ from rest_framework.settings import api_settings
 
 from api.views import LabelSubmitApi, label_payload, lease_payload
 from feedback import labeling
+from feedback.imports import json_loads
 from feedback.selectors import project_for_member
 from feedback.services import label_stored_announce, vote_check
 
@@ -150,7 +150,7 @@ def _label_input(request: ASGIRequest, body: bytes) -> dict[str, Any] | None:
     if length == 0:
         return None
     try:
-        data = json.loads(body)
+        data = json_loads(body)  # as strict as Django's parser: what it refuses, Django answers
     except ValueError:
         return None
     try:
