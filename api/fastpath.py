@@ -74,6 +74,8 @@ _LABEL = re.compile(r"/api/assignments/(?P<assignment_id>[0-9]{1,18})/label/")
 
 # Accept headers for which DRF's content negotiation picks its first renderer, JSON.
 _JSON = ("*/*", "application/json")
+# Content types whose body Django reads a CSRF token from (before the header's).
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -335,24 +337,29 @@ class LabelingFastPath:
         return None
 
     def _csrf_passes(self, request: ASGIRequest) -> bool:
-        """DRF's CSRF check of a session-authenticated request, remembered: its answer
-        depends only on these request values and the settings."""
+        """DRF's CSRF check of a session-authenticated request. A pass on a token sent in the
+        X-CSRFToken header is remembered: its answer depends only on these request values and
+        the settings. A form body is checked every time: Django takes its token first, and
+        the body is no part of the key."""
         meta = request.META
-        key = (
-            request.COOKIES.get(settings.CSRF_COOKIE_NAME),
-            meta.get(settings.CSRF_HEADER_NAME),
-            meta.get("HTTP_ORIGIN"),
-            meta.get("HTTP_REFERER"),
-            request.get_host(),
-            request.is_secure(),
-        )
-        if self._csrf_passed.get(key)[0]:
-            return True
+        key = None
+        if meta.get(settings.CSRF_HEADER_NAME) and request.content_type not in _FORM_TYPES:
+            key = (
+                request.COOKIES.get(settings.CSRF_COOKIE_NAME),
+                meta.get(settings.CSRF_HEADER_NAME),
+                meta.get("HTTP_ORIGIN"),
+                meta.get("HTTP_REFERER"),
+                request.get_host(),
+                request.is_secure(),
+            )
+            if self._csrf_passed.get(key)[0]:
+                return True
         try:
             SessionAuthentication().enforce_csrf(request)
         except exceptions.PermissionDenied:
             return False
-        self._csrf_passed.put(key, True)
+        if key is not None:
+            self._csrf_passed.put(key, True)
         return True
 
     async def _cached(self, cache: _TTLCache, key: Any, function: Callable[..., Any], *args) -> Any:
