@@ -21,6 +21,8 @@ What is the same, and how:
   caller, an unusual content type, an Accept header or ?format= asking for another
   rendering) goes to Django untouched, before anything is written
   here or after rolling back: Django answers it with its own status and error body.
+- Bodies: one larger than HONE_LABELING_MAX_BODY_BYTES gets 413 before anything else, as
+  the Django views answer it (api.views.LabelingBodyLimit); here no more than that is read.
 
 What is cached, per process: the user of a session key or token and the user's project
 settings and membership, for AUTH_CACHE_SECONDS. A logout, a password change (the session
@@ -57,6 +59,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 
+from api.base import BodyTooLarge, error_list
 from api.views import LabelSubmitApi, label_payload, lease_payload
 from feedback import labeling
 from feedback.imports import json_loads
@@ -252,8 +255,14 @@ class LabelingFastPath:
         if next_match is None and label_match is None:
             return await self.app(scope, receive, send)
 
-        body = await _read_body(receive)
-        request = ASGIRequest(scope, BytesIO(body))
+        limit = settings.HONE_LABELING_MAX_BODY_BYTES
+        body = await _read_body(receive, scope, limit)
+        request = ASGIRequest(scope, BytesIO(body or b""))
+        if body is None:  # before knowing the caller: nothing past the limit is read or held
+            self.served["too_large"] += 1
+            payload = {"errors": error_list(BodyTooLarge(limit).detail, "detail")}
+            closing = [(b"Connection", b"close")]  # the rest of the body is never read
+            return await self._respond(request, send, 413, payload, closing)
         if scope.get("query_string") or request.META.get("HTTP_ACCEPT", "*/*") not in _JSON:
             answer = None  # DRF's content negotiation (?format=, Accept: text/html) decides
         elif next_match:
@@ -430,7 +439,9 @@ class LabelingFastPath:
             await self.pool.close()
             self.pool = None
 
-    async def _respond(self, request: ASGIRequest, send: Send, status: int, payload: Any) -> None:
+    async def _respond(
+        self, request: ASGIRequest, send: Send, status: int, payload: Any, extra: Any = ()
+    ) -> None:
         body = b"" if payload is None else JSONRenderer().render(payload)
         headers = [(b"Content-Type", b"application/json")] if body else []
         headers += [
@@ -439,6 +450,7 @@ class LabelingFastPath:
             (b"X-Frame-Options", settings.X_FRAME_OPTIONS.encode()),
             (b"Content-Length", str(len(body)).encode()),
             *_security_headers(request),
+            *extra,
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -477,13 +489,23 @@ def _security_headers(request: ASGIRequest) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _read_body(receive: Receive, scope: Scope, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than `limit` bytes: by its Content-Length
+    (then nothing is read), or as read (then nothing after the chunk that passed the limit,
+    and what was read is let go)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            return None
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)

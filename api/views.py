@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.access import MEMBERS, STAFF, membership_for
-from api.base import Page, ProjectScopedView
+from api.base import BodyTooLarge, Page, ProjectScopedView
 from api.serializers import (
     ComparisonFilterSerializer,
     ComparisonSerializer,
@@ -217,6 +218,20 @@ class SubmittedLabelSerializer(serializers.Serializer):
     a_shown_left = serializers.BooleanField()
 
 
+class LabelingBodyLimit(APIView):
+    """The two labeling endpoints: a body over HONE_LABELING_MAX_BODY_BYTES (by its
+    Content-Length) is refused with 413 before anything else, as the fast path refuses it."""
+
+    def initial(self, request, *args: Any, **kwargs: Any) -> None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.HONE_LABELING_MAX_BODY_BYTES:
+            raise BodyTooLarge(settings.HONE_LABELING_MAX_BODY_BYTES)
+        super().initial(request, *args, **kwargs)
+
+
 @extend_schema(
     tags=["comparisons"],
     summary="Lease the next comparison to label (any member)",
@@ -224,7 +239,7 @@ class SubmittedLabelSerializer(serializers.Serializer):
     request=None,
     responses={200: AssignmentSerializer, 204: OpenApiResponse(description="Nothing to label.")},
 )
-class ComparisonNextApi(APIView):
+class ComparisonNextApi(LabelingBodyLimit):
     """POST: the caller's current lease, or a new one. 204 when nothing is left to label."""
 
     def post(self, request, slug: str) -> Response:
@@ -256,7 +271,7 @@ class LabelSubmitInputSerializer(serializers.Serializer):
     request=LabelSubmitInputSerializer,
     responses={201: SubmittedLabelSerializer},
 )
-class LabelSubmitApi(APIView):
+class LabelSubmitApi(LabelingBodyLimit):
     InputSerializer = LabelSubmitInputSerializer  # the fast path validates with it too
 
     def post(self, request, assignment_id: int) -> Response:
