@@ -4,25 +4,14 @@ token never passes on the strength of an earlier one."""
 
 from __future__ import annotations
 
-import pytest
-from django.conf import settings
-
 from tests.api.test_fastpath import NEXT, Caller, run
+from tests.asgi import FORM, on_both_paths, post
 from tests.factories import make_comparisons
-from tests.security.raw_asgi import FORM, post
-
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-        reason="the fast path serves PostgreSQL only (SQLite: Django answers everything)",
-    ),
-]
 
 MISSING = {"errors": [{"field": "detail", "message": "CSRF Failed: CSRF token missing."}]}
 
 
-@pytest.mark.parametrize("path", ["django", "fast"])
+@on_both_paths
 def test_a_form_token_passes_once_and_a_request_without_a_token_is_refused_after_it(
     path, project, annotator
 ):

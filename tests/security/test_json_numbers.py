@@ -5,16 +5,17 @@ fast path hands such a body to Django, which answers as it always did) and promp
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from feedback.imports import FileRejected, prompts_import_file
 from feedback.models import Assignment, LabelAudit, PreferenceLabel, Prompt
 from tests.api.test_fastpath import NEXT, Caller, label_url, run
+from tests.asgi import on_both_paths, post
 from tests.factories import make_comparisons
-from tests.security.raw_asgi import post
 
 BODIES = {
     "NaN": b'{"choice": "a", "rationale": NaN}',
@@ -29,20 +30,14 @@ def not_json(value: str) -> dict:
     return {"errors": [{"field": "detail", "message": message}]}
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-    reason="the fast path serves PostgreSQL only (SQLite: Django answers everything)",
-)
-@pytest.mark.parametrize("path", ["django", "fast"])
+@on_both_paths
 def test_a_label_with_a_number_json_lacks_is_refused_on_both_paths(path, project, annotator):
     make_comparisons(project, [("x", "y")])
     caller = Caller(None, user=annotator)
 
     async def scenario(app):
         caller.app = app
-        item = (await caller.post(NEXT))[2]
-        url = label_url(int(item.split(b'"assignment_id":')[1].split(b",")[0]))
+        url = label_url(json.loads((await caller.post(NEXT))[2])["assignment_id"])
         answers = {}
         for name, body in BODIES.items():
             answer = await post(

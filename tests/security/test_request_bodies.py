@@ -8,15 +8,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.asgi import get_asgi_application
 from rest_framework.test import APIClient
 
 from api import fastpath
 from feedback.models import Assignment, LabelAudit, PreferenceLabel, Prompt
 from tests.api.test_fastpath import NEXT, Caller, label_url, run
+from tests.asgi import on_both_paths, post
 from tests.factories import make_comparisons
-from tests.security.raw_asgi import post
 
 LIMIT = 64 * 1024
 CHUNK = 16 * 1024
@@ -29,10 +28,6 @@ TOO_LARGE = {
         }
     ]
 }
-on_postgresql = pytest.mark.skipif(
-    django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-    reason="the fast path serves PostgreSQL only (SQLite: Django answers everything)",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +46,8 @@ def test_the_fast_path_stops_reading_at_the_limit_before_it_knows_the_caller(pat
     answer = run_async(post(app, path, headers=[(b"host", b"127.0.0.1")], chunks=[chunk] * 512))
 
     assert (answer.status, answer.json(), answer.chunks_read) == (413, TOO_LARGE, 5)
-    assert answer.headers[b"Content-Type"] == b"application/json"
-    assert answer.headers[b"Connection"] == b"close"
+    assert dict(answer.headers)[b"Content-Type"] == b"application/json"
+    assert dict(answer.headers)[b"Connection"] == b"close"
     assert app.served == {"too_large": 1}
 
 
@@ -70,9 +65,7 @@ def test_a_content_length_over_the_limit_is_refused_unread(path):
     assert app.served == {"too_large": 1}
 
 
-@on_postgresql
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("path", ["django", "fast"])
+@on_both_paths
 def test_both_paths_refuse_a_label_one_byte_over_the_limit_and_take_one_at_it(
     path, project, annotator
 ):

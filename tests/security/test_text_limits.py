@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from feedback.models import Assignment, ComparisonFlag, LabelAudit, PreferenceLabel
 from tests.api.test_fastpath import NEXT, Caller, label_url, run
+from tests.asgi import on_both_paths
 from tests.factories import make_comparisons
 
 RATIONALE_TOO_LONG = "The rationale may have at most 4000 characters (it has 4001)."
@@ -21,12 +21,7 @@ RATIONALE_CONTROL = (
 )
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-    reason="the fast path serves PostgreSQL only (SQLite: Django answers everything)",
-)
-@pytest.mark.parametrize("path", ["django", "fast"])
+@on_both_paths
 def test_the_api_refuses_a_rationale_over_the_limit_on_both_paths(path, project, annotator):
     make_comparisons(project, [("x", "y")])
     caller = Caller(None, user=annotator)

@@ -1,7 +1,7 @@
 """POST requests through an ASGI app as a server hands them over: any body, in chunks, with or
-without a Content-Length, and a count of the chunks the app read. The callers and apps are
-those of tests/api/test_fastpath.py (`Caller` for a session or token, `run` for Django alone
-or the fast path in front of it)."""
+without a Content-Length, and a count of the chunks the app read. tests/api/test_fastpath.py
+makes its callers' requests with it (`Caller` for a session or token, `run` for Django alone or
+the fast path in front of it)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,36 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+from django.conf import settings
+
 JSON = b"application/json"
 FORM = b"application/x-www-form-urlencoded"
+
+fast_path_only = pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+    reason="the fast path serves PostgreSQL only (SQLite: Django answers everything)",
+)
+
+
+def on_both_paths(test):
+    """`test(path, ...)` on Django alone and on the fast path in front of it (tests/api/
+    test_fastpath.py's `run`), with committed rows: the fast path's own connections see
+    nothing else."""
+    marks = [
+        pytest.mark.django_db(transaction=True),
+        fast_path_only,
+        pytest.mark.parametrize("path", ["django", "fast"]),
+    ]
+    for mark in reversed(marks):
+        test = mark(test)
+    return test
 
 
 @dataclass
 class Answer:
     status: int
-    headers: dict[bytes, bytes]
+    headers: list[tuple[bytes, bytes]]
     body: bytes
     chunks_read: int
 
@@ -70,4 +92,4 @@ async def post(
 
     await app(scope, receive, send)
     body = b"".join(m.get("body", b"") for m in sent[1:])
-    return Answer(sent[0]["status"], dict(sent[0]["headers"]), body, read)
+    return Answer(sent[0]["status"], sent[0]["headers"], body, read)
