@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import generics, status
+from rest_framework.exceptions import APIException
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import SAFE_METHODS
@@ -27,8 +29,23 @@ def error_list(detail: Any, field: str = "non_field_errors") -> list[dict[str, s
     return [{"field": field, "message": str(detail)}]
 
 
+class BodyTooLarge(APIException):
+    """413: a request body over the endpoint's limit (the labeling endpoints' own, here and in
+    api/fastpath.py; DATA_UPLOAD_MAX_MEMORY_SIZE for the others)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is larger than {limit} bytes, the most this endpoint accepts."
+        )
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every error body has the same shape: {"errors": [{"field", "message"}]}."""
+    if isinstance(exc, RequestDataTooBig):  # Django's own limit, met reading request.data
+        exc = BodyTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     if isinstance(exc, ValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         return Response({"errors": error_list(detail)}, status=status.HTTP_400_BAD_REQUEST)

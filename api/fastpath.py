@@ -22,6 +22,8 @@ What is the same, and how:
   caller, an unusual content type, an Accept header or ?format= asking for another
   rendering) goes to Django untouched, before anything is written
   here or after rolling back: Django answers it with its own status and error body.
+- Bodies: one larger than HONE_LABELING_MAX_BODY_BYTES gets 413 before anything else, as
+  the Django views answer it (api.views.LabelingBodyLimit); here no more than that is read.
 
 What is cached, per process: the user of a session key or token and the settings of the
 project they asked for, for AUTH_CACHE_SECONDS. A logout or a password change (the session
@@ -34,7 +36,6 @@ goes to Django.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import re
@@ -61,8 +62,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 
+from api.base import BodyTooLarge, error_list
 from api.views import LabelSubmitApi, label_payload, lease_payload
 from feedback import labeling
+from feedback.imports import json_loads
 from feedback.selectors import project_for_member
 from feedback.services import label_stored_announce, vote_check
 
@@ -77,6 +80,8 @@ _LABEL = re.compile(r"/api/assignments/(?P<assignment_id>[0-9]{1,18})/label/")
 
 # Accept headers for which DRF's content negotiation picks its first renderer, JSON.
 _JSON = ("*/*", "application/json")
+# Content types whose body Django reads a CSRF token from (before the header's).
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -153,7 +158,7 @@ def _label_input(request: ASGIRequest, body: bytes) -> dict[str, Any] | None:
     if length == 0:
         return None
     try:
-        data = json.loads(body)
+        data = json_loads(body)  # as strict as Django's parser: what it refuses, Django answers
     except ValueError:
         return None
     try:
@@ -253,8 +258,14 @@ class LabelingFastPath:
         if next_match is None and label_match is None:
             return await self.app(scope, receive, send)
 
-        body = await _read_body(receive)
-        request = ASGIRequest(scope, BytesIO(body))
+        limit = settings.HONE_LABELING_MAX_BODY_BYTES
+        body = await _read_body(receive, scope, limit)
+        request = ASGIRequest(scope, BytesIO(body or b""))
+        if body is None:  # before knowing the caller: nothing past the limit is read or held
+            self.served["too_large"] += 1
+            payload = {"errors": error_list(BodyTooLarge(limit).detail, "detail")}
+            closing = [(b"Connection", b"close")]  # the rest of the body is never read
+            return await self._respond(request, send, 413, payload, closing)
         if scope.get("query_string") or request.META.get("HTTP_ACCEPT", "*/*") not in _JSON:
             answer = None  # DRF's content negotiation (?format=, Accept: text/html) decides
         elif next_match:
@@ -343,24 +354,29 @@ class LabelingFastPath:
         return None
 
     def _csrf_passes(self, request: ASGIRequest) -> bool:
-        """DRF's CSRF check of a session-authenticated request, remembered: its answer
-        depends only on these request values and the settings."""
+        """DRF's CSRF check of a session-authenticated request. A pass on a token sent in the
+        X-CSRFToken header is remembered: its answer depends only on these request values and
+        the settings. A form body is checked every time: Django takes its token first, and
+        the body is no part of the key."""
         meta = request.META
-        key = (
-            request.COOKIES.get(settings.CSRF_COOKIE_NAME),
-            meta.get(settings.CSRF_HEADER_NAME),
-            meta.get("HTTP_ORIGIN"),
-            meta.get("HTTP_REFERER"),
-            request.get_host(),
-            request.is_secure(),
-        )
-        if self._csrf_passed.get(key)[0]:
-            return True
+        key = None
+        if meta.get(settings.CSRF_HEADER_NAME) and request.content_type not in _FORM_TYPES:
+            key = (
+                request.COOKIES.get(settings.CSRF_COOKIE_NAME),
+                meta.get(settings.CSRF_HEADER_NAME),
+                meta.get("HTTP_ORIGIN"),
+                meta.get("HTTP_REFERER"),
+                request.get_host(),
+                request.is_secure(),
+            )
+            if self._csrf_passed.get(key)[0]:
+                return True
         try:
             SessionAuthentication().enforce_csrf(request)
         except exceptions.PermissionDenied:
             return False
-        self._csrf_passed.put(key, True)
+        if key is not None:
+            self._csrf_passed.put(key, True)
         return True
 
     async def _cached(self, cache: _TTLCache, key: Any, function: Callable[..., Any], *args) -> Any:
@@ -431,7 +447,9 @@ class LabelingFastPath:
             await self.pool.close()
             self.pool = None
 
-    async def _respond(self, request: ASGIRequest, send: Send, status: int, payload: Any) -> None:
+    async def _respond(
+        self, request: ASGIRequest, send: Send, status: int, payload: Any, extra: Any = ()
+    ) -> None:
         body = b"" if payload is None else JSONRenderer().render(payload)
         headers = [(b"Content-Type", b"application/json")] if body else []
         headers += [
@@ -440,6 +458,7 @@ class LabelingFastPath:
             (b"X-Frame-Options", settings.X_FRAME_OPTIONS.encode()),
             (b"Content-Length", str(len(body)).encode()),
             *_security_headers(request),
+            *extra,
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -478,13 +497,23 @@ def _security_headers(request: ASGIRequest) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _read_body(receive: Receive, scope: Scope, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than `limit` bytes: by its Content-Length
+    (then nothing is read), or as read (then nothing after the chunk that passed the limit,
+    and what was read is let go)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            return None
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)

@@ -25,6 +25,7 @@ ERROR_CODES = {
     "405": "Method not allowed.",
     "415": "The body's media type is not accepted or the body cannot be parsed.",
     "409": "Conflicts with the current state (e.g. an iteration is already running).",
+    "413": "The request body is larger than the endpoint accepts.",
     "429": "Too many requests.",
 }
 

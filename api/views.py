@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.access import MEMBERS, STAFF, membership_for
-from api.base import Page, ProjectScopedView
+from api.base import BodyTooLarge, Page, ProjectScopedView
 from api.serializers import (
     ComparisonFilterSerializer,
     ComparisonSerializer,
@@ -27,7 +28,14 @@ from api.serializers import (
 )
 from feedback.imports import FileRejected, prompts_import_records
 from feedback.labeling import Lease
-from feedback.models import Comparison, Membership, PreferenceLabel, Project, Prompt
+from feedback.models import (
+    MAX_RATIONALE_CHARS,
+    Comparison,
+    Membership,
+    PreferenceLabel,
+    Project,
+    Prompt,
+)
 from feedback.quality import project_quality
 from feedback.selectors import project_for_member
 from feedback.services import MAX_TIME_SPENT_MS, assignment_lease, label_submit
@@ -211,6 +219,20 @@ class SubmittedLabelSerializer(serializers.Serializer):
     a_shown_left = serializers.BooleanField()
 
 
+class LabelingBodyLimit(APIView):
+    """The two labeling endpoints: a body over HONE_LABELING_MAX_BODY_BYTES (by its
+    Content-Length) is refused with 413 before anything else, as the fast path refuses it."""
+
+    def initial(self, request, *args: Any, **kwargs: Any) -> None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.HONE_LABELING_MAX_BODY_BYTES:
+            raise BodyTooLarge(settings.HONE_LABELING_MAX_BODY_BYTES)
+        super().initial(request, *args, **kwargs)
+
+
 @extend_schema(
     tags=["comparisons"],
     summary="Lease the next comparison to label (any member)",
@@ -218,7 +240,7 @@ class SubmittedLabelSerializer(serializers.Serializer):
     request=None,
     responses={200: AssignmentSerializer, 204: OpenApiResponse(description="Nothing to label.")},
 )
-class ComparisonNextApi(APIView):
+class ComparisonNextApi(LabelingBodyLimit):
     """POST: the caller's current lease, or a new one. 204 when nothing is left to label."""
 
     def post(self, request, slug: str) -> Response:
@@ -232,7 +254,13 @@ class ComparisonNextApi(APIView):
 class LabelSubmitInputSerializer(serializers.Serializer):
     choice = serializers.CharField()
     strength = serializers.IntegerField(default=PreferenceLabel.Strength.CLEAR)
-    rationale = serializers.CharField(required=False, allow_blank=True, default="")
+    rationale = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        validators=PreferenceLabel._meta.get_field("rationale").validators,
+        help_text=f"At most {MAX_RATIONALE_CHARS} characters.",
+    )
     time_spent_ms = serializers.IntegerField(
         required=False, default=0, min_value=0, max_value=MAX_TIME_SPENT_MS
     )
@@ -244,7 +272,7 @@ class LabelSubmitInputSerializer(serializers.Serializer):
     request=LabelSubmitInputSerializer,
     responses={201: SubmittedLabelSerializer},
 )
-class LabelSubmitApi(APIView):
+class LabelSubmitApi(LabelingBodyLimit):
     InputSerializer = LabelSubmitInputSerializer  # the fast path validates with it too
 
     def post(self, request, assignment_id: int) -> Response:

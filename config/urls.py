@@ -8,6 +8,8 @@ register_converter(IdConverter, "id")  # before the apps' URL modules below use 
 
 from api.base import not_found as api_not_found  # noqa: E402
 
+handler400 = "config.errors.bad_request"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),

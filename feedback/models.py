@@ -8,10 +8,45 @@ import secrets
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import (
+    MaxLengthValidator,
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+)
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+# What people type: the same limits on every way in (the API and its fast path, the pages,
+# the models' validation), each message naming the field.
+MAX_RATIONALE_CHARS = 4_000
+MAX_FLAG_NOTE_CHARS = 2_000
+MAX_TIME_SPENT_MS = 24 * 3600 * 1000  # a day: anything longer is a broken client clock
+
+
+def no_control_characters(name: str) -> RegexValidator:
+    """Text without control characters but tab and line breaks (NUL cannot even be stored;
+    the others have no business in what people write, and escape codes would travel on into
+    exports)."""
+    return RegexValidator(
+        "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]",
+        inverse_match=True,
+        message=f"The {name} contains a control character; tabs and line breaks are the only "
+        "ones allowed.",
+        code="control_character",
+    )
+
+
+def text_validators(name: str, limit: int) -> list:
+    """Free text people post: at most `limit` characters, no control characters."""
+    return [
+        MaxLengthValidator(
+            limit,
+            message=f"The {name} may have at most {limit} characters (it has %(show_value)d).",
+        ),
+        no_control_characters(name),
+    ]
 
 
 class TieHandling(models.TextChoices):
@@ -371,7 +406,9 @@ class Assignment(models.Model):
     # It never counts towards the comparison's k labels.
     is_repeat = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
-    skip_reason = models.CharField(max_length=200, blank=True)
+    skip_reason = models.CharField(
+        max_length=200, blank=True, validators=[no_control_characters("reason")]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 
@@ -415,7 +452,9 @@ class PreferenceLabel(models.Model):
     )
     choice = models.CharField(max_length=8, choices=Choice.choices)
     strength = models.PositiveSmallIntegerField(choices=Strength.choices, default=Strength.CLEAR)
-    rationale = models.TextField(blank=True)
+    rationale = models.TextField(
+        blank=True, validators=text_validators("rationale", MAX_RATIONALE_CHARS)
+    )
     time_spent_ms = models.PositiveIntegerField(default=0)
     a_shown_left = models.BooleanField()
     is_repeat = models.BooleanField(
@@ -543,7 +582,7 @@ class ComparisonFlag(models.Model):
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="flags")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     reason = models.CharField(max_length=8, choices=Reason.choices)
-    note = models.TextField(blank=True)
+    note = models.TextField(blank=True, validators=text_validators("note", MAX_FLAG_NOTE_CHARS))
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from feedback.http import error_messages, int_or
 from feedback.models import AuditEvent, Membership, PreferenceLabel
 from feedback.quality import (
     comparison_for_review,
@@ -50,13 +51,18 @@ def review_queue_page(request: HttpRequest, slug: str) -> HttpResponse:
 def review_comparison_page(request: HttpRequest, slug: str, comparison_id: int) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug, roles=REVIEW_ROLES)
     comparison = comparison_for_review(project=project, comparison_id=comparison_id)
+    status = 200
     if request.method == "POST":
         action = request.POST.get("action", "")
         try:
             if action == "review_label":
-                label = labels_for_review(comparison=comparison).get(
-                    pk=int(request.POST.get("label_id") or 0)
+                label = (
+                    labels_for_review(comparison=comparison)
+                    .filter(pk=int_or(request.POST.get("label_id")))
+                    .first()
                 )
+                if label is None:
+                    raise ValidationError({"label_id": "No such label on this comparison."})
                 label_review(
                     reviewer=request.user,
                     label_id=label.pk,
@@ -77,10 +83,12 @@ def review_comparison_page(request: HttpRequest, slug: str, comparison_id: int) 
                 )
             else:
                 raise ValidationError(f"Unknown action {action!r}.")
-        except (ValidationError, ValueError, PreferenceLabel.DoesNotExist) as error:
-            for message in getattr(error, "messages", [str(error)]):
+        except ValidationError as error:
+            for message in error_messages(error):
                 messages.error(request, message)
-        return redirect("feedback:review-comparison", slug=slug, comparison_id=comparison.pk)
+            status = 400  # the page again, with why
+        else:
+            return redirect("feedback:review-comparison", slug=slug, comparison_id=comparison.pk)
 
     is_admin = Membership.objects.filter(
         user=request.user, project=project, role=Membership.Role.ADMIN
@@ -98,6 +106,7 @@ def review_comparison_page(request: HttpRequest, slug: str, comparison_id: int) 
             "audits": comparison.audits.select_related("actor").order_by("at", "id"),
             "is_admin": is_admin,
         },
+        status=status,
     )
 
 

@@ -13,7 +13,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from feedback.http import error_messages, int_or
-from feedback.models import Assignment, ComparisonFlag, PreferenceLabel, Project
+from feedback.models import (
+    MAX_FLAG_NOTE_CHARS,
+    MAX_RATIONALE_CHARS,
+    Assignment,
+    ComparisonFlag,
+    PreferenceLabel,
+    Project,
+)
 from feedback.selectors import (
     annotator_progress,
     assignment_for_display,
@@ -37,6 +44,25 @@ def _time_spent(request: HttpRequest) -> int:
     return min(MAX_TIME_SPENT_MS, max(0, int_or(request.POST.get("time_spent_ms"))))
 
 
+def _label_fields(request: HttpRequest) -> dict[str, Any]:
+    """label_submit's input from the labeling form; a strength that is not a whole number is
+    refused, not read as the default."""
+    strength = request.POST.get("strength", "")
+    try:
+        strength = int(strength) if strength else PreferenceLabel.Strength.CLEAR
+    except ValueError:
+        raise ValidationError(
+            {"strength": f"Strength must be one of {PreferenceLabel.Strength.values}."}
+        ) from None
+    return {
+        "assignment_id": int_or(request.POST.get("assignment_id")),
+        "choice": request.POST.get("choice", ""),
+        "strength": strength,
+        "rationale": request.POST.get("rationale", ""),
+        "time_spent_ms": _time_spent(request),
+    }
+
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "feedback/home.html", {"overview": home_overview(user=request.user)})
@@ -52,6 +78,8 @@ def _item_context(
         "strengths": PreferenceLabel.Strength.choices,
         "skip_reasons": SKIP_REASONS.items(),
         "flag_reasons": ComparisonFlag.Reason.choices,
+        "rationale_max": MAX_RATIONALE_CHARS,
+        "note_max": MAX_FLAG_NOTE_CHARS,
         **extra,
     }
     if assignment is not None:
@@ -67,36 +95,35 @@ def _item_context(
     return context
 
 
-def _render_item(request: HttpRequest, project: Project, **extra: Any) -> HttpResponse:
+def _render_item(
+    request: HttpRequest, project: Project, status: int = 200, **extra: Any
+) -> HttpResponse:
     """The next item for the annotator (their current lease first), as an htmx partial."""
     assignment = assignment_next(project=project, user=request.user)
-    return render(
-        request, "feedback/_item.html", _item_context(request, project, assignment, **extra)
-    )
+    context = _item_context(request, project, assignment, **extra)
+    return render(request, "feedback/_item.html", context, status=status)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def label_page(request: HttpRequest, slug: str) -> HttpResponse:
-    """The labeling page. A plain POST (no JavaScript) submits a label and redirects."""
+    """The labeling page. A plain POST (no JavaScript) submits a label and redirects; one the
+    label is refused for answers 400 with the page, why, and what was typed."""
     project = project_for_member(user=request.user, slug=slug)
+    status, extra = 200, {}
     if request.method == "POST":
         try:
-            label_submit(
-                user=request.user,
-                assignment_id=int_or(request.POST.get("assignment_id")),
-                choice=request.POST.get("choice", ""),
-                strength=int_or(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
-                rationale=request.POST.get("rationale", ""),
-                time_spent_ms=_time_spent(request),
-            )
+            label_submit(user=request.user, **_label_fields(request))
         except ValidationError as error:
             for message in error_messages(error):
                 messages.error(request, message)
-        return redirect("feedback:label", slug=slug)
+            status, extra = 400, {"posted": request.POST}
+        else:
+            return redirect("feedback:label", slug=slug)
 
     assignment = assignment_next(project=project, user=request.user)
-    return render(request, "feedback/label.html", _item_context(request, project, assignment))
+    context = _item_context(request, project, assignment, **extra)
+    return render(request, "feedback/label.html", context, status=status)
 
 
 @login_required
@@ -109,11 +136,13 @@ def label_item(request: HttpRequest, slug: str) -> HttpResponse:
 def _act(
     request: HttpRequest, project: Project, write: Callable[[], Any], done: str, **on_error: Any
 ) -> HttpResponse:
-    """Run one labeling write; answer with the item page: what was done, or what was wrong."""
+    """Run one labeling write; answer with the item page: what was done, or (400) what was
+    wrong (htmx swaps a 400 in too: the htmx-config of templates/base.html)."""
     try:
         write()
     except ValidationError as error:
-        return _render_item(request, project, errors=error_messages(error), **on_error)
+        errors = error_messages(error)
+        return _render_item(request, project, status=400, errors=errors, **on_error)
     return _render_item(request, project, just_done=done)
 
 
@@ -126,14 +155,7 @@ def label_submit_view(request: HttpRequest, slug: str) -> HttpResponse:
     return _act(
         request,
         project,
-        lambda: label_submit(
-            user=request.user,
-            assignment_id=int_or(request.POST.get("assignment_id")),
-            choice=request.POST.get("choice", ""),
-            strength=int_or(request.POST.get("strength"), PreferenceLabel.Strength.CLEAR),
-            rationale=request.POST.get("rationale", ""),
-            time_spent_ms=_time_spent(request),
-        ),
+        lambda: label_submit(user=request.user, **_label_fields(request)),
         "Saved.",
         posted=request.POST,
     )

@@ -135,6 +135,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The fast path: the labeling API's two hot endpoints served in front of Django on PostgreSQL,
 # on a psycopg async pool of the same size as the one above (api/fastpath.py, docs/benchmarks.md).
 HONE_LABELING_FASTPATH = env.bool("HONE_LABELING_FASTPATH", default=True)
+# The largest body the two labeling endpoints take (theirs are under 10 KB; a rationale at its
+# 4,000-character limit, every character escaped, under 50 KB): larger is a 413, which the fast
+# path answers before it knows the caller, having read no more than this.
+HONE_LABELING_MAX_BODY_BYTES = env.int("HONE_LABELING_MAX_BODY_BYTES", default=64 * 1024)
 
 # --- Queue and websockets: Redis when REDIS_URL is set --------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -217,6 +221,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON without NaN, Infinity or nesting past 64 levels (a 400, not a 500).
+    "DEFAULT_PARSER_CLASSES": [
+        "api.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "api.base.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "api.schema.HoneAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [

@@ -6,11 +6,12 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 
 from feedback import labeling
 from feedback.models import (
+    MAX_TIME_SPENT_MS,
     Assignment,
     Comparison,
     Completion,
@@ -20,8 +21,8 @@ from feedback.models import (
 )
 from feedback.signals import label_stored
 
-MAX_TIME_SPENT_MS = 24 * 3600 * 1000  # a day: anything longer is a broken client clock
 REPEAT_GAP = labeling.REPEAT_GAP
+MAX_ID = 2**63 - 1  # a bigint: anything larger names no row, and PostgreSQL would refuse it
 
 
 def assignment_next(*, project: Project, user: AbstractBaseUser) -> Assignment | None:
@@ -126,6 +127,15 @@ def vote_check(*, choice: str, strength: int) -> None:
         )
 
 
+def text_check(model: type[models.Model], field: str, text: str) -> None:
+    """`text` against the validators of the model's field (length, control characters): a
+    ValidationError naming the field, as full_clean raises it."""
+    try:
+        model._meta.get_field(field).run_validators(text)
+    except ValidationError as error:
+        raise ValidationError({field: error.messages}) from None
+
+
 # Why label_steps stored no label, as the annotator reads it.
 _NOT_STORED = {
     "not_assigned": ("assignment", "This comparison is not assigned to you."),
@@ -160,13 +170,18 @@ def label_submit(
         raise ValidationError(
             {"time_spent_ms": f"Time spent must be between 0 and {MAX_TIME_SPENT_MS} ms."}
         )
+    rationale = rationale.strip()
+    text_check(PreferenceLabel, "rationale", rationale)
+    if not 0 < assignment_id <= MAX_ID:
+        field, message = _NOT_STORED["not_assigned"]
+        raise ValidationError({field: message}, code="not_assigned")
     now = timezone.now()
     fields = {
         "user_id": user.pk,
         "assignment_id": assignment_id,
         "choice": choice,
         "strength": strength,
-        "rationale": rationale.strip(),
+        "rationale": rationale,
         "time_spent_ms": time_spent_ms,
         "now": now,
     }
@@ -182,7 +197,7 @@ def label_submit(
         connection.alias,
         [f.attname for f in PreferenceLabel._meta.concrete_fields],
         [done.label_id, done.comparison_id, user.pk, assignment_id, choice, strength,
-         rationale.strip(), time_spent_ms, done.a_shown_left, done.is_repeat,
+         rationale, time_spent_ms, done.a_shown_left, done.is_repeat,
          PreferenceLabel.ReviewStatus.UNREVIEWED, None, now, now],
     )  # fmt: skip
     label_stored_announce(done=done)

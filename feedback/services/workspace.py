@@ -17,7 +17,7 @@ from feedback.models import (
     PreferenceLabel,
     Project,
 )
-from feedback.services.labels import label_audit_state
+from feedback.services.labels import label_audit_state, text_check
 
 UNDO_WINDOW = timedelta(minutes=2)
 SKIP_REASONS = {
@@ -107,6 +107,7 @@ def assignment_skip(*, user: AbstractBaseUser, assignment_id: int, reason: str) 
         raise ValidationError({"reason": "Say why you skip this item."})
     if len(reason) > 200:
         raise ValidationError({"reason": "Keep the reason under 200 characters."})
+    text_check(Assignment, "skip_reason", reason)
     with transaction.atomic():
         assignment = (
             Assignment.objects.select_for_update().filter(pk=assignment_id, annotator=user).first()

@@ -7,7 +7,6 @@ and must give the same status, body and effect; `served` says which of the two a
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 
@@ -21,6 +20,7 @@ from rest_framework.authtoken.models import Token
 from api import fastpath
 from feedback.models import Assignment, LabelAudit, PreferenceLabel
 from feedback.services import membership_set
+from tests import asgi
 from tests.factories import leases_expire, make_comparisons
 from training.models import LoopIteration
 
@@ -60,36 +60,12 @@ class Caller:
             if csrf:
                 self.headers.append((b"x-csrftoken", secret.encode()))
 
-    async def post(self, path: str, payload=None) -> tuple[int, dict[bytes, bytes], bytes]:
+    async def post(self, path: str, payload=None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         body = b"" if payload is None else json.dumps(payload).encode()
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [*self.headers, (b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8000),
-        }
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-        sent = []
-
-        async def receive():
-            if messages:
-                return messages.pop(0)
-            await asyncio.Event().wait()  # the client stays connected until the answer
-
-        async def send(message):
-            sent.append(message)
-
-        await self.app(scope, receive, send)
-        body = b"".join(m.get("body", b"") for m in sent[1:])
-        return sent[0]["status"], sent[0]["headers"], body
+        answer = await asgi.post(
+            self.app, path, headers=self.headers, chunks=[body], content_length=len(body)
+        )
+        return answer.status, answer.headers, answer.body
 
 
 def run(path: str, scenario):
