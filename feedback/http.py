@@ -3,11 +3,12 @@ integers from forms, JSON bodies."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+
+from feedback.imports import json_loads
 
 
 def error_messages(error: Exception) -> list[str]:
@@ -24,9 +25,9 @@ def int_or(value: str | None, default: int = 0) -> int:
 def json_body(request: HttpRequest) -> dict[str, Any]:
     if request.content_type == "application/json":
         try:
-            body = json.loads(request.body or b"{}")
-        except json.JSONDecodeError as error:
-            raise ValidationError(f"The request body is not JSON: {error}") from error
+            body = json_loads(request.body or b"{}")
+        except ValueError as error:  # not JSON, or JSON Hone does not take (NaN, deep nesting)
+            raise ValidationError(f"The request body is not JSON Hone takes: {error}") from error
         if not isinstance(body, dict):
             raise ValidationError("The request body must be a JSON object.")
         return body

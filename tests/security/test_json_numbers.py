@@ -95,3 +95,21 @@ def test_the_api_rejects_such_a_file_with_its_line(project, admin_member):
         },
     )
     assert Prompt.objects.count() == before
+
+
+@pytest.mark.parametrize(
+    "body", ['{"prompt": NaN}', '{"prompt": "x", "n": Infinity}', "[" * 200 + "]" * 200]
+)
+def test_the_arena_takes_only_json_hone_takes(client, project, annotator, body):
+    from feedback.models import ArenaBattle, Prompt
+    from training.models import PolicyVersion
+
+    PolicyVersion.objects.create(project=project, number=1, status="candidate")
+    prompts = Prompt.objects.count()
+    client.force_login(annotator)
+
+    response = client.post("/p/demo/arena/battles/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0].startswith("The request body is not JSON Hone takes")
+    assert (ArenaBattle.objects.count(), Prompt.objects.count()) == (0, prompts)
