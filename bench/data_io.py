@@ -1,4 +1,4 @@
-"""Throughput of prompt import and preference export (feedback/imports.py, training/exports.py).
+"""Throughput of prompt import and preference export (feedback/imports/, training/exports.py).
 
     .venv/bin/python bench/data_io.py [--prompts 20000] [--pairs 5000]
 

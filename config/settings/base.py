@@ -252,7 +252,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# Uploads of prompt and label files (feedback/imports.py).
+# Uploads of prompt and label files (feedback/imports/).
 HONE_IMPORT_MAX_BYTES = env.int("HONE_IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
 HONE_IMPORT_MAX_RECORDS = env.int("HONE_IMPORT_MAX_RECORDS", default=100_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = HONE_IMPORT_MAX_BYTES + 1024 * 1024
