@@ -5,6 +5,8 @@
 - `iterations`: the loop's iterations (start, advance, cancel, approve, reject, the human
   gate's decision) and the schedule that starts them;
 - `runs`: training runs from queued to their outcome, metrics, log, reaping;
+- `recovery`: the loop after a fault: new comparisons when an iteration ends without a
+  promotion;
 - `artifacts`: where artifacts live and the rows they become.
 
 Callers import the package (`from training import services`); the names below are the
@@ -35,6 +37,7 @@ from training.services.policies import (
     policy_register,
     policy_rollback,
 )
+from training.services.recovery import comparisons_replenish
 from training.services.runs import (
     LOG_TAIL_CHARS,
     run_cancel,
@@ -69,6 +72,7 @@ __all__ = [
     "policy_register",
     "policy_rollback",
     "comparison_verdicts",
+    "comparisons_replenish",
     "reward_model_register",
     "run_cancel",
     "run_create",
