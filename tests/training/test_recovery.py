@@ -1,12 +1,21 @@
 """The loop goes on after a fault: an iteration that ends without a promotion brings new
-comparisons of the active policy."""
+comparisons of the active policy, and runs whose worker is gone end where it was last heard.
+
+In this process; tests/e2e/test_recovery.py kills real workers.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from config.celery import app as celery_app
 from tests.factories import TINY_TRAINING, make_comparisons
@@ -155,3 +164,75 @@ def test_two_callers_at_once_queue_one_generation_run(project):
     assert len(runs) == 2
     assert runs[0] == runs[1]
     assert list(generation_runs(project).values_list("pk", flat=True)) == [runs[0]]
+
+
+def running_run(project, *, worker: str, started_ago: float, beat_ago: float, **fields):
+    now = timezone.now()
+    return TrainingRun.objects.create(
+        project=project,
+        kind=fields.pop("kind", "generate"),
+        status="running",
+        worker=worker,
+        started_at=now - timedelta(seconds=started_ago),
+        heartbeat_at=now - timedelta(seconds=beat_ago),
+        **fields,
+    )
+
+
+def test_a_reaped_run_ends_at_its_last_heartbeat(project):
+    run = running_run(project, worker="gpu-1:4242", started_ago=5000, beat_ago=4940)
+
+    reaped = services.runs_reap_stale(older_than_seconds=180)
+
+    beat = run.heartbeat_at
+    run.refresh_from_db()
+    assert [r.pk for r in reaped] == [run.pk]
+    assert (run.status, run.finished_at, run.duration_seconds) == ("failed", beat, 60.0)
+    assert run.error == (
+        f"The worker gpu-1:4242 stopped sending heartbeats (last at {beat:%Y-%m-%d %H:%M:%S} "
+        "UTC): it was lost."
+    )
+
+
+def test_a_run_of_an_iteration_left_queued_is_reaped_with_its_iteration(project):
+    iteration = LoopIteration.objects.create(
+        project=project, number=1, trigger="manual", status="reward"
+    )
+    run = TrainingRun.objects.create(project=project, kind="reward", iteration=iteration)
+    queued_at = timezone.now() - timedelta(seconds=600)
+    TrainingRun.objects.filter(pk=run.pk).update(queued_at=queued_at)
+    fresh = TrainingRun.objects.create(project=project, kind="generate")  # not an iteration's
+
+    reaped = services.runs_reap_stale(older_than_seconds=180)
+
+    run.refresh_from_db()
+    iteration.refresh_from_db()
+    fresh.refresh_from_db()
+    assert [r.pk for r in reaped] == [run.pk]
+    assert (run.status, run.finished_at) == ("failed", queued_at)
+    assert run.error.startswith("Its iteration's worker was lost before the run started")
+    assert (iteration.status, iteration.error) == (
+        "failed",
+        f"reward run {run.pk} lost its worker.",
+    )
+    assert fresh.status == "queued"
+
+
+def test_runs_of_a_dead_process_of_this_host_fail_at_once(project):
+    host = socket.gethostname()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                           capture_output=True, text=True)  # fmt: skip
+    dead_pid = int(ended.stdout)
+    dead = running_run(project, worker=f"{host}:{dead_pid}", started_ago=70, beat_ago=10)
+    alive = running_run(project, worker=f"{host}:{os.getppid()}", started_ago=70, beat_ago=10)
+    elsewhere = running_run(project, worker=f"gpu-9:{dead_pid}", started_ago=70, beat_ago=10)
+
+    lost = services.runs_lose_gone_workers(host=host)
+
+    beat = dead.heartbeat_at
+    for run in (dead, alive, elsewhere):
+        run.refresh_from_db()
+    assert [r.pk for r in lost] == [dead.pk]
+    assert (dead.status, dead.finished_at, dead.duration_seconds) == ("failed", beat, 60.0)
+    assert dead.error.startswith(f"The worker {host}:{dead_pid} is gone")
+    assert (alive.status, elsewhere.status) == ("running", "running")

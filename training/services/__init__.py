@@ -6,7 +6,7 @@
   gate's decision) and the schedule that starts them;
 - `runs`: training runs from queued to their outcome, metrics, log, reaping;
 - `recovery`: the loop after a fault: new comparisons when an iteration ends without a
-  promotion;
+  promotion, and the work a starting worker (or the beat) takes over from a dead one;
 - `artifacts`: where artifacts live and the rows they become.
 
 Callers import the package (`from training import services`); the names below are the
@@ -37,7 +37,13 @@ from training.services.policies import (
     policy_register,
     policy_rollback,
 )
-from training.services.recovery import comparisons_replenish
+from training.services.recovery import (
+    comparisons_replenish,
+    iterations_resume_lost,
+    loop_recover_at_worker_start,
+    runs_lose_gone_workers,
+    runs_resend_lost,
+)
 from training.services.runs import (
     LOG_TAIL_CHARS,
     run_cancel,
@@ -48,6 +54,7 @@ from training.services.runs import (
     run_record_metrics,
     run_start,
     run_succeed,
+    runs_lose,
     runs_reap_stale,
 )
 from training.services.snapshots import ComparisonVerdict, comparison_verdicts, snapshot_create
@@ -66,6 +73,8 @@ __all__ = [
     "iteration_human_gate_check",
     "iteration_reject",
     "iteration_start",
+    "iterations_resume_lost",
+    "loop_recover_at_worker_start",
     "loop_schedule_set",
     "policy_create_base",
     "policy_promote",
@@ -82,7 +91,10 @@ __all__ = [
     "run_record_metrics",
     "run_start",
     "run_succeed",
+    "runs_lose",
+    "runs_lose_gone_workers",
     "runs_reap_stale",
+    "runs_resend_lost",
     "snapshot_create",
     "status_after_gates",
 ]
