@@ -15,6 +15,7 @@ from api.base import ProjectScopedView, conflict
 from api.serializers import (
     IterationSerializer,
     LeaderboardSerializer,
+    LoopStateSerializer,
     PolicySerializer,
     RewardModelSerializer,
     RunCreateSerializer,
@@ -25,7 +26,13 @@ from api.serializers import (
 from training import jobs, services
 from training.health import reward_model_health
 from training.models import LoopIteration, PolicyVersion, RunMetric, TrainingRun
-from training.selectors import iterations_for_project, run_metrics, runs_for_project
+from training.selectors import (
+    LOOP_WAIT_CODES,
+    iterations_for_project,
+    loop_waiting_for,
+    run_metrics,
+    runs_for_project,
+)
 
 # --- Runs -------------------------------------------------------------------------------------
 
@@ -137,6 +144,34 @@ class IterationListApi(ProjectScopedView, generics.ListAPIView):
                 ValidationError({"iteration": "An iteration is already running for this project."})
             )
         return Response(IterationSerializer(iteration).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(
+    tags=["training"],
+    summary="What the loop is waiting for now, and the running iteration (reviewer, admin)",
+    description="waiting_for is one of: "
+    + "; ".join(f"{code} ({meaning})" for code, meaning in LOOP_WAIT_CODES.items())
+    + ".",
+    responses={200: LoopStateSerializer},
+)
+class LoopStateApi(ProjectScopedView):
+    serializer_class = LoopStateSerializer
+
+    def get(self, request, slug: str) -> Response:
+        project = self.get_project()
+        waiting = loop_waiting_for(project=project)
+        running = iterations_for_project(project=project).filter(
+            status__in=LoopIteration.ACTIVE_STATUSES
+        )
+        return Response(
+            LoopStateSerializer(
+                {
+                    "waiting_for": waiting.code,
+                    "message": waiting.message,
+                    "iteration": running.first(),
+                }
+            ).data
+        )
 
 
 ITERATION_ACTIONS = ("cancel", "approve", "reject")

@@ -23,6 +23,7 @@ from training.models import (
     RunMetric,
     TrainingRun,
 )
+from training.selectors import LOOP_WAIT_CODES
 
 # --- Output ---------------------------------------------------------------------------------
 
@@ -260,6 +261,18 @@ class IterationSerializer(serializers.ModelSerializer):
     @extend_schema_field(HumanGateSerializer(allow_null=True))
     def get_human_gate(self, iteration: LoopIteration) -> dict | None:
         return (iteration.evaluation or {}).get("human_gate")
+
+
+class LoopStateSerializer(serializers.Serializer):
+    waiting_for = serializers.ChoiceField(
+        choices=list(LOOP_WAIT_CODES.items()), help_text="What the loop waits for, as a code."
+    )
+    message = serializers.CharField(
+        help_text='The same for people: "The loop is waiting for <message>."'
+    )
+    iteration = IterationSerializer(
+        allow_null=True, help_text="The running iteration (one at most), or null."
+    )
 
 
 class PolicySerializer(serializers.ModelSerializer):

@@ -48,6 +48,7 @@ urlpatterns = [
     path(P + "runs/<id:pk>/", loop.RunDetailApi.as_view(), name="run"),
     path(P + "runs/<id:pk>/cancel/", loop.RunCancelApi.as_view(), name="run-cancel"),
     path(P + "runs/<id:pk>/metrics/", loop.RunMetricsApi.as_view(), name="run-metrics"),
+    path(P + "loop/", loop.LoopStateApi.as_view(), name="loop"),
     path(P + "iterations/", loop.IterationListApi.as_view(), name="iterations"),
     path(
         P + "iterations/<id:number>/<str:action>/",

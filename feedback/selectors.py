@@ -123,6 +123,15 @@ def label_undoable(*, user: AbstractBaseUser, project: Project) -> PreferenceLab
     )
 
 
+def loop_waiting_phrase(*, project: Project) -> str | None:
+    """What the project's loop is waiting for, as the loop answers it (feedback/signals.py,
+    loop_waiting_asked); None when nobody answers."""
+    from feedback.signals import loop_waiting_asked
+
+    answers = [a for _, a in loop_waiting_asked.send(sender=Project, project=project) if a]
+    return answers[0] if answers else None
+
+
 def home_overview(*, user: AbstractBaseUser) -> list[dict]:
     """Per project of the user: their role, their progress and what waits for them."""
     memberships = Membership.objects.filter(user=user).select_related("project")

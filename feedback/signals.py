@@ -18,3 +18,7 @@ project_created = Signal()
 # Arguments: project_id, trigger_new_labels (the project's label trigger is set),
 # human_gate (an iteration of the project waits for human labels).
 label_stored = Signal()
+
+# The annotator's queue is empty, and their page says what the loop is waiting for. Sent with
+# project; a receiver answers a phrase ("The loop is waiting for <phrase>.") or None.
+loop_waiting_asked = Signal()

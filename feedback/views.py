@@ -26,6 +26,7 @@ from feedback.selectors import (
     assignment_for_display,
     home_overview,
     label_undoable,
+    loop_waiting_phrase,
     project_for_member,
 )
 from feedback.services import (
@@ -82,7 +83,9 @@ def _item_context(
         "note_max": MAX_FLAG_NOTE_CHARS,
         **extra,
     }
-    if assignment is not None:
+    if assignment is None:
+        context["loop_waiting"] = loop_waiting_phrase(project=project)
+    else:
         assignment = assignment_for_display(user=request.user, assignment_id=assignment.pk)
         comparison = assignment.comparison
         a = ("a", comparison.completion_a.text)

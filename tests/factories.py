@@ -27,6 +27,10 @@ TINY_TRAINING = {
     "evaluate": {"batch_size": 4},
 }
 
+# The comparisons of the loop tests' project (tests/training/conftest.py, loop_project): the
+# annotator prefers the short answer.
+LOOP_ANSWERS = [("ok", "a much longer and wordier answer")] * 6
+
 
 def make_comparisons(
     project: Project, texts: list[tuple[str, str]], split: str = "train"

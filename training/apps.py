@@ -14,6 +14,9 @@ class TrainingConfig(AppConfig):
         signals.project_created.connect(
             receivers.policy_base_on_project_created, dispatch_uid="training-policy-base"
         )
+        signals.loop_waiting_asked.connect(
+            receivers.loop_waiting_on_ask, dispatch_uid="training-loop-waiting"
+        )
         signals.label_stored.connect(
             receivers.iteration_trigger_on_label, dispatch_uid="training-iteration-trigger"
         )

@@ -14,13 +14,18 @@ from django.db import transaction
 from feedback.models import Project
 from training import services
 from training.health import fresh_labels_of_newest
-from training.selectors import labels_since_last_iteration
+from training.selectors import labels_since_last_iteration, loop_waiting_for
 from training.tasks import human_gate_check_task, reward_health_score_task
 
 
 def policy_base_on_project_created(*, project: Project, **kwargs: Any) -> None:
     """Every project starts with version 0: the base model with no adapter, active."""
     services.policy_create_base(project=project)
+
+
+def loop_waiting_on_ask(*, project: Project, **kwargs: Any) -> str:
+    """What an annotator with an empty queue reads that the loop is waiting for."""
+    return loop_waiting_for(project=project).message
 
 
 def iteration_trigger_on_label(*, project_id: int, trigger_new_labels: bool, **kwargs: Any) -> None:

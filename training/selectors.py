@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Max, QuerySet
 
-from feedback.models import Comparison, PreferenceLabel, Project
+from feedback.models import Comparison, PreferenceLabel, Project, Prompt
 from training.models import LoopIteration, PolicyVersion, RunMetric, TrainingRun
 
 
@@ -42,6 +44,138 @@ def labels_since_last_iteration(*, project: Project) -> int:
     if last is not None:
         labels = labels.filter(created_at__gt=last.created_at)
     return labels.count()
+
+
+def comparisons_open(*, project: Project) -> QuerySet[Comparison]:
+    """The project's regular comparisons still taking labels."""
+    return Comparison.objects.filter(
+        project=project, kind=Comparison.Kind.REGULAR, status=Comparison.Status.OPEN
+    )
+
+
+def comparisons_wanted(*, project: Project) -> int:
+    """How many more open comparisons of the active policy annotators should have: up to
+    comparisons_per_iteration (or one per train prompt, if the project has fewer), less
+    those open now (an answer of the active policy on side A, as generation makes them)."""
+    active = policy_active(project=project)
+    target = min(
+        project.comparisons_per_iteration,
+        Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN).count(),
+    )
+    return max(
+        0,
+        target
+        - comparisons_open(project=project).filter(completion_a__policy_version=active).count(),
+    )
+
+
+def generation_pending(*, project: Project) -> TrainingRun | None:
+    """The project's generation run outside any iteration that is queued or running, if any
+    (generation_queue keeps one queued at most)."""
+    return (
+        TrainingRun.objects.filter(
+            project=project,
+            kind=TrainingRun.Kind.GENERATE,
+            iteration__isnull=True,
+            status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING],
+        )
+        .order_by("-status", "id")  # running before queued
+        .first()
+    )
+
+
+def loop_schedule(*, project: Project) -> str:
+    """The project's cron schedule ("0 3 * * *"), or "" without one."""
+    from django_celery_beat.models import PeriodicTask
+
+    task = (
+        PeriodicTask.objects.filter(name=f"hone-loop-{project.slug}", enabled=True)
+        .select_related("crontab")
+        .first()
+    )
+    return str(task.crontab).split(" (")[0] if task and task.crontab else ""
+
+
+@dataclass(frozen=True)
+class LoopWait:
+    """What the loop is waiting for: a code for programs, a phrase for people ("The loop is
+    waiting for <message>.")."""
+
+    code: str
+    message: str
+
+
+# The codes loop_waiting_for answers, and what each means.
+LOOP_WAIT_CODES = {
+    "approval": "an admin to approve or reject the candidate of the running iteration",
+    "human_labels": "human labels on the running iteration's candidate (the human gate)",
+    "worker": "a worker to carry on the running iteration",
+    "generation_queued": "a worker to take the queued generation run",
+    "generation_running": "the running generation run to finish",
+    "labels": "new labels: the label trigger starts the next iteration",
+    "comparisons": "comparisons to label: none is open, and no generation run waits or runs",
+    "schedule": "the schedule (or an admin) to start the next iteration",
+    "admin": "an admin to start an iteration: the project has no trigger",
+}
+
+
+def loop_waiting_for(*, project: Project) -> LoopWait:
+    """What the project's loop waits for now: the running iteration's next move, else new
+    comparisons, else what starts the next iteration."""
+    iteration = (
+        LoopIteration.objects.filter(project=project, status__in=LoopIteration.ACTIVE_STATUSES)
+        .select_related("policy")
+        .first()
+    )
+    if iteration is not None:
+        return _iteration_waits_for(iteration)
+    to_label = comparisons_open(project=project).exists()
+    run = generation_pending(project=project)
+    if run is not None and run.status == TrainingRun.Status.QUEUED:
+        until = "" if to_label else " (nothing to label until it has run)"
+        return LoopWait("generation_queued", f"a worker to take generation run {run.pk}{until}")
+    if run is not None:
+        until = "" if to_label else " (nothing to label until then)"
+        return LoopWait(
+            "generation_running", f"generation run {run.pk} to finish on {run.worker}{until}"
+        )
+    if project.trigger_new_labels:
+        left = project.trigger_new_labels - labels_since_last_iteration(project=project)
+        before = (
+            f"{left} more label{'s' if left != 1 else ''} before the next iteration"
+            if left > 0
+            else "the next label, which starts an iteration"
+        )
+        if not to_label:
+            return LoopWait(
+                "comparisons", f"an admin to generate comparisons: none is open ({before})"
+            )
+        return LoopWait("labels", before)
+    schedule = loop_schedule(project=project)
+    if schedule:
+        return LoopWait("schedule", f"the schedule ({schedule}) or an admin to start an iteration")
+    return LoopWait("admin", "an admin to start an iteration (no trigger set)")
+
+
+def _iteration_waits_for(iteration: LoopIteration) -> LoopWait:
+    number = iteration.number
+    if iteration.status == LoopIteration.Status.AWAITING_APPROVAL:
+        return LoopWait("approval", f"an admin's approval of iteration {number}")
+    gate = (iteration.evaluation or {}).get("human_gate")
+    if iteration.status == LoopIteration.Status.AWAITING_HUMANS and gate:
+        return LoopWait(
+            "human_labels",
+            f"human labels for iteration {number} ({gate['labels']} of {gate['labels_needed']})",
+        )
+    step = iteration.get_status_display()
+    step = step if step.isupper() else step.lower()  # "PPO", "training the reward model"
+    run = iteration.runs.filter(status=TrainingRun.Status.RUNNING).order_by("-id").first()
+    if run is not None:
+        return LoopWait(
+            "worker",
+            f"iteration {number} ({step}): {run.kind} run {run.pk} to finish on {run.worker}",
+        )
+    return LoopWait("worker", f"a worker to carry on iteration {number} ({step})")
 
 
 def versus_generated(

@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 ITERATION_TIME_LIMIT = 12 * 3600
 # A running job whose heart has not beaten for this long lost its worker.
 STALE_AFTER_SECONDS = float(os.environ.get("HONE_RUN_STALE_SECONDS", "180"))
+# A queued generation run whose message the broker no longer holds after this long is sent
+# again (the wait lets a message just committed reach the broker first).
+RESEND_AFTER_SECONDS = float(os.environ.get("HONE_RUN_RESEND_SECONDS", "120"))
 
 
 @shared_task(acks_late=True, time_limit=ITERATION_TIME_LIMIT)
@@ -73,6 +76,13 @@ def human_gate_check_task(project_id: int | None = None) -> None:
 @shared_task
 def runs_reap_stale_task() -> None:
     services.runs_reap_stale(older_than_seconds=STALE_AFTER_SECONDS)
+
+
+@shared_task
+def runs_resend_lost_task() -> None:
+    """For the beat: a queued run whose message was lost (broker restarted or failed over) is
+    sent again, never left waiting for ever."""
+    services.runs_resend_lost(older_than_seconds=RESEND_AFTER_SECONDS)
 
 
 @shared_task(acks_late=True, time_limit=int(GENERATION_TIME_LIMIT.total_seconds()))

@@ -20,6 +20,7 @@ from training.models import LoopIteration, PolicyVersion, TrainingRun
 from training.selectors import (
     iteration_series,
     iterations_for_project,
+    loop_waiting_for,
     run_metrics,
     runs_for_project,
 )
@@ -40,6 +41,7 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "project": project,
             "iterations": iterations_for_project(project=project)[:20],
+            "waiting": loop_waiting_for(project=project),
             "runs": runs_for_project(project=project)[:20],
             "policies": PolicyVersion.objects.filter(project=project)
             .select_related("reward_model__snapshot", "parent", "training_run")

@@ -161,11 +161,13 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "training.tasks.iteration_start_task": {"queue": "default"},
     "training.tasks.runs_reap_stale_task": {"queue": "default"},
+    "training.tasks.runs_resend_lost_task": {"queue": "default"},
     "training.tasks.human_gate_check_task": {"queue": "default"},
     "training.tasks.*": {"queue": "gpu"},
 }
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "training.tasks.runs_reap_stale_task", "schedule": 60.0},
+    "resend-lost-runs": {"task": "training.tasks.runs_resend_lost_task", "schedule": 60.0},
     # Labels call it for their own project; the beat catches what changes games otherwise.
     "human-gate-check": {"task": "training.tasks.human_gate_check_task", "schedule": 60.0},
     # Labels queue it every HONE_HEALTH_EVERY_LABELS for their project; the beat scores the

@@ -156,9 +156,11 @@
     retryDelay = Math.min(retryDelay * 2, 15000);
   });
 
-  // ---- new items while the queue is empty: fetch one without a reload ----
+  // ---- new items while the queue is empty: fetch one without a reload (and, as the loop
+  // moves, what it is waiting for) ----
+  const loopMoves = ["comparisons_added", "iteration_status", "run_status"];
   document.addEventListener("hone:event", (event) => {
-    if (event.detail.event === "comparisons_added" && item() && !item().dataset.assignment) {
+    if (loopMoves.includes(event.detail.event) && item() && !item().dataset.assignment) {
       htmx.ajax("GET", workspace.dataset.itemUrl, { target: "#item", swap: "outerHTML" });
     }
   });

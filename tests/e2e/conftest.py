@@ -54,10 +54,9 @@ def database_url() -> str:
 
 
 @pytest.fixture
-def worker(transactional_db, redis_url, settings, tmp_path):
-    """Point this process's queue and channel layer at Redis, then start a worker."""
-    artifacts = tmp_path / "artifacts"
-    settings.ARTIFACT_ROOT = artifacts
+def broker(transactional_db, redis_url, settings, tmp_path):
+    """Point this process's queue and channel layer at Redis, emptied first."""
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -70,39 +69,58 @@ def worker(transactional_db, redis_url, settings, tmp_path):
     celery_app.conf.broker_url = redis_url
     # Nothing left over from an earlier run, not even a message a killed worker held.
     redis.Redis.from_url(redis_url).flushdb()
-
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DEBUG": "1",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": redis_url,
-        "HONE_ARTIFACT_ROOT": str(artifacts),
-        "OMP_NUM_THREADS": "2",
-    }
-    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 (closed at teardown)
-    process = subprocess.Popen(
-        celery_worker_command(name=f"e2e-{os.getpid()}@%h"),
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 120
-    while not celery_app.control.ping(timeout=1.0):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()  # never leave a worker behind on the test database
-            process.wait(timeout=30)
-            log.flush()
-            raise RuntimeError(f"worker did not start:\n{(tmp_path / 'worker.log').read_text()}")
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    yield redis_url
     reset_celery_client()
     celery_app.conf.broker_url = old_broker
     channel_layers.backends.clear()
-    print((tmp_path / "worker.log").read_text()[-3000:])
+
+
+@pytest.fixture
+def start_worker(broker, settings, tmp_path):
+    """Start a real worker process (`start_worker(**environment)`), returned once it answers
+    a ping; every one still alive is stopped at the end of the test."""
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(**environment: str) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.base",
+            "DEBUG": "1",
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": broker,
+            "HONE_ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
+            "OMP_NUM_THREADS": "2",
+            **environment,
+        }
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                celery_worker_command(name=f"e2e-{os.getpid()}-{len(started)}@%h"),
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started.append((process, log_path))
+        deadline = time.monotonic() + 120
+        while not celery_app.control.ping(timeout=1.0):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()  # never leave a worker behind on the test database
+                process.wait(timeout=30)
+                raise RuntimeError(f"worker did not start:\n{log_path.read_text()}")
+        return process
+
+    yield start
+    for process, log_path in started:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        print(log_path.read_text()[-3000:])
+
+
+@pytest.fixture
+def worker(start_worker):
+    """One worker for both queues, as the demo runs it."""
+    return start_worker()

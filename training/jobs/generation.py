@@ -22,10 +22,24 @@ logger = logging.getLogger(__name__)
 
 
 def generation_queue(*, project: Project, iteration: LoopIteration | None = None) -> TrainingRun:
-    """Create a generation run for the active policy and send it to a GPU worker."""
+    """Create a generation run for the active policy and send it to a GPU worker.
+
+    A project has one such run waiting at most: while one is queued, it is returned instead
+    (it samples the prompts with the fewest open comparisons when it starts, as a second
+    would). The project's row is locked meanwhile, so two callers at once queue one run.
+    """
     from training.tasks import generate_comparisons_task
 
     with transaction.atomic():
+        Project.objects.select_for_update().only("pk").get(pk=project.pk)
+        queued = TrainingRun.objects.filter(
+            project=project,
+            kind=TrainingRun.Kind.GENERATE,
+            status=TrainingRun.Status.QUEUED,
+            iteration=iteration,
+        ).first()
+        if queued is not None:
+            return queued
         run = services.run_create(
             project=project, kind=TrainingRun.Kind.GENERATE, config={}, iteration=iteration
         )

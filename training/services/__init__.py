@@ -7,7 +7,9 @@
 - `schedules`: the cron schedule that starts them;
 - `runs`: training runs from queued to their outcome, metrics, log, reaping;
 - `artifacts`: where artifacts live and the rows they become;
-- `health`: reward models' scores of the labels that arrived after they were trained.
+- `health`: reward models' scores of the labels that arrived after they were trained;
+- `recovery`: the loop after a fault: new comparisons when an iteration ends without a
+  promotion, and the work a starting worker (or the beat) takes over from a dead one.
 
 Callers import the package (`from training import services`); the names below are the
 public interface.
@@ -38,6 +40,13 @@ from training.services.policies import (
     policy_register,
     policy_rollback,
 )
+from training.services.recovery import (
+    comparisons_replenish,
+    iterations_resume_lost,
+    loop_recover_at_worker_start,
+    runs_lose_gone_workers,
+    runs_resend_lost,
+)
 from training.services.runs import (
     LOG_TAIL_CHARS,
     run_cancel,
@@ -48,6 +57,7 @@ from training.services.runs import (
     run_record_metrics,
     run_start,
     run_succeed,
+    runs_lose,
     runs_reap_stale,
 )
 from training.services.schedules import loop_schedule, loop_schedule_set
@@ -75,6 +85,8 @@ __all__ = [
     "iteration_start",
     "judge_snapshot_create",
     "loop_schedule",
+    "iterations_resume_lost",
+    "loop_recover_at_worker_start",
     "loop_schedule_set",
     "policy_create_base",
     "policy_promote",
@@ -82,6 +94,7 @@ __all__ = [
     "policy_rollback",
     "comparison_verdicts",
     "fresh_label_scores_record",
+    "comparisons_replenish",
     "reward_model_register",
     "run_cancel",
     "run_create",
@@ -91,7 +104,10 @@ __all__ = [
     "run_record_metrics",
     "run_start",
     "run_succeed",
+    "runs_lose",
+    "runs_lose_gone_workers",
     "runs_reap_stale",
+    "runs_resend_lost",
     "snapshot_create",
     "status_after_gates",
 ]

@@ -63,6 +63,16 @@ def iteration_start(
     return iteration
 
 
+# An iteration that ends in one of these leaves the active policy as it was, so the loop goes on
+# with it: its annotators get new comparisons of it if they are running out, and the next
+# trigger can fire (services.comparisons_replenish).
+ENDS_WITHOUT_PROMOTION = (
+    LoopIteration.Status.REJECTED,
+    LoopIteration.Status.FAILED,
+    LoopIteration.Status.CANCELLED,
+)
+
+
 class IterationMoved(Exception):
     """The iteration is no longer where this step left it (cancelled, or done by another)."""
 
@@ -74,6 +84,10 @@ def iteration_advance(
 
     With `expected`, the move happens only if the row still has that status (a compare and
     set), so a step that ends after the iteration was cancelled changes nothing.
+
+    Every end of an iteration passes here: one that ends without a promotion (rejected by
+    the gates, the human gate or an admin; failed; cancelled) queues new comparisons of the
+    active policy once committed, where its annotators are running out.
     """
     with transaction.atomic():
         current = LoopIteration.objects.select_for_update().get(pk=iteration.pk)
@@ -91,7 +105,20 @@ def iteration_advance(
             data={"iteration": iteration.number, "status": status},
             staff_data={"error": iteration.error},  # tracebacks and paths: staff only
         )
+        if status in ENDS_WITHOUT_PROMOTION and current.status not in ENDS_WITHOUT_PROMOTION:
+            project_id, reason = iteration.project_id, f"iteration {iteration.number} {status}"
+            transaction.on_commit(
+                lambda: _comparisons_replenish(project_id=project_id, reason=reason), robust=True
+            )
     return iteration
+
+
+def _comparisons_replenish(*, project_id: int, reason: str) -> None:
+    from training.services.recovery import comparisons_replenish
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is not None:
+        comparisons_replenish(project=project, reason=reason)
 
 
 def _iteration_audit(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from feedback.events import event_publish
@@ -19,7 +23,7 @@ from training.models import (
     RunMetric,
     TrainingRun,
 )
-from training.services.iterations import iteration_advance, iteration_cancel
+from training.services.iterations import IterationMoved, iteration_advance, iteration_cancel
 
 LOG_TAIL_CHARS = 20_000
 
@@ -115,37 +119,65 @@ def run_mark_cancelled(*, run: TrainingRun) -> TrainingRun:
 
 
 def runs_reap_stale(*, older_than_seconds: float) -> list[TrainingRun]:
-    """Mark failed every running job whose worker stopped beating (killed, machine lost).
+    """Mark failed every running job whose worker stopped beating (killed, machine lost), and
+    every run of an iteration still queued that long: an iteration's step creates its run
+    and starts it at once, so such a run lost its worker before it started."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+
+    def reason(run: TrainingRun) -> str:
+        if run.status == TrainingRun.Status.QUEUED:
+            return (
+                "Its iteration's worker was lost before the run started "
+                f"(queued at {run.queued_at:%Y-%m-%d %H:%M:%S} UTC)."
+            )
+        return (
+            f"The worker {run.worker} stopped sending heartbeats "
+            f"(last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC): it was lost."
+        )
+
+    return runs_lose(
+        runs=TrainingRun.objects.filter(
+            Q(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff)
+            | Q(status=TrainingRun.Status.QUEUED, iteration__isnull=False, queued_at__lt=cutoff)
+        ),
+        reason=reason,
+    )
+
+
+def runs_lose(
+    *, runs: QuerySet[TrainingRun], reason: Callable[[TrainingRun], str]
+) -> list[TrainingRun]:
+    """Mark failed each of these runs: their worker is gone. A run ends where its worker was
+    last heard of (its last heartbeat), not when the loss was noticed, so its elapsed time
+    is the time it really ran.
 
     Its iteration fails too, so the loop is free again; nothing it half-made was registered
     (an artifact only gets its row once complete), and the active policy never changed.
+    Each update is a compare-and-set on `runs`' own filter: a run that beat its heart or
+    ended meanwhile is left alone.
     """
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    reaped = []
-    for run in TrainingRun.objects.filter(
-        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).select_related("iteration"):
+    lost = []
+    for run in runs.select_related("iteration"):
         with transaction.atomic():
-            updated = TrainingRun.objects.filter(
-                pk=run.pk, status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff
-            ).update(
+            updated = runs.filter(pk=run.pk).update(
                 status=TrainingRun.Status.FAILED,
-                error=f"The worker {run.worker} stopped sending heartbeats "
-                f"(last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC): it was lost.",
-                finished_at=timezone.now(),
+                error=reason(run),
+                finished_at=Coalesce("heartbeat_at", "started_at", "queued_at"),
             )
             if not updated:
                 continue
             run.refresh_from_db()
             _run_event(run)
             if run.iteration_id and run.iteration.is_running:
-                iteration_advance(
-                    iteration=run.iteration,
-                    status=LoopIteration.Status.FAILED,
-                    error=f"{run.kind} run {run.pk} lost its worker.",
-                )
-        reaped.append(run)
-    return reaped
+                with contextlib.suppress(IterationMoved):  # cancelled meanwhile: it stays so
+                    iteration_advance(
+                        iteration=run.iteration,
+                        status=LoopIteration.Status.FAILED,
+                        expected=run.iteration.status,
+                        error=f"{run.kind} run {run.pk} lost its worker.",
+                    )
+        lost.append(run)
+    return lost
 
 
 def _run_event(run: TrainingRun) -> None:
