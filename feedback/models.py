@@ -23,6 +23,14 @@ class Choice(models.TextChoices):
     BOTH_BAD = "both_bad", "Both bad"
 
 
+class ComparisonStrategy(models.TextChoices):
+    # The prompts with the fewest open comparisons, oldest first; two answers of the policy.
+    FIFO = "fifo", "Fewest open comparisons first, oldest first"
+    # A larger pool of candidate pairs, scored by the latest reward models; the pairs they are
+    # least sure of are kept, and served first (docs/uncertainty.md).
+    UNCERTAINTY = "uncertainty", "Where the reward models are least sure"
+
+
 class Project(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
@@ -135,6 +143,17 @@ class Project(models.Model):
         help_text="Preference pairs on eval prompts the judge needs before it may judge; with "
         "fewer, a candidate waits for the human gate or an admin.",
     )
+    comparison_strategy = models.CharField(
+        max_length=12,
+        choices=ComparisonStrategy.choices,
+        default=ComparisonStrategy.FIFO,
+        error_messages={
+            "invalid_choice": "%(value)r is not a comparison strategy: choose fifo or uncertainty."
+        },
+        help_text="Which new comparisons go to annotators: fifo (the prompts with the fewest "
+        "open comparisons, oldest first) or uncertainty (the pairs the latest reward models are "
+        "least sure of, served first; fifo until a first reward model exists).",
+    )
     judge_share = models.FloatField(
         default=0.25,
         validators=[MinValueValidator(0.0), MaxValueValidator(0.9)],
@@ -167,7 +186,12 @@ PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
         "tie_handling",
     ),
     # When an iteration starts and what it hands back to annotators.
-    "Loop": ("trigger_new_labels", "comparisons_per_iteration", "judge_share"),
+    "Loop": (
+        "trigger_new_labels",
+        "comparisons_per_iteration",
+        "comparison_strategy",
+        "judge_share",
+    ),
     # What a candidate policy must show before promotion (training/gates.py).
     "Promotion gates": (
         "auto_promote",
