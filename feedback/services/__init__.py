@@ -10,7 +10,11 @@ Callers import the package (`from feedback import services`); the names below ar
 interface.
 """
 
-from feedback.services.comparisons import comparisons_create, storable_text
+from feedback.services.comparisons import (
+    comparisons_create,
+    comparisons_prioritize,
+    storable_text,
+)
 from feedback.services.labels import (
     MAX_TIME_SPENT_MS,
     REPEAT_GAP,
@@ -48,6 +52,7 @@ __all__ = [
     "comparison_flag",
     "comparison_set_gold",
     "comparisons_create",
+    "comparisons_prioritize",
     "label_audit_state",
     "label_review",
     "label_stored_announce",
