@@ -73,6 +73,14 @@ def pseudonym_of(*, key: str, text: str) -> str:
     return hmac.new(bytes.fromhex(key), text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+class ComparisonStrategy(models.TextChoices):
+    # The prompts with the fewest open comparisons, oldest first; two answers of the policy.
+    FIFO = "fifo", "Fewest open comparisons first, oldest first"
+    # A larger pool of candidate pairs, scored by the latest reward models; the pairs they are
+    # least sure of are kept, and served first (docs/uncertainty.md).
+    UNCERTAINTY = "uncertainty", "Where the reward models are least sure"
+
+
 class Project(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
@@ -185,6 +193,17 @@ class Project(models.Model):
         help_text="Preference pairs on eval prompts the judge needs before it may judge; with "
         "fewer, a candidate waits for the human gate or an admin.",
     )
+    comparison_strategy = models.CharField(
+        max_length=12,
+        choices=ComparisonStrategy.choices,
+        default=ComparisonStrategy.FIFO,
+        error_messages={
+            "invalid_choice": "%(value)r is not a comparison strategy: choose fifo or uncertainty."
+        },
+        help_text="Which new comparisons go to annotators: fifo (the prompts with the fewest "
+        "open comparisons, oldest first) or uncertainty (the pairs the latest reward models are "
+        "least sure of, served first; fifo until a first reward model exists).",
+    )
     judge_share = models.FloatField(
         default=0.25,
         validators=[MinValueValidator(0.0), MaxValueValidator(0.9)],
@@ -244,6 +263,7 @@ PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
     "Loop": (
         "trigger_new_labels",
         "comparisons_per_iteration",
+        "comparison_strategy",
         "judge_share",
         "ppo_min_fresh_agreement",
         "ppo_fresh_min_labels",

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Max, QuerySet
+from django.db.models import F, Max, QuerySet
 
 from feedback.models import Comparison, PreferenceLabel, Project, Prompt
-from training.models import LoopIteration, PolicyVersion, RunMetric, TrainingRun
+from training.models import (
+    LoopIteration,
+    PolicyVersion,
+    RewardModelVersion,
+    RunMetric,
+    TrainingRun,
+)
 
 
 def policy_active(*, project: Project) -> PolicyVersion:
@@ -199,6 +205,31 @@ def versus_comparisons(*, policy: PolicyVersion, versus: PolicyVersion) -> Query
         project_id=policy.project_id,
         completion_a__policy_version=policy,
         completion_b__policy_version=versus,
+    )
+
+
+def reward_models_latest(*, project: Project) -> list[RewardModelVersion]:
+    """The project's newest reward model of each role (policy, then judge) that it has: the
+    committee whose uncertainty chooses new comparisons (training/jobs/uncertainty.py)."""
+    latest = (
+        RewardModelVersion.objects.filter(project=project, role=role).order_by("-number").first()
+        for role in RewardModelVersion.Role.values
+    )
+    return [model for model in latest if model is not None]
+
+
+def comparisons_to_rescore(*, project: Project) -> QuerySet[Comparison]:
+    """Open regular comparisons of two answers of one policy version: the ones whose priority
+    is the reward models' uncertainty. Comparisons of two versions (after a promotion, and the
+    human gate's) keep theirs: they measure versions against each other, and a sample chosen by
+    the models would bias that measure."""
+    return (
+        Comparison.objects.filter(
+            project=project, kind=Comparison.Kind.REGULAR, status=Comparison.Status.OPEN
+        )
+        .filter(completion_a__policy_version=F("completion_b__policy_version"))
+        .select_related("prompt", "completion_a", "completion_b")
+        .order_by("id")
     )
 
 

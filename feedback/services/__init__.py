@@ -14,7 +14,11 @@ interface.
 
 from feedback.services.accounts import Erasure, annotator_erase, api_token_create
 from feedback.services.audit import audit_record
-from feedback.services.comparisons import comparisons_create, storable_text
+from feedback.services.comparisons import (
+    comparisons_create,
+    comparisons_prioritize,
+    storable_text,
+)
 from feedback.services.labels import (
     MAX_TIME_SPENT_MS,
     REPEAT_GAP,
@@ -61,6 +65,7 @@ __all__ = [
     "comparison_flag",
     "comparison_set_gold",
     "comparisons_create",
+    "comparisons_prioritize",
     "label_audit_state",
     "label_review",
     "label_stored_announce",

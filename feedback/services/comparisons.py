@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db import transaction
 
 from feedback.events import event_publish
@@ -19,9 +21,16 @@ def storable_text(text: str) -> str:
 
 
 def comparisons_create(
-    *, project: Project, pairs: list[tuple[Completion, Completion]], priority: float = 0.0
+    *,
+    project: Project,
+    pairs: list[tuple[Completion, Completion]],
+    priority: float | Sequence[float] = 0.0,
 ) -> list[Comparison]:
-    """Turn pairs of completions of the same prompt into open comparisons."""
+    """Turn pairs of completions of the same prompt into open comparisons, with one priority
+    for all of them or one per pair (the queue serves the highest first)."""
+    priorities = [priority] * len(pairs) if isinstance(priority, (int, float)) else priority
+    if len(priorities) != len(pairs):
+        raise ValueError(f"{len(priorities)} priorities for {len(pairs)} pairs")
     comparisons = [
         Comparison(
             project=project,
@@ -29,9 +38,9 @@ def comparisons_create(
             completion_a=a,
             completion_b=b,
             required_labels=project.labels_per_comparison,
-            priority=priority,
+            priority=value,
         )
-        for a, b in pairs
+        for (a, b), value in zip(pairs, priorities, strict=True)
     ]
     with transaction.atomic():
         created = Comparison.objects.bulk_create(comparisons)
@@ -39,3 +48,18 @@ def comparisons_create(
             project_id=project.pk, event="comparisons_added", data={"count": len(created)}
         )
     return created
+
+
+def comparisons_prioritize(*, project: Project, priorities: dict[int, float]) -> int:
+    """Give open comparisons of `project` new priorities (comparison id: priority); returns
+    how many changed. One that was completed or closed meanwhile keeps its own: it has left
+    the queue. Only the priority is written, so a label stored at the same time is kept."""
+    with transaction.atomic():
+        rows = list(
+            Comparison.objects.filter(
+                project=project, status=Comparison.Status.OPEN, pk__in=list(priorities)
+            ).only("pk", "priority")
+        )
+        for row in rows:
+            row.priority = priorities[row.pk]
+        return Comparison.objects.bulk_update(rows, ["priority"], batch_size=1000)

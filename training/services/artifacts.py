@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,24 +90,27 @@ def generation_record(
     project: Project,
     rows: list[tuple[Prompt, list[tuple[PolicyVersion, dict[str, Any]]]]],
     sampling: dict[str, Any],
-    priority: float = 0.0,
+    priority: float | Sequence[float] = 0.0,
 ) -> list[Comparison]:
     """Store sampled answers as completions and pair each prompt's two into a comparison.
 
     `rows` holds, per prompt, two (policy version, sample) pairs: two samples of one policy,
-    or one of the new policy and one of the previous. Pairs whose two answers are identical
-    teach nothing and are left out.
+    or one of the new policy and one of the previous. A sample's own "sampling" settings, when
+    it has them, replace `sampling`. `priority`: one for every comparison, or one per row.
+    Pairs whose two answers are identical teach nothing and are left out.
     """
+    priorities = [priority] * len(rows) if isinstance(priority, (int, float)) else priority
     with transaction.atomic():
         pairs: list[tuple[Completion, Completion]] = []
-        for prompt, samples in rows:
+        kept: list[float] = []
+        for (prompt, samples), value in zip(rows, priorities, strict=True):
             completions = Completion.objects.bulk_create(
                 [
                     Completion(
                         prompt=prompt,
                         policy_version=policy,
                         text=storable_text(sample["text"]),
-                        sampling=sampling,
+                        sampling=sample.get("sampling", sampling),
                         token_count=sample["token_count"],
                         finish_reason=sample["finish_reason"],
                     )
@@ -115,4 +119,5 @@ def generation_record(
             )
             if len(completions) >= 2 and completions[0].text != completions[1].text:
                 pairs.append((completions[0], completions[1]))
-        return comparisons_create(project=project, pairs=pairs, priority=priority)
+                kept.append(value)
+        return comparisons_create(project=project, pairs=pairs, priority=kept)
