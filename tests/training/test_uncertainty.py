@@ -217,6 +217,7 @@ def test_an_iteration_chooses_by_its_new_reward_model_and_keeps_versus_ahead(
 ):
     uncertain_project.training_config = TINY_TRAINING
     uncertain_project.gate_min_win_rate = 0.0  # a tiny random model's win rate is a coin toss
+    uncertain_project.gate_judge_min_win_rate = None  # the judge gate has tests of its own
     uncertain_project.save()
     make_comparisons(uncertain_project, [("ok", "a much longer and wordier answer")] * 6)
     for _ in range(6):
