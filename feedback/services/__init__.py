@@ -26,6 +26,7 @@ from feedback.services.projects import (
     project_create,
     project_gates_set,
     project_pseudonym_key_rotate,
+    project_training_set,
     prompts_import,
 )
 from feedback.services.review import comparison_decide, comparison_set_gold, label_review
@@ -57,6 +58,7 @@ __all__ = [
     "membership_set",
     "project_create",
     "project_gates_set",
+    "project_training_set",
     "project_pseudonym_key_rotate",
     "prompts_import",
     "storable_text",
