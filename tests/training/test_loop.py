@@ -12,28 +12,10 @@ from django.db import connection
 
 from feedback.models import Comparison, Completion
 from feedback.services import assignment_next, label_submit, membership_set
-from tests.factories import TINY_TRAINING, make_comparisons
+from tests.factories import LOOP_ANSWERS, TINY_TRAINING
 from training import jobs, services
 from training.leaderboard import Game, fit, leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
-
-ANSWERS = [("ok", "a much longer and wordier answer")] * 6
-
-
-@pytest.fixture
-def loop_project(project, annotator, tiny_model_dir):
-    project.base_model = tiny_model_dir
-    project.max_new_tokens = 12
-    project.comparisons_per_iteration = 3
-    project.training_config = TINY_TRAINING
-    project.gate_min_win_rate = 0.0  # a tiny random model's win rate is a coin toss
-    project.gate_judge_min_win_rate = None  # the judge gate has tests of its own (test_judge.py)
-    project.save()
-    make_comparisons(project, ANSWERS)
-    for _ in ANSWERS:
-        assignment = assignment_next(project=project, user=annotator)
-        label_submit(user=annotator, assignment_id=assignment.pk, choice="a")
-    return project
 
 
 def run_iteration(project, django_capture_on_commit_callbacks) -> LoopIteration:
@@ -174,7 +156,7 @@ def test_a_cancelled_run_does_not_start(loop_project):
     assert run.status == "cancelled"
     assert (
         not Completion.objects.filter(policy_version__project=loop_project)
-        .exclude(text__in=[a for pair in ANSWERS for a in pair])
+        .exclude(text__in=[a for pair in LOOP_ANSWERS for a in pair])
         .exists()
     )
 
