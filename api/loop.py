@@ -122,7 +122,7 @@ class RunMetricsApi(ProjectScopedView, generics.ListAPIView):
     get=extend_schema(tags=["training"], summary="Loop iterations (reviewer, admin)"),
     post=extend_schema(
         tags=["training"],
-        summary="Start an iteration: snapshot, reward model, PPO, promotion (admin)",
+        summary="Start an iteration: snapshot, reward models, PPO or DPO, promotion (admin)",
         request=None,
         responses={202: IterationSerializer},
     ),

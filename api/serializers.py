@@ -11,9 +11,11 @@ from feedback.models import (
     AuditEvent,
     Comparison,
     Completion,
+    Optimizer,
     PreferenceLabel,
     Project,
     Prompt,
+    RestartFrom,
 )
 from training.exports import PREFERENCE_FORMATS, STYLES, VOTE_FORMATS
 from training.models import (
@@ -47,6 +49,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             "trigger_new_labels",
             "comparisons_per_iteration",
             *PROJECT_GATE_FIELDS,
+            "optimizer",
+            "restart_from",
             "created_at",
             "role",
         ]
@@ -392,10 +396,36 @@ class LabelUploadSerializer(serializers.Serializer):
     answer_b_field = serializers.CharField(default="answer2", max_length=100)
 
 
+class ProjectTrainingSerializer(serializers.Serializer):
+    """What PATCH /api/projects/<slug>/ may change: how an iteration trains its candidate."""
+
+    optimizer = serializers.ChoiceField(
+        choices=Optimizer.choices,
+        required=False,
+        help_text="ppo: PPO against the policy's reward model; dpo: DPO on the preference pairs.",
+    )
+    restart_from = serializers.ChoiceField(
+        choices=RestartFrom.choices,
+        required=False,
+        help_text="active: continue the active version's adapter; base: a new adapter on the "
+        "base model each iteration.",
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        other = sorted(set(self.initial_data) - set(self.fields))
+        if other:
+            raise serializers.ValidationError(
+                f"Only optimizer and restart_from can be changed here, not: {', '.join(other)}."
+            )
+        if not attrs:
+            raise serializers.ValidationError("Nothing to change: send optimizer or restart_from.")
+        return attrs
+
+
 class RunCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=[TrainingRun.Kind.GENERATE],
-        help_text="'generate': sample new comparisons from the active policy. Reward and PPO "
+        help_text="'generate': sample new comparisons from the active policy. Reward, PPO and DPO "
         "runs belong to an iteration: POST iterations/.",
     )
 

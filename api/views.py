@@ -12,7 +12,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.access import MEMBERS, STAFF, membership_for
+from api.access import ADMINS, MEMBERS, STAFF, membership_for, project_for
 from api.base import BodyTooLarge, Page, ProjectScopedView
 from api.serializers import (
     ComparisonFilterSerializer,
@@ -21,6 +21,7 @@ from api.serializers import (
     LabelSerializer,
     MessageSerializer,
     ProjectSerializer,
+    ProjectTrainingSerializer,
     PromptCreateSerializer,
     PromptFilterSerializer,
     PromptImportResultSerializer,
@@ -38,7 +39,12 @@ from feedback.models import (
 )
 from feedback.quality import project_quality
 from feedback.selectors import project_for_member
-from feedback.services import MAX_TIME_SPENT_MS, assignment_lease, label_submit
+from feedback.services import (
+    MAX_TIME_SPENT_MS,
+    assignment_lease,
+    label_submit,
+    project_training_set,
+)
 
 
 def rejected(error: FileRejected) -> Response:
@@ -96,15 +102,34 @@ class ProjectListApi(generics.ListAPIView):
         return context
 
 
-@extend_schema(tags=["projects"], summary="One project (any member)")
+@extend_schema_view(
+    get=extend_schema(tags=["projects"], summary="One project (any member)"),
+    patch=extend_schema(
+        tags=["projects"],
+        summary="Set how iterations train: optimizer, restart_from (admin)",
+        description="Either field or both; any other field is refused (400). An iteration "
+        "reads them when its reward models are trained.",
+        request=ProjectTrainingSerializer,
+        responses={200: ProjectSerializer},
+    ),
+)
 class ProjectDetailApi(generics.GenericAPIView):
     serializer_class = ProjectSerializer
 
     def get(self, request, slug: str) -> Response:
         membership = membership_for(user=request.user, slug=slug)
-        project = membership.project
-        context = {"roles": {project.pk: membership.role}}
-        return Response(ProjectSerializer(project, context=context).data)
+        return self._project(membership.project, membership.role)
+
+    def patch(self, request, slug: str) -> Response:
+        project, membership = project_for(user=request.user, slug=slug, roles=ADMINS)
+        serializer = ProjectTrainingSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        current = {"optimizer": project.optimizer, "restart_from": project.restart_from}
+        project = project_training_set(project=project, **{**current, **serializer.validated_data})
+        return self._project(project, membership.role)
+
+    def _project(self, project: Project, role: str) -> Response:
+        return Response(ProjectSerializer(project, context={"roles": {project.pk: role}}).data)
 
 
 # --- Prompts ----------------------------------------------------------------------------------

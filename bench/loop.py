@@ -3,9 +3,10 @@
 The annotator prefers concise answers without exclamation marks (feedback/preferences.py,
 "concise"), a taste the base policy does not know. The script seeds a project with the demo
 prompts, lets the annotator label the base policy's comparisons, runs N iterations (reward
-model, PPO, gates, promotion, new comparisons; the annotator labels the new ones after each),
-and finally has the same annotator judge the final policy against the base on the held-out
-prompts. It prints one JSON line and writes it to bench/out/loop.json.
+model, PPO, or DPO with `--optimizer dpo`, gates, promotion, new comparisons; the annotator
+labels the new ones after each), and finally has the same annotator judge the final policy
+against the base on the held-out prompts. It prints one JSON line and writes it to
+bench/out/loop.json.
 
     python bench/loop.py --base var/models/smollm2-135m-instruct --iterations 3
 
@@ -162,6 +163,7 @@ def final_judgement(
     wins = sum(outcomes)
     low, high = wilson(wins, len(outcomes))
     summary = {
+        "optimizer": project.optimizer,
         "final_version": final.number,
         "judged_pairs": len(outcomes),
         "win_rate_vs_base": round(wins / len(outcomes), 3),
@@ -241,6 +243,12 @@ def main() -> None:
         help="taste of the labels on train prompts (the policy's reward model learns from "
         "them); eval prompts are always labelled concise. 'longer' plants an exploit",
     )
+    parser.add_argument(
+        "--optimizer",
+        choices=["ppo", "dpo"],
+        default="ppo",
+        help="the project's optimizer: PPO against the reward model, or DPO on the pairs",
+    )
     parser.add_argument("--seed", type=int, default=0, help="PPO seed")
     parser.add_argument("--out", default="loop.json", help="file name under bench/out")
     parser.add_argument(
@@ -270,6 +278,7 @@ def main() -> None:
         base_model=args.base,
         max_new_tokens=64,
         comparisons_per_iteration=args.comparisons,
+        optimizer=args.optimizer,
         training_config={
             "reward": {"epochs": 2, "batch_size": 8, "max_length": 384},
             "ppo": {
@@ -280,6 +289,7 @@ def main() -> None:
                 "learning_rate": args.learning_rate,
                 "seed": args.seed,
             },
+            "dpo": {"batch_size": 8, "max_length": 384, "seed": args.seed},
             "evaluate": {"batch_size": 16},
             "generate": {"batch_size": 16},
         },

@@ -57,6 +57,20 @@ class TieHandling(models.TextChoices):
     COUNT = "count", "Ties and both-bad count as no preference"
 
 
+class Optimizer(models.TextChoices):
+    # The loop trains a reward model and climbs it with Hone's PPO (training/ml/ppo.py).
+    PPO = "ppo", "PPO against the policy's reward model"
+    # The loop trains the policy on the preference pairs directly (training/ml/dpo.py).
+    DPO = "dpo", "DPO on the preference pairs"
+
+
+class RestartFrom(models.TextChoices):
+    # Each candidate continues the active version's adapter: its KL to the base adds up.
+    ACTIVE = "active", "The active version's adapter"
+    # Each candidate is a new adapter on the base model, trained on all the data so far.
+    BASE = "base", "The base model"
+
+
 class Choice(models.TextChoices):
     A = "a", "A is better"
     B = "b", "B is better"
@@ -226,8 +240,29 @@ class Project(models.Model):
         help_text="Fresh labels the reward model must have scored before its agreement may "
         "stop PPO (with fewer, PPO runs).",
     )
+    # How an iteration trains its candidate (README, "The loop").
+    optimizer = models.CharField(
+        max_length=8,
+        choices=Optimizer.choices,
+        default=Optimizer.PPO,
+        error_messages={"invalid_choice": "Unknown optimizer %(value)r: use 'ppo' or 'dpo'."},
+        help_text="How an iteration trains its candidate: PPO against the policy's reward model, "
+        "or DPO on the preference pairs (the reward models still serve the gates).",
+    )
+    restart_from = models.CharField(
+        max_length=8,
+        choices=RestartFrom.choices,
+        default=RestartFrom.ACTIVE,
+        error_messages={
+            "invalid_choice": "Unknown restart_from %(value)r: use 'active' or 'base'."
+        },
+        help_text="Where PPO or DPO starts: the active version's adapter (KL to the base adds up "
+        "across iterations) or the base model (each candidate a new adapter).",
+    )
     training_config = models.JSONField(
-        default=dict, blank=True, help_text="Overrides for reward and PPO settings."
+        default=dict,
+        blank=True,
+        help_text="Overrides of the stages' settings: reward, ppo, dpo, evaluate, generate.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     # Keys the pseudonyms of the people in this project's exports and imports: a key per
@@ -281,8 +316,9 @@ PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
         "gate_human_min_win_rate",
         "gate_human_labels",
     ),
-    # Overrides of the training stages' configs (training/ml), checked when a run starts.
-    "Training": ("training_config",),
+    # How an iteration trains its candidate, where from, and overrides of the training stages'
+    # configs (training/ml), checked when a run starts.
+    "Training": ("optimizer", "restart_from", "training_config"),
 }
 PROJECT_GATE_FIELDS = PROJECT_SETTINGS["Promotion gates"]
 

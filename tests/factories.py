@@ -24,11 +24,16 @@ TINY_TRAINING = {
         "num_ppo_epochs": 1,
         "response_length": 12,
     },
+    "dpo": {"epochs": 1, "batch_size": 2, "max_length": 128, "eval_fraction": 0.34},
     "evaluate": {"batch_size": 4},
 }
 
 # The comparisons of the loop tests' project (tests/training/conftest.py, loop_project): the
 # annotator prefers the short answer.
+LOOP_ANSWERS = [("ok", "a much longer and wordier answer")] * 6
+
+
+# The labelled answers of the loop's test project (tests/training/conftest.py, loop_project).
 LOOP_ANSWERS = [("ok", "a much longer and wordier answer")] * 6
 
 

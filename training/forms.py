@@ -24,3 +24,12 @@ class ProjectGatesForm(forms.ModelForm):
             "gate_human_min_win_rate": "Human gate: least human win probability",
             "gate_human_labels": "Human gate: labels needed",
         }
+
+
+class ProjectTrainingForm(forms.ModelForm):
+    """How an iteration trains its candidate (feedback.services.project_training_set saves it)."""
+
+    class Meta:
+        model = Project
+        fields = ["optimizer", "restart_from"]
+        labels = {"optimizer": "Optimizer", "restart_from": "Each candidate starts from"}

@@ -93,6 +93,7 @@ ITERATION_RUNNING_STATUSES = (
     "collecting",
     "reward",
     "ppo",
+    "dpo",
     "evaluating",
     "awaiting_humans",
     "awaiting_approval",
@@ -102,7 +103,8 @@ ITERATION_RUNNING_STATUSES = (
 
 
 class LoopIteration(models.Model):
-    """One turn of the loop: snapshot, reward model, PPO, promotion, new comparisons."""
+    """One turn of the loop: snapshot, reward models, PPO or DPO (the project's optimizer),
+    evaluation and gates, promotion, new comparisons."""
 
     class Trigger(models.TextChoices):
         MANUAL = "manual"
@@ -113,6 +115,7 @@ class LoopIteration(models.Model):
         COLLECTING = "collecting"
         REWARD = "reward", "Training the reward model"
         PPO = "ppo", "PPO"
+        DPO = "dpo", "DPO"
         EVALUATING = "evaluating"
         # The human gate: candidate-versus-active comparisons are out with the annotators.
         AWAITING_HUMANS = "awaiting_humans", "Waiting for human labels"
@@ -177,6 +180,7 @@ class TrainingRun(models.Model):
         GENERATE = "generate"
         REWARD = "reward"
         PPO = "ppo"
+        DPO = "dpo"
         EVALUATE = "evaluate"
 
     class Status(models.TextChoices):

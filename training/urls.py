@@ -22,4 +22,5 @@ urlpatterns = [
     ),
     path("p/<slug:slug>/schedule/", views.schedule_set, name="schedule"),
     path("p/<slug:slug>/gates/", views.gates_set, name="gates"),
+    path("p/<slug:slug>/training/", views.training_set, name="training"),
 ]

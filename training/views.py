@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -11,9 +12,9 @@ from django.views.decorators.http import require_POST
 
 from feedback.models import Membership
 from feedback.selectors import project_for_member
-from feedback.services import project_gates_set
+from feedback.services import project_gates_set, project_training_set
 from training import jobs, services
-from training.forms import ProjectGatesForm
+from training.forms import ProjectGatesForm, ProjectTrainingForm
 from training.health import agreement_series, reward_model_health
 from training.leaderboard import leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
@@ -44,7 +45,7 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
             "waiting": loop_waiting_for(project=project),
             "runs": runs_for_project(project=project)[:20],
             "policies": PolicyVersion.objects.filter(project=project)
-            .select_related("reward_model__snapshot", "parent", "training_run")
+            .select_related("reward_model__snapshot", "parent", "training_run__iteration__snapshot")
             .order_by("-number"),
             "leaderboard": _leaderboard_plot(leaderboard(project=project)),
             "series": iteration_series(project=project),
@@ -52,6 +53,7 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
             "health_series": agreement_series(health),
             "schedule": services.loop_schedule(project=project),
             "gates_form": ProjectGatesForm(instance=project),
+            "training_form": ProjectTrainingForm(instance=project),
             "annotators": project.memberships.filter(role=Membership.Role.ANNOTATOR).count(),
             "human_gate_recommended": HUMAN_GATE_RECOMMENDED,
             "is_admin": project.memberships.filter(
@@ -152,20 +154,39 @@ def schedule_set(request: HttpRequest, slug: str) -> HttpResponse:
     return _admin_action(request, slug, act)
 
 
+def _cleaned(form: forms.ModelForm) -> dict:
+    """The form's values, or a ValidationError naming each bad field by its label."""
+    if not form.is_valid():
+        raise ValidationError(
+            [
+                f"{form.fields[name].label}: {' '.join(errors)}"
+                for name, errors in form.errors.items()
+            ]
+        )
+    return form.cleaned_data
+
+
 @login_required
 @require_POST
 def gates_set(request: HttpRequest, slug: str) -> HttpResponse:
     def act(project) -> str:
         form = ProjectGatesForm(request.POST, instance=project)
-        if not form.is_valid():
-            raise ValidationError(
-                [
-                    f"{form.fields[name].label}: {' '.join(errors)}"
-                    for name, errors in form.errors.items()
-                ]
-            )
-        project_gates_set(project=project, actor=request.user, **form.cleaned_data)
+        project_gates_set(project=project, actor=request.user, **_cleaned(form))
         return "Gates saved."
+
+    return _admin_action(request, slug, act)
+
+
+@login_required
+@require_POST
+def training_set(request: HttpRequest, slug: str) -> HttpResponse:
+    def act(project) -> str:
+        form = ProjectTrainingForm(request.POST, instance=project)
+        project = project_training_set(project=project, **_cleaned(form))
+        return (
+            f"Training saved: {project.get_optimizer_display()}, "
+            f"each candidate from {project.get_restart_from_display().lower()}."
+        )
 
     return _admin_action(request, slug, act)
 

@@ -37,6 +37,7 @@ from feedback.services.projects import (
     project_gates_set,
     project_pseudonym_key_rotate,
     project_settings_set,
+    project_training_set,
     prompts_import,
     user_access_end,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "membership_set",
     "project_create",
     "project_gates_set",
+    "project_training_set",
     "project_pseudonym_key_rotate",
     "project_settings_set",
     "prompts_import",

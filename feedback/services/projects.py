@@ -106,6 +106,16 @@ def project_gates_set(
     return project_settings_set(project=project, values=values, actor=actor)
 
 
+def project_training_set(*, project: Project, optimizer: str, restart_from: str) -> Project:
+    """Set how an iteration trains its candidate (PPO or DPO) and where it starts (the active
+    version's adapter or the base model). An iteration reads them when its reward models are
+    trained; one already training keeps its optimizer. Nothing is saved if a value is bad."""
+    project.optimizer, project.restart_from = optimizer, restart_from
+    project.full_clean()
+    project.save(update_fields=["optimizer", "restart_from"])
+    return project
+
+
 def project_pseudonym_key_rotate(*, project: Project) -> Project:
     """A new random key for the project's pseudonyms. Exports name every annotator anew from
     now on (they cannot be joined with earlier exports), and a person an earlier import

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from feedback.models import Assignment, Comparison, PreferenceLabel, Prompt
+from feedback.models import Assignment, Comparison, PreferenceLabel, Project, Prompt
 from feedback.services import assignment_next, label_submit
 from tests.factories import make_comparisons
 from training.models import DatasetSnapshot, LoopIteration, PolicyVersion, RunMetric, TrainingRun
@@ -23,6 +23,7 @@ ADMIN = ("admin",)
 # (method, path under /api/projects/demo/, body, roles allowed, status when allowed)
 ENDPOINTS = [
     ("get", "", None, ALL, 200),
+    ("patch", "", {"optimizer": "dpo"}, ADMIN, 200),
     ("get", "prompts/", None, ALL, 200),
     ("post", "prompts/", {"prompts": [{"prompt": "A new one"}]}, ADMIN, 201),
     ("post", "prompts/import/", "prompt_file", ADMIN, 201),
@@ -92,6 +93,7 @@ def _state() -> dict:
         ),
         "iterations": LoopIteration.objects.count(),
         "policies": list(PolicyVersion.objects.values_list("pk", "status").order_by("pk")),
+        "training": list(Project.objects.values_list("optimizer", "restart_from").order_by("pk")),
     }
 
 

@@ -17,7 +17,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
-from feedback.models import Comparison, Completion, PreferenceLabel, Prompt
+from feedback.models import Comparison, Completion, PreferenceLabel, Project, Prompt
 from feedback.services import assignment_next, label_submit
 from tests.factories import make_comparisons
 from training.models import DatasetSnapshot, LoopIteration, PolicyVersion, TrainingRun
@@ -108,6 +108,57 @@ def test_too_many_requests_gets_the_same_error_shape(admin, monkeypatch):
     assert codes == [200, 200, 429]
     assert response.json()["errors"][0]["field"] == "detail"
     assert response.json()["errors"][0]["message"].startswith("Request was throttled.")
+
+
+# --- The project ------------------------------------------------------------------------------
+
+
+def test_an_admin_sets_how_iterations_train(admin):
+    both = admin.patch(API, {"optimizer": "dpo", "restart_from": "base"}, format="json")
+    one = admin.patch(API, {"restart_from": "active"}, format="json")
+
+    assert (both.status_code, one.status_code) == (200, 200)
+    assert (both.json()["optimizer"], both.json()["restart_from"]) == ("dpo", "base")
+    assert (one.json()["optimizer"], one.json()["restart_from"], one.json()["role"]) == (
+        "dpo",
+        "active",
+        "admin",
+    )
+    assert admin.get(API).json()["optimizer"] == "dpo"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"optimizer": "sgd"}, {"field": "optimizer", "message": '"sgd" is not a valid choice.'}),
+        (
+            {"optimizer": "dpo", "gate_min_win_rate": 0.9},
+            {
+                "field": "non_field_errors",
+                "message": "Only optimizer and restart_from can be changed here, not: "
+                "gate_min_win_rate.",
+            },
+        ),
+        (
+            {},
+            {
+                "field": "non_field_errors",
+                "message": "Nothing to change: send optimizer or restart_from.",
+            },
+        ),
+    ],
+)
+def test_a_bad_training_setting_is_refused_and_nothing_changes(admin, body, error):
+    response = admin.patch(API, body, format="json")
+
+    stored = Project.objects.get(slug="demo")
+    assert response.status_code == 400
+    assert response.json() == {"errors": [error]}
+    assert (stored.optimizer, stored.restart_from, stored.gate_min_win_rate) == (
+        "ppo",
+        "active",
+        0.5,
+    )
 
 
 # --- Prompts ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Fixtures of the loop's tests."""
+"""Fixtures of the loop's tests: a project on the tiny model with labels to train on, a trained
+reward model. Django is imported inside them (tests/training/ml runs without it)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-from feedback.services import assignment_next, label_submit
-from tests.factories import LOOP_ANSWERS, TINY_TRAINING, make_comparisons
-
-
-@pytest.fixture
-def loop_project(project, annotator, tiny_model_dir):
-    """The project on the tiny model, with six comparisons, each labelled by the annotator."""
-    project.base_model = tiny_model_dir
-    project.max_new_tokens = 12
-    project.comparisons_per_iteration = 3
-    project.training_config = TINY_TRAINING
-    project.gate_min_win_rate = 0.0  # a tiny random model's win rate is a coin toss
-    project.gate_judge_min_win_rate = None  # the judge gate has tests of its own (test_judge.py)
-    project.save()
-    make_comparisons(project, LOOP_ANSWERS)
-    for _ in LOOP_ANSWERS:
-        assignment = assignment_next(project=project, user=annotator)
-        label_submit(user=annotator, assignment_id=assignment.pk, choice="a")
-    return project
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +34,24 @@ def tiny_reward_dir(tmp_path_factory, tiny_model_dir) -> Path:
     )
     train_reward(config, data, root / "rm")
     return root / "rm"
+
+
+@pytest.fixture
+def loop_project(project, annotator, tiny_model_dir):
+    """The project on the tiny model with TINY_TRAINING, six labelled comparisons on train
+    prompts, and gates that a tiny random model can pass."""
+    from feedback.services import assignment_next, label_submit
+    from tests.factories import LOOP_ANSWERS, TINY_TRAINING, make_comparisons
+
+    project.base_model = tiny_model_dir
+    project.max_new_tokens = 12
+    project.comparisons_per_iteration = 3
+    project.training_config = TINY_TRAINING
+    project.gate_min_win_rate = 0.0  # a tiny random model's win rate is a coin toss
+    project.gate_judge_min_win_rate = None  # the judge gate has tests of its own (test_judge.py)
+    project.save()
+    make_comparisons(project, LOOP_ANSWERS)
+    for _ in LOOP_ANSWERS:
+        assignment = assignment_next(project=project, user=annotator)
+        label_submit(user=annotator, assignment_id=assignment.pk, choice="a")
+    return project

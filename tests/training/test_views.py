@@ -87,3 +87,51 @@ def test_the_human_gate_is_recommended_once_a_project_has_three_annotators(
     assert 'id="human-gate-recommended"' not in before
     assert 'id="human-gate-recommended"' in after
     assert "This project has 3 annotators" in after
+
+
+def test_an_admin_sets_the_optimizer_and_where_candidates_start(project, admin_member, client):
+    client.force_login(admin_member)
+
+    response = client.post(
+        f"/p/{project.slug}/training/", {"optimizer": "dpo", "restart_from": "base"}, follow=True
+    )
+
+    project.refresh_from_db()
+    page = response.content.decode()
+    assert (project.optimizer, project.restart_from) == ("dpo", "base")
+    assert (
+        "Training saved: DPO on the preference pairs, each candidate from the base model." in page
+    )
+    assert (
+        '<span id="training-summary">DPO on the preference pairs, each candidate from the base '
+        "model</span>" in page
+    )
+
+
+def test_an_unknown_optimizer_is_refused_on_the_loop_page_and_nothing_changes(
+    project, admin_member, client
+):
+    client.force_login(admin_member)
+
+    response = client.post(
+        f"/p/{project.slug}/training/", {"optimizer": "sgd", "restart_from": "base"}, follow=True
+    )
+
+    project.refresh_from_db()
+    assert (
+        "Optimizer: Select a valid choice. sgd is not one of the available choices."
+        in response.content.decode()
+    )
+    assert (project.optimizer, project.restart_from) == ("ppo", "active")
+
+
+def test_an_annotator_cannot_set_the_optimizer(project, annotator, client):
+    client.force_login(annotator)
+
+    response = client.post(
+        f"/p/{project.slug}/training/", {"optimizer": "dpo", "restart_from": "base"}
+    )
+
+    project.refresh_from_db()
+    assert response.status_code == 404
+    assert (project.optimizer, project.restart_from) == ("ppo", "active")

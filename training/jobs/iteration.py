@@ -8,9 +8,11 @@ import contextlib
 import dataclasses
 import logging
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from feedback.models import Prompt
+from feedback.models import Optimizer, Project, Prompt, RestartFrom
 from training import services
 from training.gates import gate_rejection, gate_report
 from training.jobs.generation import generation_run
@@ -30,7 +32,13 @@ from training.jobs.runner import (
     stage_overrides,
     work_dir,
 )
-from training.models import DatasetSnapshot, LoopIteration, RewardModelVersion, TrainingRun
+from training.models import (
+    DatasetSnapshot,
+    LoopIteration,
+    PolicyVersion,
+    RewardModelVersion,
+    TrainingRun,
+)
 from training.selectors import policy_active, versus_generated
 
 logger = logging.getLogger(__name__)
@@ -50,6 +58,7 @@ def iteration_run(*, iteration: LoopIteration) -> None:
         LoopIteration.Status.COLLECTING: _step_collect,
         LoopIteration.Status.REWARD: _step_reward,
         LoopIteration.Status.PPO: _step_ppo,
+        LoopIteration.Status.DPO: _step_dpo,
         LoopIteration.Status.EVALUATING: _step_evaluate,
         LoopIteration.Status.AWAITING_HUMANS: _step_human_gate,
         LoopIteration.Status.PROMOTING: _step_promote,
@@ -93,7 +102,8 @@ def _step_collect(iteration: LoopIteration) -> None:
 
 def _step_reward(iteration: LoopIteration) -> None:
     """The policy's reward model on the train prompts' labels, then the independent judge on
-    the eval prompts' labels (when the judge gate is on and there are enough of them)."""
+    the eval prompts' labels (when the judge gate is on and there are enough of them). PPO
+    climbs the first; with DPO it still gives the gates their reward-model win rate."""
     project = iteration.project
     reward_model = _reward_train(iteration, iteration.snapshot, RewardModelVersion.Role.POLICY)
     judge = None
@@ -103,7 +113,10 @@ def _step_reward(iteration: LoopIteration) -> None:
         )
         if snapshot is not None:
             judge = _reward_train(iteration, snapshot, RewardModelVersion.Role.JUDGE)
-    _advance(iteration, LoopIteration.Status.PPO, reward_model=reward_model, judge=judge)
+    # The optimizer as set now: a change from here on applies to the next iteration.
+    dpo = project.optimizer == Optimizer.DPO
+    training = LoopIteration.Status.DPO if dpo else LoopIteration.Status.PPO
+    _advance(iteration, training, reward_model=reward_model, judge=judge)
 
 
 def _reward_train(
@@ -168,28 +181,73 @@ def _step_ppo(iteration: LoopIteration) -> None:
         stage_overrides(project, "ppo"),
         base_model=project.base_model,
         reward_model=str(services.artifact_path(reward_model.adapter_path)),
-        init_adapter=adapter_of(parent),
+        init_adapter=_init_adapter(project, parent),
     )
+
+    def train(run: TrainingRun, work: Path, on_metrics: Callable) -> dict[str, Any]:
+        prompts = Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN)
+        prompts_path = work / "prompts.jsonl"
+        write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
+        services.run_log(run=run, line=f"PPO from v{parent.number} on {len(prompts)} prompts")
+        return train_ppo(config, str(prompts_path), str(work / "adapter"), on_metrics=on_metrics)
+
+    _candidate_train(iteration, TrainingRun.Kind.PPO, config, parent, reward_model, train)
+
+
+def _step_dpo(iteration: LoopIteration) -> None:
+    """DPO on the pairs of the iteration's snapshot (the train prompts' labels, the data the
+    policy's reward model learned from); no reward model is climbed."""
+    from training.ml.dpo import DPOTrainConfig, train_dpo
+
+    project, snapshot = iteration.project, iteration.snapshot
+    parent = policy_active(project=project)
+    config = stage_config(
+        DPOTrainConfig,
+        stage_overrides(project, "dpo"),
+        base_model=project.base_model,
+        init_adapter=_init_adapter(project, parent),
+    )
+
+    def train(run: TrainingRun, work: Path, on_metrics: Callable) -> dict[str, Any]:
+        services.run_log(run=run, line=f"DPO from v{parent.number} on {snapshot.pair_count} pairs")
+        data = str(services.artifact_path(snapshot.path))
+        return train_dpo(config, data, str(work / "adapter"), on_metrics=on_metrics)
+
+    _candidate_train(
+        iteration, TrainingRun.Kind.DPO, config, parent, None, train, snapshot=snapshot.pk
+    )
+
+
+def _init_adapter(project: Project, parent: PolicyVersion) -> str | None:
+    """Where PPO or DPO starts: the active version's adapter, or (restart_from "base") a new
+    adapter on the base model."""
+    return adapter_of(parent) if project.restart_from == RestartFrom.ACTIVE else None
+
+
+def _candidate_train(
+    iteration: LoopIteration,
+    kind: str,
+    config: Any,
+    parent: PolicyVersion,
+    reward_model: RewardModelVersion | None,
+    train: Callable[[TrainingRun, Path, Callable], dict[str, Any]],
+    **recorded: Any,
+) -> None:
+    """Run `train` as the iteration's run of `kind`, register the adapter it writes to
+    `work/adapter` as the candidate (its parent the active version, its lineage this run),
+    and move on to the evaluation."""
+    project = iteration.project
     run = services.run_create(
         project=project,
-        kind=TrainingRun.Kind.PPO,
+        kind=kind,
         iteration=iteration,
-        config={"parent": parent.number, **dataclasses.asdict(config)},
+        config={"parent": parent.number, **recorded, **dataclasses.asdict(config)},
     )
     work = work_dir(project)
     holder: dict[str, Any] = {}
 
     def body(heartbeat: Heartbeat) -> dict[str, Any]:
-        prompts = Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN)
-        prompts_path = work / "prompts.jsonl"
-        write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
-        services.run_log(run=run, line=f"PPO from v{parent.number} on {len(prompts)} prompts")
-        metrics = train_ppo(
-            config,
-            str(prompts_path),
-            str(work / "adapter"),
-            on_metrics=metrics_sink(run, heartbeat),
-        )
+        metrics = train(run, work, metrics_sink(run, heartbeat))
         heartbeat.check()
         holder["policy"] = artifact_publish(
             work / "adapter",
