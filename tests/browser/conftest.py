@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 from channels.layers import channel_layers
 
-from tests.e2e.conftest import ROOT, database_url, redis_url, worker  # noqa: F401 (fixtures)
+from tests.e2e.conftest import (  # noqa: F401 (fixtures)
+    ROOT,
+    broker,
+    database_url,
+    redis_url,
+    start_worker,
+    worker,
+)
 
 CHROMIUM = os.environ.get("HONE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
