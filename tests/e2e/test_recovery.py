@@ -45,6 +45,7 @@ def slow_project(slug: str, model_dir: str) -> Project:
         gate_min_win_rate=0.0,
         gate_max_empty_rate=1.0,
         gate_max_repetition=1.0,
+        gate_judge_min_win_rate=None,  # the judge gate has tests of its own (test_judge.py)
     )
     prompts_import(project=project, records=PROMPTS, source=slug)
     return project
