@@ -84,14 +84,20 @@ bench-loop: venv base-model
 	$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 3
 
 # Reward hacking caught: one iteration per seed with a planted exploit in the policy's reward
-# model (train labels reward length) and the same run with honest labels (docs/judgement.md).
+# model (train labels reward length), and the same run with honest labels (docs/judgement.md).
+# The runs start from one cached database of the base policy's pairs (the same pairs each run
+# would sample); the pairs made after the judged iteration are never labelled, so few are made.
 JUDGE_EPISODES ?= 64
+JUDGE_SEEDS ?= 1 2 3
+JUDGE_CACHE := var/bench-judge-base.sqlite3
 bench-judge: venv base-model
-	for seed in 1 2 3; do \
+	for seed in $(JUDGE_SEEDS); do \
 		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed \
-			--episodes $(JUDGE_EPISODES) --train-taste longer --out judge-exploit-$$seed.json; \
+			--episodes $(JUDGE_EPISODES) --final-comparisons 8 --base-cache $(JUDGE_CACHE) \
+			--train-taste longer --out judge-exploit-$$seed.json || exit 1; \
 		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed \
-			--episodes $(JUDGE_EPISODES) --out judge-honest-$$seed.json; \
+			--episodes $(JUDGE_EPISODES) --final-comparisons 8 --base-cache $(JUDGE_CACHE) \
+			--out judge-honest-$$seed.json || exit 1; \
 	done
 
 # 64 annotators over HTTP against uvicorn + PostgreSQL (a fresh database on TEST_DB's server):

@@ -125,7 +125,9 @@ class ProjectDetailApi(generics.GenericAPIView):
         serializer = ProjectTrainingSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         current = {"optimizer": project.optimizer, "restart_from": project.restart_from}
-        project = project_training_set(project=project, **{**current, **serializer.validated_data})
+        project = project_training_set(
+            project=project, actor=request.user, **{**current, **serializer.validated_data}
+        )
         return self._project(project, membership.role)
 
     def _project(self, project: Project, role: str) -> Response:

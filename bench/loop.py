@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -249,6 +250,20 @@ def main() -> None:
         default="ppo",
         help="the project's optimizer: PPO against the reward model, or DPO on the pairs",
     )
+    parser.add_argument(
+        "--final-comparisons",
+        type=int,
+        help="pairs the last iteration generates (default --comparisons); they are never "
+        "labelled here, so a run that only judges its candidate can keep that step short",
+    )
+    parser.add_argument(
+        "--base-cache",
+        metavar="FILE",
+        help="the database as it stands once the base policy's pairs are generated (before any "
+        "label): saved there by the first run, started from by the next runs with the same "
+        "--base, --first-comparisons and --comparisons (generation is seeded by run number, so "
+        "they would sample the very same pairs)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="PPO seed")
     parser.add_argument("--out", default="loop.json", help="file name under bench/out")
     parser.add_argument(
@@ -264,38 +279,57 @@ def main() -> None:
         judge_only(args)
         return
 
-    django_in(Path(tempfile.mkdtemp(prefix="hone-bench-loop-")))
+    work = Path(tempfile.mkdtemp(prefix="hone-bench-loop-"))
+    cache = Path(args.base_cache) if args.base_cache else None
+    cache_key = {
+        "base": str(Path(args.base).resolve()),
+        "first_comparisons": args.first_comparisons,
+        "comparisons": args.comparisons,
+    }
+    cached = cache is not None and cache.exists()
+    if cached:
+        saved_key = json.loads(cache.with_suffix(".json").read_text())
+        if saved_key != cache_key:
+            sys.exit(f"--base-cache {cache} was made with {saved_key}, not {cache_key}")
+        shutil.copyfile(cache, work / "bench.sqlite3")
+    django_in(work)
 
-    from feedback.models import Membership
+    from feedback.models import Membership, Project
     from feedback.services import membership_set, project_create, prompts_import
     from training import jobs, services
     from training.management.commands.seed_demo import DEMO_PROMPTS, _read_jsonl
     from training.models import TrainingRun
 
-    project = project_create(
-        slug="bench",
-        name="Bench: concise answers",
-        base_model=args.base,
-        max_new_tokens=64,
-        comparisons_per_iteration=args.comparisons,
-        optimizer=args.optimizer,
-        training_config={
-            "reward": {"epochs": 2, "batch_size": 8, "max_length": 384},
-            "ppo": {
-                "total_episodes": args.episodes,
-                "rollout_batch_size": 16,
-                "num_mini_batches": 2,
-                "response_length": 64,
-                "learning_rate": args.learning_rate,
-                "seed": args.seed,
-            },
-            "dpo": {"batch_size": 8, "max_length": 384, "seed": args.seed},
-            "evaluate": {"batch_size": 16},
-            "generate": {"batch_size": 16},
+    training_config = {
+        "reward": {"epochs": 2, "batch_size": 8, "max_length": 384},
+        "ppo": {
+            "total_episodes": args.episodes,
+            "rollout_batch_size": 16,
+            "num_mini_batches": 2,
+            "response_length": 64,
+            "learning_rate": args.learning_rate,
+            "seed": args.seed,
         },
-    )
-    prompts_import(project=project, records=_read_jsonl(DEMO_PROMPTS), source="demo")
-    prompts_import(project=project, records=extra_prompts(), source="bench")
+        "dpo": {"batch_size": 8, "max_length": 384, "seed": args.seed},
+        "evaluate": {"batch_size": 16},
+        "generate": {"batch_size": 16},
+    }
+    if cached:
+        project = Project.objects.get(slug="bench")
+        project.optimizer, project.training_config = args.optimizer, training_config
+        project.save()
+    else:
+        project = project_create(
+            slug="bench",
+            name="Bench: concise answers",
+            base_model=args.base,
+            max_new_tokens=64,
+            comparisons_per_iteration=args.comparisons,
+            optimizer=args.optimizer,
+            training_config=training_config,
+        )
+        prompts_import(project=project, records=_read_jsonl(DEMO_PROMPTS), source="demo")
+        prompts_import(project=project, records=extra_prompts(), source="bench")
     from django.contrib.auth import get_user_model
 
     user, _ = get_user_model().objects.get_or_create(username="sim-concise-1")
@@ -329,12 +363,23 @@ def main() -> None:
         project.save()
 
     started = time.monotonic()
-    sample_active_policy(args.first_comparisons)
+    if not cached:
+        sample_active_policy(args.first_comparisons)
+        if cache is not None:
+            from django.db import connection
+
+            connection.close()
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(work / "bench.sqlite3", cache)
+            cache.with_suffix(".json").write_text(json.dumps(cache_key))
     labels = label_everything()
     print(f"base comparisons: {labels} labels in {time.monotonic() - started:.0f} s", flush=True)
 
     iterations = []
-    for _ in range(args.iterations):
+    for number in range(1, args.iterations + 1):
+        if number == args.iterations and args.final_comparisons is not None:
+            project.comparisons_per_iteration = args.final_comparisons
+            project.save(update_fields=["comparisons_per_iteration"])
         t0 = time.monotonic()
         iteration = services.iteration_start(project=project, trigger="manual")
         jobs.iteration_run(iteration=iteration)

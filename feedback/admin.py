@@ -22,6 +22,7 @@ from feedback.models import (
 from feedback.services import (
     annotator_erase,
     api_token_create,
+    api_token_delete,
     membership_remove,
     membership_set,
     project_pseudonym_key_rotate,
@@ -173,8 +174,8 @@ admin.site.unregister(TokenProxy)
 
 @admin.register(TokenProxy)
 class TokenAdmin(token_admin.TokenAdmin):
-    """API tokens: created through the service that audits them; a token never changes hands
-    (delete it and create another)."""
+    """API tokens: created and deleted through the services that audit them; a token never
+    changes hands (delete it and create another)."""
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
@@ -182,6 +183,13 @@ class TokenAdmin(token_admin.TokenAdmin):
     def save_model(self, request: HttpRequest, obj: TokenProxy, form, change: bool) -> None:
         token = api_token_create(user=obj.user, actor=request.user)
         obj.key, obj.created = token.key, token.created
+
+    def delete_model(self, request: HttpRequest, obj: TokenProxy) -> None:
+        api_token_delete(user=obj.user, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for token in queryset.select_related("user"):
+            api_token_delete(user=token.user, actor=request.user)
 
 
 User = get_user_model()

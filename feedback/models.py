@@ -604,6 +604,8 @@ class AuditEvent(models.Model):
         LABELS_IMPORT = "labels.import", "Labels imported"
         DATA_EXPORT = "data.export", "Data exported"
         TOKEN_CREATE = "token.create", "API token created"
+        TOKEN_DELETE = "token.delete", "API token deleted"
+        TRAINING_SET = "project.training", "Optimizer or restart point changed"
         USER_ERASE = "user.erase", "Person erased"
 
     project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.PROTECT)

@@ -1,4 +1,13 @@
+import django_celery_beat.admin as beat_admin  # registers the schedule admins: replaced below
 from django.contrib import admin
+from django.http import HttpRequest
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
 from training.models import (
     DatasetSnapshot,
@@ -8,6 +17,7 @@ from training.models import (
     RunMetric,
     TrainingRun,
 )
+from training.services import loop_schedule_edits_audited
 
 # Artifact paths are written by the jobs that make the artifacts, never by hand: a path set
 # here could point a download or a job at any file of the machine. Statuses move only
@@ -53,3 +63,35 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "kind", "status", "worker", "queued_at", "finished_at"]
     list_filter = ["project", "kind", "status"]
     inlines = [RunMetricInline]
+
+
+# --- Schedules (django-celery-beat) ----------------------------------------------------------
+# A project's loop schedule is a PeriodicTask ("hone-loop-<slug>") on a CrontabSchedule row
+# that projects with the same cron share. Its pages write those rows directly; every page that
+# can change one (the form, the list's actions, delete, a schedule row with its inline tasks)
+# runs inside loop_schedule_edits_audited, which records what changed per project.
+
+
+class ScheduleEditsAudited:
+    def changeform_view(self, request: HttpRequest, *args, **kwargs):
+        with loop_schedule_edits_audited(actor=request.user):
+            return super().changeform_view(request, *args, **kwargs)
+
+    def changelist_view(self, request: HttpRequest, *args, **kwargs):
+        with loop_schedule_edits_audited(actor=request.user):
+            return super().changelist_view(request, *args, **kwargs)
+
+    def delete_view(self, request: HttpRequest, *args, **kwargs):
+        with loop_schedule_edits_audited(actor=request.user):
+            return super().delete_view(request, *args, **kwargs)
+
+
+for model, base in [
+    (PeriodicTask, beat_admin.PeriodicTaskAdmin),
+    (CrontabSchedule, beat_admin.CrontabScheduleAdmin),
+    (IntervalSchedule, beat_admin.IntervalScheduleAdmin),
+    (SolarSchedule, beat_admin.SolarScheduleAdmin),
+    (ClockedSchedule, beat_admin.ClockedScheduleAdmin),
+]:
+    admin.site.unregister(model)
+    admin.site.register(model, type(base.__name__, (ScheduleEditsAudited, base), {}))

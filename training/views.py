@@ -182,7 +182,7 @@ def gates_set(request: HttpRequest, slug: str) -> HttpResponse:
 def training_set(request: HttpRequest, slug: str) -> HttpResponse:
     def act(project) -> str:
         form = ProjectTrainingForm(request.POST, instance=project)
-        project = project_training_set(project=project, **_cleaned(form))
+        project = project_training_set(project=project, actor=request.user, **_cleaned(form))
         return (
             f"Training saved: {project.get_optimizer_display()}, "
             f"each candidate from {project.get_restart_from_display().lower()}."

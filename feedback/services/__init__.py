@@ -12,7 +12,12 @@ Callers import the package (`from feedback import services`); the names below ar
 interface.
 """
 
-from feedback.services.accounts import Erasure, annotator_erase, api_token_create
+from feedback.services.accounts import (
+    Erasure,
+    annotator_erase,
+    api_token_create,
+    api_token_delete,
+)
 from feedback.services.audit import audit_record
 from feedback.services.comparisons import (
     comparisons_create,
@@ -58,6 +63,7 @@ __all__ = [
     "UNDO_WINDOW",
     "annotator_erase",
     "api_token_create",
+    "api_token_delete",
     "assignment_lease",
     "assignment_next",
     "assignment_skip",

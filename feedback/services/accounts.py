@@ -41,6 +41,25 @@ def api_token_create(
     return token
 
 
+def api_token_delete(*, user: AbstractBaseUser, actor: AbstractBaseUser | None = None) -> bool:
+    """Delete the user's API token (its key stops working at once); audited. False when they
+    had none."""
+    with transaction.atomic():
+        token = Token.objects.select_for_update().filter(user=user).first()
+        if token is None:
+            return False
+        token.delete()
+        audit_record(
+            actor=actor,
+            project=None,
+            action=AuditEvent.Action.TOKEN_DELETE,
+            target=user,
+            before={"user": user.pk, "token_created": token.created},
+            after=None,
+        )
+    return True
+
+
 def erased_username(user_id: int) -> str:
     """The pseudonym of an erased person: stable (erasing twice gives the same name), and
     not reversible without SECRET_KEY."""

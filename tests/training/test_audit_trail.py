@@ -238,3 +238,113 @@ def test_exports_by_api_download_and_command(labelled, admin_member, tmp_path, t
             {"what": "preferences", "format": "jsonl", "rows": 1, "style": "auto"},
         ),
     ]
+
+
+@pytest.fixture
+def superuser(django_user_model, client):
+    user = django_user_model.objects.create_superuser("root", password="pw")
+    client.force_login(user)
+    return user
+
+
+def test_schedule_edits_in_the_celery_beat_admin(project, superuser, client):
+    """The django-celery-beat pages write the schedule rows directly: a disable from the list,
+    an edit of the shared crontab row, a delete; each is one audited change of the project."""
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    services.loop_schedule_set(project=project, cron="0 3 * * *")
+    task = PeriodicTask.objects.get(name="hone-loop-demo")
+
+    response = client.post(
+        "/admin/django_celery_beat/periodictask/",
+        {"action": "disable_tasks", "_selected_action": [task.pk]},
+    )
+    assert response.status_code == 302
+    crontab = CrontabSchedule.objects.get(pk=task.crontab_id)
+    response = client.post(
+        f"/admin/django_celery_beat/crontabschedule/{crontab.pk}/change/",
+        {
+            "minute": "30",
+            "hour": "4",
+            "day_of_month": "*",
+            "month_of_year": "*",
+            "day_of_week": "*",
+            "timezone": "UTC",
+            "periodictask_set-TOTAL_FORMS": "0",
+            "periodictask_set-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302
+    response = client.post(
+        f"/admin/django_celery_beat/periodictask/{task.pk}/delete/", {"post": "yes"}
+    )
+    assert response.status_code == 302
+
+    admin_edits = [e for e in events("loop.schedule") if e[0] == "root"]
+    state = {"task": "training.tasks.iteration_start_task", "args": task.args}
+    assert [(e[1], e[2], e[3], e[4]) for e in admin_edits] == [
+        (
+            "feedback.project",
+            project.pk,
+            {"schedule": "0 3 * * *", "enabled": True, **state},
+            {"schedule": "0 3 * * *", "enabled": False, **state},
+        ),
+        (
+            "feedback.project",
+            project.pk,
+            {"schedule": "0 3 * * *", "enabled": False, **state},
+            {"schedule": "30 4 * * *", "enabled": False, **state},
+        ),
+        (
+            "feedback.project",
+            project.pk,
+            {"schedule": "30 4 * * *", "enabled": False, **state},
+            None,
+        ),
+    ]
+
+
+def test_a_refused_admin_schedule_edit_records_nothing(project, superuser, client):
+    from django_celery_beat.models import PeriodicTask
+
+    services.loop_schedule_set(project=project, cron="0 3 * * *")
+    task = PeriodicTask.objects.get(name="hone-loop-demo")
+    response = client.post(
+        f"/admin/django_celery_beat/crontabschedule/{task.crontab_id}/change/",
+        {"minute": "99", "hour": "4", "day_of_month": "*", "month_of_year": "*"},
+    )
+    assert response.status_code == 200  # the form again, with its errors
+    assert [e for e in events("loop.schedule") if e[0] == "root"] == []
+
+
+def test_an_optimizer_change_by_api_and_page(project, boss, admin_member, token_client):
+    token_client(admin_member).patch(API, {"optimizer": "dpo"}, format="json")
+    token_client(admin_member).patch(API, {"optimizer": "dpo"}, format="json")  # unchanged
+    token_client(admin_member).patch(API, {"optimizer": "sgd"}, format="json")  # refused
+
+    assert events("project.training") == [
+        (
+            "boss",
+            "feedback.project",
+            project.pk,
+            {"optimizer": "ppo", "restart_from": "active"},
+            {"optimizer": "dpo", "restart_from": "active"},
+        )
+    ]
+
+
+def test_deleting_a_token_in_the_admin(superuser, admin_member, client):
+    from rest_framework.authtoken.models import Token
+
+    from feedback.services import api_token_create
+
+    token = api_token_create(user=admin_member)
+    response = client.post(
+        f"/admin/authtoken/tokenproxy/{admin_member.pk}/delete/", {"post": "yes"}
+    )
+    assert response.status_code == 302
+    assert not Token.objects.filter(user=admin_member).exists()
+    [(actor, target_type, target_id, before, after)] = events("token.delete")
+    assert (actor, target_type, target_id, after) == ("root", "auth.user", admin_member.pk, None)
+    assert before["user"] == admin_member.pk and before["token_created"]  # never the key
+    assert token.key not in str(before)

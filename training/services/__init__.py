@@ -60,7 +60,11 @@ from training.services.runs import (
     runs_lose,
     runs_reap_stale,
 )
-from training.services.schedules import loop_schedule, loop_schedule_set
+from training.services.schedules import (
+    loop_schedule,
+    loop_schedule_edits_audited,
+    loop_schedule_set,
+)
 from training.services.snapshots import (
     ComparisonVerdict,
     comparison_verdicts,
@@ -87,6 +91,7 @@ __all__ = [
     "loop_schedule",
     "iterations_resume_lost",
     "loop_recover_at_worker_start",
+    "loop_schedule_edits_audited",
     "loop_schedule_set",
     "policy_create_base",
     "policy_promote",
