@@ -14,7 +14,6 @@ from django.db import transaction
 from feedback.models import AuditEvent, Project
 from feedback.services import audit_record
 
-
 SCHEDULE_TASK_PREFIX = "hone-loop-"
 
 
