@@ -27,7 +27,7 @@ import argparse
 import json
 import math
 import os
-import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -291,7 +291,8 @@ def main() -> None:
         saved_key = json.loads(cache.with_suffix(".json").read_text())
         if saved_key != cache_key:
             sys.exit(f"--base-cache {cache} was made with {saved_key}, not {cache_key}")
-        shutil.copyfile(cache, work / "bench.sqlite3")
+        with sqlite3.connect(cache) as src, sqlite3.connect(work / "bench.sqlite3") as dst:
+            src.backup(dst)
     django_in(work)
 
     from feedback.models import Membership, Project
@@ -370,7 +371,8 @@ def main() -> None:
 
             connection.close()
             cache.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(work / "bench.sqlite3", cache)
+            with sqlite3.connect(work / "bench.sqlite3") as src, sqlite3.connect(cache) as dst:
+                src.backup(dst)  # the write-ahead log's pages too
             cache.with_suffix(".json").write_text(json.dumps(cache_key))
     labels = label_everything()
     print(f"base comparisons: {labels} labels in {time.monotonic() - started:.0f} s", flush=True)
