@@ -157,6 +157,29 @@ def test_new_comparisons_are_the_pairs_the_reward_models_know_least(
     assert first.comparison_id == stored[0].pk
 
 
+@pytest.mark.parametrize("judge_gate", [0.5, None])
+def test_the_judge_keeps_its_share_of_eval_prompts(uncertain_project, tiny_reward_dirs, judge_gate):
+    """Choosing by uncertainty, the judge's share of new pairs is still on eval prompts (the
+    labels it learns from), chosen by uncertainty among them; none without a judge gate."""
+    uncertain_project.judge_share = 0.5
+    uncertain_project.gate_judge_min_win_rate = judge_gate
+    uncertain_project.save()
+    committee_add(uncertain_project, tiny_reward_dirs)
+
+    run = generation(uncertain_project)
+
+    assert run.status == "succeeded", run.error
+    splits = sorted(
+        Comparison.objects.filter(project=uncertain_project).values_list("prompt__split", flat=True)
+    )
+    if judge_gate is None:
+        assert splits == ["train", "train"]
+        assert run.summary["eval_prompts"] == 0
+    else:
+        assert splits == ["eval", "train"]
+        assert run.summary["eval_prompts"] == 1
+
+
 def test_open_comparisons_of_one_version_are_scored_again_and_the_others_keep_theirs(
     uncertain_project, tiny_reward_dirs, annotator
 ):

@@ -171,11 +171,7 @@ def generation_run(
         priority = max(priority, UNCERTAINTY_PRIORITY_MAX)
     split = Prompt.Split.EVAL if versus else Prompt.Split.TRAIN
     limit = project.comparisons_per_iteration
-    judge_limit = 0
-    if not versus and project.gate_judge_min_win_rate is not None:
-        # A share of the pairs on eval prompts: labels for the independent judge, which the
-        # policy's reward model never sees (docs/judgement.md).
-        judge_limit = round(limit * project.judge_share)
+    judge_limit = 0 if versus else judge_pairs(project=project, limit=limit)
     prompts = generation_prompts(
         project=project, policy=policy, split=Prompt.Split.EVAL, limit=judge_limit
     ) + generation_prompts(project=project, policy=policy, split=split, limit=limit)
@@ -213,13 +209,21 @@ def generation_run(
     return run_as(run, body)
 
 
+def judge_pairs(*, project: Project, limit: int) -> int:
+    """How many of `limit` new pairs go to eval prompts: labels for the independent judge,
+    which the policy's reward model never sees (docs/judgement.md). None without a judge gate."""
+    if project.gate_judge_min_win_rate is None:
+        return 0
+    return round(limit * project.judge_share)
+
+
 def generation_by_uncertainty(
     *, run: TrainingRun, policy: PolicyVersion, committee: list[RewardModelVersion]
 ) -> dict[str, Any]:
     """New comparisons where the reward models are least sure, and the open ones reordered.
 
-    A pool of POOL_FACTOR times comparisons_per_iteration train prompts (fewest open
-    comparisons first, as fifo), each answered three times by the policy: twice at the project's
+    A pool of POOL_FACTOR times comparisons_per_iteration prompts (fewest open comparisons
+    first, as fifo; the judge's share, `judge_pairs`, of eval prompts, chosen apart), each answered three times by the policy: twice at the project's
     temperature, once at half of it (answers nearer the policy's mode, where PPO takes it). The
     committee scores every candidate pair (any two different answers of a prompt); each prompt
     offers its most uncertain pair, and the comparisons_per_iteration most uncertain are kept,
@@ -232,8 +236,13 @@ def generation_by_uncertainty(
 
     project = run.project
     keep = project.comparisons_per_iteration
-    prompts = generation_prompts(
-        project=project, policy=policy, split=Prompt.Split.TRAIN, limit=POOL_FACTOR * keep
+    keep_eval = judge_pairs(project=project, limit=keep)
+    keep_train = keep - keep_eval
+    train_prompts = generation_prompts(
+        project=project, policy=policy, split=Prompt.Split.TRAIN, limit=POOL_FACTOR * keep_train
+    )
+    prompts = train_prompts + generation_prompts(
+        project=project, policy=policy, split=Prompt.Split.EVAL, limit=POOL_FACTOR * keep_eval
     )
     names = committee_names(committee)
 
@@ -249,7 +258,8 @@ def generation_by_uncertainty(
         }
         services.run_log(
             run=run,
-            line=f"Sampling {len(prompts)} train prompts from v{policy.number}, "
+            line=f"Sampling {len(prompts)} prompts ({len(prompts) - len(train_prompts)} eval) "
+            f"from v{policy.number}, "
             f"keeping the {keep} pairs {' and '.join(names)} are least sure of",
         )
         draws = [
@@ -279,7 +289,11 @@ def generation_by_uncertainty(
         for pairs_of_prompt in candidates:
             groups.append(scores[at : at + len(pairs_of_prompt)])
             at += len(pairs_of_prompt)
-        picked = most_uncertain(groups, keep)
+        # The train prompts' share and the judge's (eval prompts), each by uncertainty.
+        n = len(train_prompts)
+        picked = most_uncertain(groups[:n], keep_train) + [
+            (n + g, c) for g, c in most_uncertain(groups[n:], keep_eval)
+        ]
         rows, priorities = [], []
         for g, c in picked:
             i, j = candidates[g][c]
@@ -302,6 +316,7 @@ def generation_by_uncertainty(
             "strategy": ComparisonStrategy.UNCERTAINTY,
             "reward_models": names,
             "prompts": len(prompts),
+            "eval_prompts": len(prompts) - n,
             "candidate_pairs": len(pairs),
             "comparisons": len(comparisons),
             "priority_kept_min": min(priorities, default=None),
