@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from django.core.exceptions import ValidationError
@@ -11,6 +12,7 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
+from rest_framework.exceptions import APIException
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -34,9 +36,16 @@ from feedback.imports import (
 )
 from training import exports
 from training.models import DatasetSnapshot
-from training.services import ArtifactPathError, snapshot_create
+from training.services import (
+    ArtifactCorruptError,
+    ArtifactPathError,
+    ArtifactStoreError,
+    snapshot_create,
+)
 
 JSONL = "application/x-ndjson"
+
+logger = logging.getLogger(__name__)
 
 
 def _read_upload(upload) -> bytes:
@@ -158,6 +167,24 @@ class SnapshotDetailApi(ProjectScopedView, generics.RetrieveAPIView):
         return DatasetSnapshot.objects.filter(project=self.get_project())
 
 
+class SnapshotCorrupt(APIException):
+    """The object store's copy of a snapshot is not the file the snapshot recorded (its
+    sha256 differs): never served. The server log has the details."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "artifact_corrupt"
+    default_detail = (
+        "The artifact store's copy of this snapshot does not match the hash recorded when it "
+        "was made, so it is not served."
+    )
+
+
+class ArtifactStoreUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "artifact_store_unavailable"
+    default_detail = "The artifact store cannot be read at the moment; try again later."
+
+
 @extend_schema(
     tags=["datasets"],
     summary="Download a snapshot's JSONL (TRL explicit-prompt format; reviewer, admin)",
@@ -174,6 +201,12 @@ class SnapshotDownloadApi(ProjectScopedView):
             path = exports.snapshot_export(snapshot=snapshot, actor=request.user)
         except (ArtifactPathError, FileNotFoundError):
             raise Http404("The snapshot's file is missing from the artifact store.") from None
+        except ArtifactCorruptError:
+            logger.exception("Snapshot %s of %s refused", snapshot.pk, slug)
+            raise SnapshotCorrupt() from None
+        except ArtifactStoreError:
+            logger.exception("Snapshot %s of %s could not be read", snapshot.pk, slug)
+            raise ArtifactStoreUnavailable() from None
         return FileResponse(
             path.open("rb"),
             as_attachment=True,

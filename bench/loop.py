@@ -130,7 +130,7 @@ def final_judgement(
     held-out prompts."""
     from feedback.models import Prompt
     from feedback.preferences import judge
-    from training import services
+    from training.jobs.runner import adapter_of
     from training.leaderboard import leaderboard
     from training.ml.generate import GenerateConfig, generate
     from training.models import PolicyVersion
@@ -153,9 +153,7 @@ def final_judgement(
         )
         return [s.text for per in generate(config, eval_prompts) for s in per]
 
-    final_answers = answers(
-        str(services.artifact_path(final.adapter_path)) if final.adapter_path else None
-    )
+    final_answers = answers(adapter_of(final))
     base_answers = answers(None)
     score = {"a": 1.0, "b": 0.0, "tie": 0.5}
     outcomes = [

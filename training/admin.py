@@ -19,30 +19,31 @@ from training.models import (
 )
 from training.services import loop_schedule_edits_audited
 
-# Artifact paths are written by the jobs that make the artifacts, never by hand: a path set
-# here could point a download or a job at any file of the machine. Statuses move only
-# through the services (promotion, rollback, cancel, approve, reject), which audit them.
+# Artifact paths and manifest hashes are written by the jobs that make the artifacts, never
+# by hand: a path set here could point a download or a job at any file of the machine. Statuses
+# move only through the services (promotion, rollback, cancel, approve, reject), which audit
+# them.
 
 
 @admin.register(PolicyVersion)
 class PolicyVersionAdmin(admin.ModelAdmin):
     list_display = ["project", "number", "status", "adapter_path", "created_at", "promoted_at"]
     list_filter = ["project", "status"]
-    readonly_fields = ["adapter_path", "status", "promoted_at"]
+    readonly_fields = ["adapter_path", "adapter_manifest_sha256", "status", "promoted_at"]
 
 
 @admin.register(RewardModelVersion)
 class RewardModelVersionAdmin(admin.ModelAdmin):
     list_display = ["project", "number", "heldout_accuracy", "created_at"]
     list_filter = ["project"]
-    readonly_fields = ["adapter_path"]
+    readonly_fields = ["adapter_path", "adapter_manifest_sha256"]
 
 
 @admin.register(DatasetSnapshot)
 class DatasetSnapshotAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "pair_count", "sha256", "created_at"]
     list_filter = ["project"]
-    readonly_fields = ["path", "sha256", "label_ids"]
+    readonly_fields = ["path", "manifest_sha256", "sha256", "label_ids"]
 
 
 @admin.register(LoopIteration)

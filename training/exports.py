@@ -30,7 +30,7 @@ from django.core.exceptions import ValidationError
 from feedback.models import AuditEvent, PreferenceLabel, Project
 from feedback.services import audit_record
 from training.models import DatasetSnapshot
-from training.services import artifact_path, comparison_verdicts
+from training.services import artifact_local, comparison_verdicts
 
 STYLES = ("auto", "conversational", "standard")
 PREFERENCE_FORMATS = ("jsonl", "hf")
@@ -216,10 +216,12 @@ def export_rows(
 
 
 def snapshot_export(*, snapshot: DatasetSnapshot, actor: AbstractBaseUser | None = None) -> Path:
-    """The file of a dataset snapshot, for a download (audited). Raises
+    """The file of a dataset snapshot, for a download (audited): in place on the filesystem
+    store, through the local cache from an object store. Raises
     training.services.ArtifactPathError when the recorded path leaves the artifact root,
-    FileNotFoundError when the file is missing."""
-    path = artifact_path(snapshot.path)
+    FileNotFoundError when the file is missing, ArtifactCorruptError when the store's copy is
+    not what the snapshot recorded, ArtifactStoreError when the store cannot be read."""
+    path = artifact_local(key=snapshot.path, manifest_sha256=snapshot.manifest_sha256)
     if not path.is_file():
         raise FileNotFoundError(snapshot.path)
     audit_record(

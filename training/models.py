@@ -11,6 +11,12 @@ class DatasetSnapshot(models.Model):
 
     project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE)
     path = models.CharField(max_length=500, help_text="Relative to the artifact root.")
+    manifest_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of the artifact's manifest (each file's sha256): what readers check "
+        "a download against, and the key of their local cache.",
+    )
     sha256 = models.CharField(max_length=64)
     pair_count = models.PositiveIntegerField()
     label_ids = models.JSONField(help_text="Primary keys of every label used.")
@@ -33,6 +39,12 @@ class RewardModelVersion(models.Model):
     number = models.PositiveIntegerField()
     role = models.CharField(max_length=8, choices=Role.choices, default=Role.POLICY)
     adapter_path = models.CharField(max_length=500, help_text="Relative to the artifact root.")
+    adapter_manifest_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of the artifact's manifest (each file's sha256): what readers check "
+        "a download against, and the key of their local cache.",
+    )
     snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT)
     training_run = models.OneToOneField("TrainingRun", on_delete=models.PROTECT)
     heldout_accuracy = models.FloatField(null=True, blank=True)
@@ -64,6 +76,12 @@ class PolicyVersion(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT)
     adapter_path = models.CharField(
         max_length=500, blank=True, help_text="LoRA adapter folder, relative to the artifact root."
+    )
+    adapter_manifest_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of the artifact's manifest (each file's sha256): what readers check "
+        "a download against, and the key of their local cache.",
     )
     status = models.CharField(max_length=12, choices=Status.choices)
     reward_model = models.ForeignKey(

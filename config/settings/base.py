@@ -189,10 +189,58 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
-# --- Artifacts (adapters, datasets): a folder shared by every worker ----------------------
-# In production point HONE_ARTIFACT_ROOT at a shared mount (NFS, or an S3 bucket mounted
-# with s3fs/mountpoint); every GPU worker and the web server must see the same path.
+# --- Artifacts (adapters, reward models, dataset snapshots) ---------------------------------
+# Every artifact goes through the "artifacts" storage (training/services/artifact_store.py).
+# HONE_ARTIFACT_STORAGE=filesystem (the default): files under HONE_ARTIFACT_ROOT, which every
+# GPU worker and the web server must see at the same path (one machine, or a shared mount).
+# HONE_ARTIFACT_STORAGE=s3: an S3-compatible object store through django-storages (AWS S3,
+# MinIO, Ceph, R2, ...); each machine reads through its own cache, HONE_ARTIFACT_CACHE.
 ARTIFACT_ROOT = Path(env.str("HONE_ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
+ARTIFACT_CACHE = Path(env.str("HONE_ARTIFACT_CACHE", default=str(VAR_DIR / "artifact-cache")))
+HONE_ARTIFACT_STORAGE = env.str("HONE_ARTIFACT_STORAGE", default="filesystem")
+if HONE_ARTIFACT_STORAGE == "filesystem":
+    _artifacts_storage: dict = {"BACKEND": "training.services.artifact_store.ArtifactRootStorage"}
+elif HONE_ARTIFACT_STORAGE == "s3":
+    _bucket = env.str("HONE_S3_BUCKET", default="")
+    if not _bucket:
+        raise ImproperlyConfigured(
+            "HONE_ARTIFACT_STORAGE=s3 needs HONE_S3_BUCKET, the bucket artifacts go to "
+            "(see .env.example)."
+        )
+    _addressing = env.str("HONE_S3_ADDRESSING_STYLE", default="") or None
+    if _addressing not in (None, "path", "virtual"):
+        raise ImproperlyConfigured(
+            f"HONE_S3_ADDRESSING_STYLE={_addressing!r}: expected path, virtual or nothing."
+        )
+    _artifacts_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _bucket,
+            # Unset: AWS itself. Other servers (MinIO, Ceph, R2): their URL.
+            "endpoint_url": env.str("HONE_S3_ENDPOINT_URL", default="") or None,
+            # Unset: boto3's own (AWS_DEFAULT_REGION, ~/.aws/config).
+            "region_name": env.str("HONE_S3_REGION", default="") or None,
+            "addressing_style": _addressing,
+            # Every key under this prefix: several deployments can share a bucket.
+            "location": env.str("HONE_S3_PREFIX", default="").strip("/"),
+            # An artifact published again (a retried step) replaces its objects; a store that
+            # renamed instead would leave the manifest naming other objects.
+            "file_overwrite": True,
+            # Downloads spill to disk past this size instead of holding an adapter in memory.
+            "max_memory_size": 16 * 1024 * 1024,
+            # Credentials are boto3's: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and
+            # AWS_SESSION_TOKEN), AWS_PROFILE, or the machine's role; never in this file.
+        },
+    }
+else:
+    raise ImproperlyConfigured(
+        f"HONE_ARTIFACT_STORAGE={HONE_ARTIFACT_STORAGE!r}: expected filesystem or s3."
+    )
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "artifacts": _artifacts_storage,
+}
 
 # --- Models ----------------------------------------------------------------------------
 HONE_DEFAULT_BASE_MODEL = env.str(

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from feedback.models import Choice, Project
 from training import services
 from training.health import fresh_labels_to_score, reward_model_health, reward_models_to_score
-from training.jobs.runner import connection_release
+from training.jobs.runner import connection_release, reward_model_of
 from training.models import RewardModelVersion
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,7 @@ def fresh_labels_score(*, reward_model: RewardModelVersion) -> int:
         return 0
     from training.ml.reward import RewardScorer
 
-    scorer = RewardScorer.load(
-        reward_model.project.base_model, services.artifact_path(reward_model.adapter_path)
-    )
+    scorer = RewardScorer.load(reward_model.project.base_model, reward_model_of(reward_model))
     scored = 0
     try:
         for start in range(0, len(labels), SCORE_BATCH):

@@ -27,7 +27,9 @@ from training.jobs.runner import (
     connection_release,
     error_text,
     metrics_sink,
+    reward_model_of,
     run_as,
+    snapshot_of,
     stage_config,
     stage_overrides,
     work_dir,
@@ -142,7 +144,7 @@ def _reward_train(
         services.run_log(run=run, line=f"Reward model ({role}) on {snapshot.pair_count} pairs")
         metrics = train_reward(
             config,
-            str(services.artifact_path(snapshot.path)),
+            snapshot_of(snapshot),
             str(work / "adapter"),
             on_metrics=metrics_sink(run, heartbeat),
         )
@@ -150,11 +152,12 @@ def _reward_train(
         holder["model"] = artifact_publish(
             work / "adapter",
             f"projects/{project.pk}/{folder}/iteration-{iteration.number}",
-            lambda relative: services.reward_model_register(
+            lambda stored: services.reward_model_register(
                 project=project,
                 run=run,
                 snapshot=snapshot,
-                adapter_path=relative,
+                adapter_path=stored.key,
+                adapter_manifest_sha256=stored.manifest_sha256,
                 metrics=metrics,
                 role=role,
             ),
@@ -180,7 +183,7 @@ def _step_ppo(iteration: LoopIteration) -> None:
         PPOConfig,
         stage_overrides(project, "ppo"),
         base_model=project.base_model,
-        reward_model=str(services.artifact_path(reward_model.adapter_path)),
+        reward_model=reward_model_of(reward_model),
         init_adapter=_init_adapter(project, parent),
     )
 
@@ -210,7 +213,7 @@ def _step_dpo(iteration: LoopIteration) -> None:
 
     def train(run: TrainingRun, work: Path, on_metrics: Callable) -> dict[str, Any]:
         services.run_log(run=run, line=f"DPO from v{parent.number} on {snapshot.pair_count} pairs")
-        data = str(services.artifact_path(snapshot.path))
+        data = snapshot_of(snapshot)
         return train_dpo(config, data, str(work / "adapter"), on_metrics=on_metrics)
 
     _candidate_train(
@@ -252,12 +255,13 @@ def _candidate_train(
         holder["policy"] = artifact_publish(
             work / "adapter",
             f"projects/{project.pk}/policies/iteration-{iteration.number}",
-            lambda relative: services.policy_register(
+            lambda stored: services.policy_register(
                 project=project,
                 parent=parent,
                 run=run,
                 reward_model=reward_model,
-                adapter_path=relative,
+                adapter_path=stored.key,
+                adapter_manifest_sha256=stored.manifest_sha256,
                 metrics=metrics,
             ),
         )
@@ -284,10 +288,8 @@ def _step_evaluate(iteration: LoopIteration) -> None:
         EvaluateConfig,
         stage_overrides(project, "evaluate"),
         base_model=project.base_model,
-        reward_model=str(services.artifact_path(iteration.reward_model.adapter_path)),
-        judge_model=(
-            str(services.artifact_path(iteration.judge.adapter_path)) if iteration.judge else None
-        ),
+        reward_model=reward_model_of(iteration.reward_model),
+        judge_model=reward_model_of(iteration.judge) if iteration.judge else None,
         candidate_adapter=adapter_of(candidate),
         incumbent_adapter=adapter_of(incumbent),
         max_new_tokens=project.max_new_tokens,

@@ -6,23 +6,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from feedback.models import Project
 from training import services
-from training.models import PolicyVersion, TrainingRun
+from training.models import DatasetSnapshot, PolicyVersion, RewardModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +103,7 @@ def stage_overrides(project: Project, stage: str) -> dict[str, Any]:
 
 
 def work_dir(project: Project) -> Path:
-    root = Path(settings.ARTIFACT_ROOT) / f"projects/{project.pk}/tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=root))
+    return services.artifact_work_dir(project_id=project.pk)
 
 
 def run_as(run: TrainingRun, body: Callable[[Heartbeat], dict[str, Any]]) -> dict[str, Any]:
@@ -138,7 +133,7 @@ def run_as(run: TrainingRun, body: Callable[[Heartbeat], dict[str, Any]]) -> dic
 
 
 def error_text(error: Exception) -> str:
-    if isinstance(error, (ValidationError, ValueError)):
+    if isinstance(error, (ValidationError, ValueError, services.ArtifactStoreError)):
         return f"{type(error).__name__}: {'; '.join(getattr(error, 'messages', [str(error)]))}"
     return "".join(traceback.format_exception(error))[-4000:]
 
@@ -151,17 +146,41 @@ def metrics_sink(run: TrainingRun, heartbeat: Heartbeat) -> Callable[[dict[str, 
     return sink
 
 
-def artifact_publish(tmp_dir: Path, relative: str, register: Callable[[str], Any]) -> Any:
-    """Move a finished artifact into place, then register its row; if the row cannot be
+def artifact_publish(
+    tmp_dir: Path, relative: str, register: Callable[[services.StoredArtifact], Any]
+) -> Any:
+    """Publish a finished artifact (moved into place, or uploaded to the object store), then
+    register its row; an upload that fails raises before any row, and if the row cannot be
     written, the artifact goes again: never an adapter without its row, nor a row without
     its adapter."""
-    services.artifact_commit(tmp_dir=tmp_dir, relative=relative)
+    stored = services.artifact_store(source=tmp_dir, key=relative)
     try:
-        return register(relative)
+        return register(stored)
     except Exception:
-        shutil.rmtree(services.artifact_path(relative), ignore_errors=True)
+        services.artifact_delete(artifact=stored)
         raise
 
 
 def adapter_of(policy: PolicyVersion) -> str | None:
-    return str(services.artifact_path(policy.adapter_path)) if policy.adapter_path else None
+    """A local path to the policy's adapter (None for the base model)."""
+    if not policy.adapter_path:
+        return None
+    return str(
+        services.artifact_local(
+            key=policy.adapter_path, manifest_sha256=policy.adapter_manifest_sha256
+        )
+    )
+
+
+def reward_model_of(model: RewardModelVersion) -> str:
+    """A local path to the reward model's adapter."""
+    return str(
+        services.artifact_local(
+            key=model.adapter_path, manifest_sha256=model.adapter_manifest_sha256
+        )
+    )
+
+
+def snapshot_of(snapshot: DatasetSnapshot) -> str:
+    """A local path to the snapshot's JSONL file."""
+    return str(services.artifact_local(key=snapshot.path, manifest_sha256=snapshot.manifest_sha256))

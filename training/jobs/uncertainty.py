@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from feedback.models import Project
-from training import services
-from training.jobs.runner import HUMAN_GATE_PRIORITY, Heartbeat
+from training.jobs.runner import HUMAN_GATE_PRIORITY, Heartbeat, reward_model_of
 from training.models import RewardModelVersion
 from training.selectors import comparisons_to_rescore
 
@@ -53,9 +52,7 @@ def committee_priorities(
     probabilities: list[list[float]] = [[] for _ in pairs]
     for model in committee:
         heartbeat.check()
-        scorer = RewardScorer.load(
-            project.base_model, str(services.artifact_path(model.adapter_path))
-        )
+        scorer = RewardScorer.load(project.base_model, reward_model_of(model))
         rewards: list[float] = []
         for start in range(0, len(answers), SCORE_CHUNK):
             heartbeat.check()

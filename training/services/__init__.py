@@ -6,7 +6,9 @@
   gate's decision);
 - `schedules`: the cron schedule that starts them;
 - `runs`: training runs from queued to their outcome, metrics, log, reaping;
-- `artifacts`: where artifacts live and the rows they become;
+- `artifact_store`: where artifacts are stored (the filesystem or an S3-compatible object
+  store), publishing a finished one, and the local cache readers go through;
+- `artifacts`: the rows artifacts become;
 - `health`: reward models' scores of the labels that arrived after they were trained;
 - `recovery`: the loop after a fault: new comparisons when an iteration ends without a
   promotion, and the work a starting worker (or the beat) takes over from a dead one.
@@ -15,10 +17,19 @@ Callers import the package (`from training import services`); the names below ar
 public interface.
 """
 
-from training.services.artifacts import (
+from training.services.artifact_store import (
+    ArtifactCorruptError,
     ArtifactPathError,
-    artifact_commit,
+    ArtifactStoreError,
+    StoredArtifact,
+    artifact_delete,
+    artifact_exists,
+    artifact_local,
     artifact_path,
+    artifact_store,
+    artifact_work_dir,
+)
+from training.services.artifacts import (
     generation_record,
     reward_model_register,
 )
@@ -74,11 +85,18 @@ from training.services.snapshots import (
 
 __all__ = [
     "LOG_TAIL_CHARS",
+    "ArtifactCorruptError",
     "ArtifactPathError",
+    "ArtifactStoreError",
+    "StoredArtifact",
     "IterationMoved",
     "ComparisonVerdict",
-    "artifact_commit",
+    "artifact_delete",
+    "artifact_exists",
+    "artifact_local",
     "artifact_path",
+    "artifact_store",
+    "artifact_work_dir",
     "generation_record",
     "iteration_advance",
     "iteration_approve",

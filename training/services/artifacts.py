@@ -1,14 +1,11 @@
-"""Artifacts: where they live, how a finished one is put in place, and the rows they become
-(reward models, sampled completions)."""
+"""The rows artifacts become: reward models and sampled completions. Where artifacts are
+stored and how they are published: `artifact_store`."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
 from feedback.models import (
@@ -28,28 +25,6 @@ from training.selectors import (
     next_number,
 )
 
-
-class ArtifactPathError(ValueError):
-    """A recorded artifact path that leads outside the artifact root."""
-
-
-def artifact_path(relative: str) -> Path:
-    """Where an artifact recorded as `relative` (to ARTIFACT_ROOT) lives on disk.
-
-    The path is resolved (`..`, symbolic links) and must stay inside the artifact root: a
-    row whose path was set to an absolute system file or climbs out with `../` reads and
-    writes nothing outside it.
-    """
-    root = Path(settings.ARTIFACT_ROOT).resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise ArtifactPathError(
-            f"The artifact path {relative!r} leads outside the artifact root: artifact paths "
-            "are relative to ARTIFACT_ROOT and stay inside it."
-        )
-    return path
-
-
 # --- Artifacts that become rows ------------------------------------------------------------
 
 
@@ -61,28 +36,22 @@ def reward_model_register(
     adapter_path: str,
     metrics: dict[str, Any],
     role: str = RewardModelVersion.Role.POLICY,
+    adapter_manifest_sha256: str = "",
 ) -> RewardModelVersion:
+    """A trained reward adapter becomes a row. Call it after `artifact_store` published the
+    adapter under `adapter_path` with this manifest hash."""
     with transaction.atomic():
         return RewardModelVersion.objects.create(
             project=project,
             number=next_number(RewardModelVersion, project),
             role=role,
             adapter_path=adapter_path,
+            adapter_manifest_sha256=adapter_manifest_sha256,
             snapshot=snapshot,
             training_run=run,
             heldout_accuracy=metrics.get("heldout_accuracy"),
             metrics=metrics,
         )
-
-
-def artifact_commit(*, tmp_dir: Path, relative: str) -> str:
-    """Move a finished artifact folder into place; a crash before this leaves no artifact."""
-    final = artifact_path(relative)
-    if final.exists():
-        shutil.rmtree(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir.replace(final)
-    return relative
 
 
 def generation_record(

@@ -21,7 +21,7 @@ from training.models import (
     TrainingRun,
 )
 from training.selectors import next_number
-from training.services.artifacts import artifact_path
+from training.services.artifact_store import artifact_exists
 
 # --- Policies -----------------------------------------------------------------------------
 
@@ -41,9 +41,11 @@ def policy_register(
     reward_model: RewardModelVersion | None,
     adapter_path: str,
     metrics: dict[str, Any],
+    adapter_manifest_sha256: str = "",
 ) -> PolicyVersion:
-    """A trained adapter becomes a candidate version. The adapter must already be on disk."""
-    if not (artifact_path(adapter_path) / "adapter_config.json").exists():
+    """A trained adapter becomes a candidate version. The adapter must already be in the
+    artifact store (`artifact_store` published it, with this manifest hash)."""
+    if not artifact_exists(key=adapter_path, name="adapter_config.json"):
         raise ValidationError({"adapter_path": f"No adapter at {adapter_path}."})
     with transaction.atomic():
         return PolicyVersion.objects.create(
@@ -51,6 +53,7 @@ def policy_register(
             number=next_number(PolicyVersion, project),
             parent=parent,
             adapter_path=adapter_path,
+            adapter_manifest_sha256=adapter_manifest_sha256,
             status=PolicyVersion.Status.CANDIDATE,
             reward_model=reward_model,
             training_run=run,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from feedback.models import (
     Comparison,
@@ -21,7 +23,11 @@ from training.models import (
     DatasetSnapshot,
 )
 from training.selectors import labels_for_training
-from training.services.artifacts import artifact_path
+from training.services.artifact_store import (
+    artifact_delete,
+    artifact_store,
+    artifact_work_dir,
+)
 
 # --- Dataset snapshots ------------------------------------------------------------------
 
@@ -185,25 +191,36 @@ def _snapshot_write(
         for pair in pairs
     ]
     used: list[int] = [label.pk for pair in pairs for label in pair.labels]
-    relative = f"projects/{project.pk}/snapshots/{name}.jsonl"
-    path = artifact_path(relative)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    counts = {
+        "pairs": len(rows),
+        "labels": len(used),
+        "comparisons_without_preference": no_preference,
+        "decided_by_reviewer_or_gold": sum(pair.overridden for pair in pairs),
+        "tie_handling": project.tie_handling,
+        "split": split,
+    }
     payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
-    return DatasetSnapshot.objects.create(
-        project=project,
-        path=relative,
-        sha256=hashlib.sha256(payload).hexdigest(),
-        pair_count=len(rows),
-        label_ids=used,
-        counts={
-            "pairs": len(rows),
-            "labels": len(used),
-            "comparisons_without_preference": no_preference,
-            "decided_by_reviewer_or_gold": sum(pair.overridden for pair in pairs),
-            "tie_handling": project.tie_handling,
-            "split": split,
-        },
-    )
+    # The file is published before its row (an upload that fails leaves no row), and taken
+    # away again when the row cannot be written.
+    work = artifact_work_dir(project_id=project.pk)
+    try:
+        (work / "snapshot.jsonl").write_bytes(payload)
+        stored = artifact_store(
+            source=work / "snapshot.jsonl", key=f"projects/{project.pk}/snapshots/{name}.jsonl"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    try:
+        with transaction.atomic():
+            return DatasetSnapshot.objects.create(
+                project=project,
+                path=stored.key,
+                manifest_sha256=stored.manifest_sha256,
+                sha256=hashlib.sha256(payload).hexdigest(),
+                pair_count=len(rows),
+                label_ids=used,
+                counts=counts,
+            )
+    except Exception:
+        artifact_delete(artifact=stored)
+        raise
