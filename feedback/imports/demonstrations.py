@@ -253,7 +253,7 @@ def demonstrations_import_records(
         known = prompts.get(key)
         if known is not None and row.split is not None and row.split != known.split:
             problems.append(
-                Problem(line, "split", f"The project has this prompt as a {known.split} prompt.")
+                Problem(line, "split", f"The project already has this prompt, in its {known.split} split.")
             )
             continue
         if duplicates != "keep":
