@@ -253,7 +253,11 @@ def demonstrations_import_records(
         known = prompts.get(key)
         if known is not None and row.split is not None and row.split != known.split:
             problems.append(
-                Problem(line, "split", f"The project already has this prompt, in its {known.split} split.")
+                Problem(
+                    line,
+                    "split",
+                    f"The project already has this prompt, in its {known.split} split.",
+                )
             )
             continue
         if duplicates != "keep":
