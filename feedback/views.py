@@ -240,7 +240,8 @@ def _write_context(request: HttpRequest, project: Project, **extra: Any) -> dict
     prompt, waiting = prompt_to_write(project=project, user=request.user)
     posted = extra.get("posted")
     if posted is not None:  # the same prompt again, with what they wrote
-        kept = project.prompts.filter(pk=int_or(posted.get("prompt_id"))).first()
+        prompt_id = int_or(posted.get("prompt_id"))
+        kept = project.prompts.filter(pk=prompt_id).first() if 0 < prompt_id < 2**63 else None
         prompt = kept or prompt
     return {
         "project": project,

@@ -32,7 +32,7 @@ from feedback.models import (
     Project,
     Prompt,
 )
-from feedback.services.labels import label_audit_state, label_submit, text_check
+from feedback.services.labels import MAX_ID, label_audit_state, label_submit, text_check
 from feedback.services.review import label_review
 from feedback.signals import label_stored
 
@@ -98,7 +98,11 @@ def demonstration_write(
         )
     text = demonstration_text_clean(text)
     _time_check(time_spent_ms)
-    prompt = Prompt.objects.filter(project=project, pk=prompt_id).first()
+    prompt = (
+        Prompt.objects.filter(project=project, pk=prompt_id).first()
+        if 0 < prompt_id <= MAX_ID
+        else None
+    )
     if prompt is None:
         raise ValidationError({"prompt": "No such prompt in this project."})
     if prompt.split != Prompt.Split.TRAIN:
@@ -168,6 +172,8 @@ def demonstration_edit(
         )
         .filter(pk=assignment_id, annotator=user)
         .first()
+        if 0 < assignment_id <= MAX_ID
+        else None
     )
     if assignment is None:  # label_submit would say the same
         raise ValidationError(

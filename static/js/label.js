@@ -72,6 +72,7 @@
     const side = document.getElementById("edit-side");
     if (!box || !side) return;
     closeEditor();
+    item().querySelectorAll(".flash.error").forEach((el) => el.remove());  // said before: done
     card.classList.add("editing");
     card.querySelector(".answer-text").hidden = true;
     box.hidden = false;
