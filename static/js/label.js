@@ -158,7 +158,10 @@
     const closer = event.target.closest("[data-close]");
     if (closer) closer.closest("dialog").close();
     if (event.target.closest("[data-edit]")) startEdit();
-    if (event.target.closest("[data-write]")) startWriting();
+    if (event.target.closest("[data-write]") && workspace.dataset.writeUrl) {
+      event.preventDefault();  // a link without JavaScript: /p/<slug>/write/
+      startWriting();
+    }
     if (event.target.closest("[data-leave-write]") && workspace.dataset.itemUrl) {
       event.preventDefault();
       stopWriting();
