@@ -19,6 +19,9 @@ from rest_framework.response import Response
 from api.access import STAFF
 from api.base import ProjectScopedView, conflict
 from api.serializers import (
+    DemonstrationExportSerializer,
+    DemonstrationImportResultSerializer,
+    DemonstrationUploadSerializer,
     LabelImportResultSerializer,
     LabelUploadSerializer,
     PreferenceExportSerializer,
@@ -28,9 +31,11 @@ from api.serializers import (
     VoteExportSerializer,
 )
 from api.views import rejected
+from feedback.exports import demonstrations_export
 from feedback.imports import (
     FileRejected,
     LabelStudioMapping,
+    demonstrations_import_file,
     labels_import_file,
     prompts_import_file,
 )
@@ -121,6 +126,38 @@ class LabelImportApi(ProjectScopedView):
                     answer_a=data["answer_a_field"],
                     answer_b=data["answer_b_field"],
                 ),
+            )
+        except FileRejected as error:
+            return rejected(error)
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    tags=["demonstrations"],
+    summary="Import demonstrations in TRL's SFT formats (JSONL, JSON list), all or nothing (admin)",
+    description='Records: {"messages": [..., {"role": "assistant", ...}]} or {"prompt", '
+    '"completion"}, optionally "split" and "metadata". A file with any problem is rejected '
+    "with every problem (line, field, message) and nothing is stored.",
+    request={"multipart/form-data": DemonstrationUploadSerializer},
+    responses={201: DemonstrationImportResultSerializer},
+)
+class DemonstrationImportApi(ProjectScopedView):
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = DemonstrationUploadSerializer
+
+    def post(self, request, slug: str) -> Response:
+        project = self.get_project()
+        serializer = DemonstrationUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        try:
+            result = demonstrations_import_file(
+                project=project,
+                data=_read_upload(upload),
+                name=upload.name,
+                file_format=serializer.validated_data.get("file_format"),
+                duplicates=serializer.validated_data["duplicates"],
+                actor=request.user,
             )
         except FileRejected as error:
             return rejected(error)
@@ -275,6 +312,30 @@ class VoteExportApi(ProjectScopedView):
         if options["file_format"] == "csv":
             return _download(exports.csv_bytes(rows), f"{slug}-votes.csv", "text/csv")
         return _download(exports.jsonl_bytes(rows), f"{slug}-votes.jsonl", JSONL)
+
+
+@extend_schema(
+    tags=["demonstrations"],
+    summary="Export demonstrations in TRL's SFT format, JSONL (reviewer, admin)",
+    description="One row per standing demonstration (not withdrawn, not rejected; corrected "
+    "ones with the reviewer's text) on prompts of the split: messages, or prompt and "
+    "completion. 409 when there is none.",
+    parameters=[DemonstrationExportSerializer],
+    responses={(200, JSONL): OpenApiResponse(OpenApiTypes.BINARY)},
+)
+class DemonstrationExportApi(ProjectScopedView):
+    read_roles = STAFF
+    serializer_class = DemonstrationExportSerializer
+
+    def get(self, request, slug: str) -> HttpResponse:
+        project = self.get_project()
+        options = self.query(DemonstrationExportSerializer)
+        try:
+            payload = demonstrations_export(project=project, actor=request.user, **options)
+        except ValidationError as error:
+            return conflict(error)
+        filename = f"{slug}-demonstrations-{options['split']}.jsonl"
+        return _download(payload, filename, JSONL)
 
 
 def _download(payload: bytes, filename: str, content_type: str) -> HttpResponse:

@@ -5,12 +5,17 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from feedback.imports import DUPLICATES, FORMATS
+from feedback.exports import SFT_SPLITS, SFT_STYLES
+from feedback.imports import DEMONSTRATION_FORMATS, DUPLICATES, FORMATS
 from feedback.models import (
+    MAX_DEMONSTRATION_CHARS,
+    MAX_TIME_SPENT_MS,
     PROJECT_GATE_FIELDS,
     AuditEvent,
     Comparison,
     Completion,
+    Demonstration,
+    DemonstrationAudit,
     Optimizer,
     PreferenceLabel,
     Project,
@@ -51,6 +56,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             *PROJECT_GATE_FIELDS,
             "optimizer",
             "restart_from",
+            "demonstrations_per_prompt",
+            "answer_edits",
             "created_at",
             "role",
         ]
@@ -76,11 +83,24 @@ class PromptSerializer(serializers.ModelSerializer):
 
 
 class CompletionSerializer(serializers.ModelSerializer):
-    policy_version = serializers.IntegerField(source="policy_version.number")
+    policy_version = serializers.IntegerField(
+        source="policy_version.number",
+        allow_null=True,
+        default=None,
+        help_text="The version that sampled it; null for a person's edit (kind human).",
+    )
 
     class Meta:
         model = Completion
-        fields = ["id", "text", "policy_version", "token_count", "finish_reason", "sampling"]
+        fields = [
+            "id",
+            "kind",
+            "text",
+            "policy_version",
+            "token_count",
+            "finish_reason",
+            "sampling",
+        ]
         read_only_fields = fields
 
 
@@ -125,6 +145,80 @@ class LabelSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        read_only_fields = fields
+
+
+class DemonstrationSerializer(serializers.ModelSerializer):
+    prompt = PromptSerializer()
+    author = serializers.CharField(
+        source="author.username", allow_null=True, help_text="null: imported (see source)."
+    )
+    original = serializers.CharField(
+        source="original.text",
+        allow_null=True,
+        default=None,
+        help_text="The answer that was edited (origin edited); null otherwise.",
+    )
+    comparison_id = serializers.IntegerField(
+        allow_null=True,
+        help_text="An edit's comparison (the edit as A against the original as B), which holds "
+        "the author's label preferring the edit.",
+    )
+    reviewed_by = serializers.CharField(
+        source="reviewed_by.username", allow_null=True, default=None
+    )
+
+    class Meta:
+        model = Demonstration
+        fields = [
+            "id",
+            "origin",
+            "prompt",
+            "text",
+            "original",
+            "author",
+            "comparison_id",
+            "review_status",
+            "reviewed_by",
+            "reviewed_at",
+            "withdrawn_at",
+            "source",
+            "metadata",
+            "time_spent_ms",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class DemonstrationAuditSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(
+        source="actor.username", allow_null=True, help_text="null: a command line."
+    )
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+
+    class Meta:
+        model = DemonstrationAudit
+        fields = ["at", "actor", "action", "before", "after"]
+        read_only_fields = fields
+
+
+class DiffSegmentSerializer(serializers.Serializer):
+    op = serializers.ChoiceField(choices=["equal", "delete", "insert"])
+    text = serializers.CharField()
+
+
+class DemonstrationDetailSerializer(DemonstrationSerializer):
+    diff = DiffSegmentSerializer(
+        many=True,
+        allow_null=True,
+        help_text="For an edit: from the original answer to the text now, word by word.",
+    )
+    audits = DemonstrationAuditSerializer(many=True, help_text="Every change, oldest first.")
+
+    class Meta(DemonstrationSerializer.Meta):
+        fields = [*DemonstrationSerializer.Meta.fields, "diff", "audits"]
         read_only_fields = fields
 
 
@@ -360,6 +454,20 @@ class PromptImportResultSerializer(serializers.Serializer):
     prompt_ids = serializers.ListField(child=serializers.IntegerField())
 
 
+class DemonstrationImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    prompts_created = serializers.IntegerField()
+    skipped_duplicates = serializers.ListField(child=serializers.DictField())
+    demonstration_ids = serializers.ListField(child=serializers.IntegerField())
+
+
+class PromptToWriteSerializer(serializers.Serializer):
+    prompt = PromptSerializer()
+    waiting = serializers.IntegerField(
+        help_text="Prompts that wait for a demonstration from you, this one included."
+    )
+
+
 class LabelImportResultSerializer(serializers.Serializer):
     comparisons = serializers.IntegerField()
     labels = serializers.IntegerField()
@@ -385,6 +493,60 @@ class PromptUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="JSONL, CSV or a JSON list.")
     file_format = serializers.ChoiceField(
         choices=FORMATS, required=False, help_text="Default: from the file name, else sniffed."
+    )
+    duplicates = serializers.ChoiceField(choices=DUPLICATES, default="error")
+
+
+_DEMONSTRATION_TEXT_HELP = (
+    f"The answer: at most {MAX_DEMONSTRATION_CHARS} characters once stripped of surrounding "
+    "white space, no control characters but tabs and line breaks."
+)
+
+
+class DemonstrationCreateSerializer(serializers.Serializer):
+    prompt_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    text = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, help_text=_DEMONSTRATION_TEXT_HELP
+    )
+    time_spent_ms = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=MAX_TIME_SPENT_MS
+    )
+
+
+class DemonstrationReviewSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(
+        choices=[
+            Demonstration.ReviewStatus.ACCEPTED,
+            Demonstration.ReviewStatus.REJECTED,
+            Demonstration.ReviewStatus.UNREVIEWED,
+        ],
+        required=False,
+        help_text="accepted, rejected, or unreviewed (back to the queue).",
+    )
+    text = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="A correction: the new text (the demonstration becomes corrected). "
+        + _DEMONSTRATION_TEXT_HELP,
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if ("decision" in attrs) == ("text" in attrs):
+            raise serializers.ValidationError(
+                "Send either a decision (accepted, rejected, unreviewed) or a corrected text."
+            )
+        return attrs
+
+
+class DemonstrationUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="JSONL or a JSON list of TRL SFT records: messages, or prompt and completion."
+    )
+    file_format = serializers.ChoiceField(
+        choices=DEMONSTRATION_FORMATS,
+        required=False,
+        help_text="Default: from the file name, else sniffed.",
     )
     duplicates = serializers.ChoiceField(choices=DUPLICATES, default="error")
 
@@ -451,6 +613,15 @@ class LabelFilterSerializer(serializers.Serializer):
     created_before = serializers.DateTimeField(required=False)
 
 
+class DemonstrationFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=Demonstration.ReviewStatus.choices, required=False, help_text="Review status."
+    )
+    origin = serializers.ChoiceField(choices=Demonstration.Origin.choices, required=False)
+    author = serializers.CharField(required=False, max_length=150, help_text="A username.")
+    prompt = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+
 class AuditFilterSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=AuditEvent.Action.choices, required=False)
     actor = serializers.CharField(required=False, max_length=150, help_text="A username.")
@@ -476,3 +647,16 @@ class PreferenceExportSerializer(serializers.Serializer):
 
 class VoteExportSerializer(serializers.Serializer):
     file_format = serializers.ChoiceField(choices=VOTE_FORMATS, default="jsonl")
+
+
+class DemonstrationExportSerializer(serializers.Serializer):
+    style = serializers.ChoiceField(
+        choices=SFT_STYLES,
+        default="messages",
+        help_text='messages: {"messages": [...]}; prompt_completion: {"prompt", "completion"}.',
+    )
+    split = serializers.ChoiceField(
+        choices=SFT_SPLITS,
+        default="train",
+        help_text="The prompts' split (train: what SFT should see; all: every split).",
+    )

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from api import audit, data, loop, views
+from api import audit, data, demonstrations, loop, views
 
 app_name = "api"
 
@@ -28,6 +28,29 @@ urlpatterns = [
         views.LabelSubmitApi.as_view(),
         name="label-submit",
     ),
+    path(
+        "assignments/<id:assignment_id>/edit/",
+        demonstrations.LabelEditApi.as_view(),
+        name="label-edit",
+    ),
+    # Demonstrations
+    path(P + "demonstrations/", demonstrations.DemonstrationListApi.as_view(), name="demos"),
+    path(
+        P + "demonstrations/next-prompt/",
+        demonstrations.DemonstrationNextPromptApi.as_view(),
+        name="demos-next-prompt",
+    ),
+    path(P + "demonstrations/import/", data.DemonstrationImportApi.as_view(), name="demos-import"),
+    path(
+        P + "demonstrations/<id:pk>/",
+        demonstrations.DemonstrationDetailApi.as_view(),
+        name="demo",
+    ),
+    path(
+        P + "demonstrations/<id:pk>/review/",
+        demonstrations.DemonstrationReviewApi.as_view(),
+        name="demo-review",
+    ),
     # Labels
     path(P + "quality/", views.ProjectQualityApi.as_view(), name="project-quality"),
     path(P + "labels/", views.LabelListApi.as_view(), name="labels"),
@@ -43,6 +66,11 @@ urlpatterns = [
     ),
     path(P + "exports/preferences/", data.PreferenceExportApi.as_view(), name="export-prefs"),
     path(P + "exports/votes/", data.VoteExportApi.as_view(), name="export-votes"),
+    path(
+        P + "exports/demonstrations/",
+        data.DemonstrationExportApi.as_view(),
+        name="export-demos",
+    ),
     # Training
     path(P + "runs/", loop.RunListApi.as_view(), name="runs"),
     path(P + "runs/<id:pk>/", loop.RunDetailApi.as_view(), name="run"),

@@ -13,6 +13,8 @@ from feedback.models import (
     Comparison,
     ComparisonAudit,
     Completion,
+    Demonstration,
+    DemonstrationAudit,
     LabelAudit,
     Membership,
     PreferenceLabel,
@@ -112,8 +114,8 @@ class PromptAdmin(admin.ModelAdmin):
 
 @admin.register(Completion)
 class CompletionAdmin(admin.ModelAdmin):
-    list_display = ["id", "prompt", "policy_version", "token_count", "finish_reason"]
-    list_filter = ["policy_version__project"]
+    list_display = ["id", "prompt", "kind", "policy_version", "token_count", "finish_reason"]
+    list_filter = ["kind", "prompt__project"]
     raw_id_fields = ["prompt"]
 
 
@@ -156,6 +158,22 @@ class PreferenceLabelAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ["id", "comparison", "annotator", "choice", "strength", "review_status"]
     list_filter = ["choice", "review_status", "comparison__project"]
     inlines = [LabelAuditInline]
+
+
+class DemonstrationAuditInline(ReadOnlyAdmin, admin.TabularInline):
+    model = DemonstrationAudit
+    extra = 0
+    readonly_fields = ["actor", "action", "before", "after", "at"]
+
+
+@admin.register(Demonstration)
+class DemonstrationAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """Shown, never edited: a demonstration changes only through the review page and the API,
+    which audit each change (its text, who reviewed it)."""
+
+    list_display = ["id", "project", "prompt", "origin", "author", "review_status", "created_at"]
+    list_filter = ["origin", "review_status", "project"]
+    inlines = [DemonstrationAuditInline]
 
 
 @admin.register(AuditEvent)

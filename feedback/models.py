@@ -23,6 +23,9 @@ from django.utils import timezone
 MAX_RATIONALE_CHARS = 4_000
 MAX_FLAG_NOTE_CHARS = 2_000
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000  # a day: anything longer is a broken client clock
+# A demonstration (an answer a person writes or edits): the same limit on the labeling page,
+# the API and imports. Far above any answer the loop samples, far below what a page can hold.
+MAX_DEMONSTRATION_CHARS = 20_000
 
 
 def no_control_characters(name: str) -> RegexValidator:
@@ -264,6 +267,18 @@ class Project(models.Model):
         blank=True,
         help_text="Overrides of the stages' settings: reward, ppo, dpo, evaluate, generate.",
     )
+    # Demonstrations (docs/demonstrations.md): answers people write or edit, SFT data.
+    demonstrations_per_prompt = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(20)],
+        help_text="Written demonstrations wanted per train prompt: the labeling page's write "
+        "mode offers the prompts that have fewer (0: no write mode).",
+    )
+    answer_edits = models.BooleanField(
+        default=True,
+        help_text="Annotators may edit an answer on the labeling page: the edit is stored as a "
+        "demonstration and as a comparison in which it is preferred to the answer it edits.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # Keys the pseudonyms of the people in this project's exports and imports: a key per
     # project, so that the exports of two projects cannot be joined on them, and none derived
@@ -319,6 +334,8 @@ PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
     # How an iteration trains its candidate, where from, and overrides of the training stages'
     # configs (training/ml), checked when a run starts.
     "Training": ("optimizer", "restart_from", "training_config"),
+    # What people write: answers to prompts, and edits of the answers they compare.
+    "Demonstrations": ("demonstrations_per_prompt", "answer_edits"),
 }
 PROJECT_GATE_FIELDS = PROJECT_SETTINGS["Promotion gates"]
 
@@ -369,17 +386,41 @@ class Prompt(models.Model):
 
 
 class Completion(models.Model):
+    """An answer to a prompt: sampled from a policy version, or written by a person (the edit
+    of a demonstration, which is compared with the answer it edits; docs/demonstrations.md)."""
+
+    class Kind(models.TextChoices):
+        SAMPLED = "sampled", "Sampled from a policy version"
+        HUMAN = "human", "Written by a person"
+
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    # No version for a person's answer: it is nobody's sample, and counts for no version.
     policy_version = models.ForeignKey(
-        "training.PolicyVersion", on_delete=models.PROTECT, related_name="completions"
+        "training.PolicyVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="completions",
     )
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.SAMPLED)
     text = models.TextField()
     sampling = models.JSONField(default=dict, blank=True)
     token_count = models.PositiveIntegerField(default=0)
     finish_reason = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="sampled", policy_version__isnull=False)
+                | Q(kind="human", policy_version__isnull=True),
+                name="completion_sampled_has_version",
+            )
+        ]
+
     def __str__(self) -> str:
+        if self.kind == self.Kind.HUMAN:
+            return f"Completion {self.pk} by a person"
         return f"Completion {self.pk} of v{self.policy_version_id}"
 
 
@@ -388,6 +429,9 @@ class Comparison(models.Model):
         REGULAR = "regular"
         GOLD = "gold"
         ARENA = "arena"
+        # A person's edit (A) against the answer they edited (B), with their label preferring
+        # the edit: made complete, never leased, never a version's game (Demonstration).
+        EDIT = "edit"
 
     class Status(models.TextChoices):
         OPEN = "open"
@@ -602,6 +646,7 @@ class AuditEvent(models.Model):
         MEMBERSHIP_REMOVE = "membership.remove", "Member removed"
         PROMPTS_IMPORT = "prompts.import", "Prompts imported"
         LABELS_IMPORT = "labels.import", "Labels imported"
+        DEMONSTRATIONS_IMPORT = "demonstrations.import", "Demonstrations imported"
         DATA_EXPORT = "data.export", "Data exported"
         TOKEN_CREATE = "token.create", "API token created"
         TOKEN_DELETE = "token.delete", "API token deleted"
@@ -627,6 +672,139 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_type} {self.target_id} by {self.actor or 'system'}"
+
+
+class Demonstration(models.Model):
+    """An answer a person gives a prompt: supervised fine-tuning data (docs/demonstrations.md).
+
+    Written from scratch (the labeling page's write mode, the API), an edit of one of the two
+    answers of a comparison on the labeling page, or imported from a file. An edit is also a
+    preference: its text is a `Completion` of kind human (`completion`), compared with the
+    answer it edits (`original`) in a comparison of kind edit (`comparison`) that holds the
+    annotator's label preferring the edit. `label` is the annotator's label on the comparison
+    they were labeling when they edited: undoing it withdraws the edit. Reviewers accept,
+    reject or correct a demonstration; every change leaves a DemonstrationAudit row, and the
+    text is never changed otherwise.
+    """
+
+    class Origin(models.TextChoices):
+        WRITTEN = "written", "Written for the prompt"
+        EDITED = "edited", "Edited from a model's answer"
+        IMPORTED = "imported", "Imported from a file"
+
+    class ReviewStatus(models.TextChoices):
+        UNREVIEWED = "unreviewed"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+        # Accepted after a reviewer changed the text (the audit trail keeps each version).
+        CORRECTED = "corrected"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="demonstrations")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="demonstrations")
+    # None: imported (`source` says from where).
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="demonstrations",
+    )
+    text = models.TextField(validators=text_validators("demonstration", MAX_DEMONSTRATION_CHARS))
+    origin = models.CharField(max_length=8, choices=Origin.choices)
+    original = models.ForeignKey(
+        Completion, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    completion = models.OneToOneField(
+        Completion,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="demonstration",
+    )
+    comparison = models.OneToOneField(
+        Comparison,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="demonstration",
+    )
+    label = models.OneToOneField(
+        PreferenceLabel,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="edit",
+    )
+    source = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    review_status = models.CharField(
+        max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when its author undid the label it came with."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # A person writes one answer per prompt (a retried request returns it).
+            models.UniqueConstraint(
+                fields=["prompt", "author"],
+                condition=Q(origin="written", withdrawn_at__isnull=True),
+                name="one_written_demonstration_per_author",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    origin="edited",
+                    original__isnull=False,
+                    completion__isnull=False,
+                    comparison__isnull=False,
+                    label__isnull=False,
+                )
+                | (
+                    ~Q(origin="edited")
+                    & Q(
+                        original__isnull=True,
+                        completion__isnull=True,
+                        comparison__isnull=True,
+                        label__isnull=True,
+                    )
+                ),
+                name="demonstration_edit_has_its_rows",
+            ),
+            models.CheckConstraint(
+                condition=Q(origin="imported") | Q(author__isnull=False),
+                name="demonstration_has_author",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "review_status", "id"]),
+            models.Index(fields=["author", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Demonstration {self.pk} ({self.origin})"
+
+
+class DemonstrationAudit(Audit):
+    """Every change to a demonstration: created, imported, reviewed, corrected, withdrawn."""
+
+    demonstration = models.ForeignKey(
+        Demonstration, on_delete=models.PROTECT, related_name="audits"
+    )
+    # None: imported by a command line without a person.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT
+    )
+
+    def __str__(self) -> str:
+        return f"{self.action} demonstration {self.demonstration_id} by {self.actor}"
 
 
 class ComparisonFlag(models.Model):

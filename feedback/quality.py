@@ -42,19 +42,23 @@ class _Label:
 
 
 def _labels(project: Project) -> list[_Label]:
-    rows = PreferenceLabel.objects.filter(
-        comparison__project=project, withdrawn_at__isnull=True
-    ).values_list(
-        "id",
-        "comparison_id",
-        "annotator_id",
-        "choice",
-        "strength",
-        "a_shown_left",
-        "is_repeat",
-        "review_status",
-        "comparison__kind",
-        "comparison__gold_choice",
+    # The label of a person's own edit (Demonstration) is no judgement between two answers
+    # shown: it would count as a left win in every figure.
+    rows = (
+        PreferenceLabel.objects.filter(comparison__project=project, withdrawn_at__isnull=True)
+        .exclude(comparison__kind=Comparison.Kind.EDIT)
+        .values_list(
+            "id",
+            "comparison_id",
+            "annotator_id",
+            "choice",
+            "strength",
+            "a_shown_left",
+            "is_repeat",
+            "review_status",
+            "comparison__kind",
+            "comparison__gold_choice",
+        )
     )
     return [_Label(*row) for row in rows.order_by("id")]
 
@@ -228,7 +232,7 @@ def review_queue(*, project: Project) -> dict[str, Any]:
         choices[comparison_id].append(choice)
     undecided = (
         Comparison.objects.filter(project=project, final_choice="")
-        .exclude(kind=Comparison.Kind.GOLD)
+        .exclude(kind__in=[Comparison.Kind.GOLD, Comparison.Kind.EDIT])  # edits: demonstrations
         .filter(status=Comparison.Status.COMPLETE)
         .select_related("prompt")
         .order_by("created_at", "id")

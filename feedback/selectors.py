@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Avg, Count, QuerySet, Subquery
+from django.db.models import Avg, Count, Q, QuerySet, Subquery
 from django.http import Http404
 from django.utils import timezone
 
@@ -11,9 +11,11 @@ from feedback.models import (
     Assignment,
     AuditEvent,
     Comparison,
+    Demonstration,
     Membership,
     PreferenceLabel,
     Project,
+    Prompt,
 )
 
 
@@ -50,11 +52,12 @@ def annotator_progress(*, project: Project, user: AbstractBaseUser) -> dict[str,
     big the project is.
     """
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    # Arena votes and the labels of one's own edits (Demonstration) are not items labeled.
     mine = (
         PreferenceLabel.objects.filter(
             comparison__project=project, annotator=user, withdrawn_at__isnull=True
         )
-        .exclude(comparison__kind=Comparison.Kind.ARENA)
+        .exclude(comparison__kind__in=[Comparison.Kind.ARENA, Comparison.Kind.EDIT])
         .values("annotator")
     )
     open_comparisons = Comparison.objects.filter(
@@ -179,3 +182,61 @@ def audit_actors(*, project: Project) -> list[str]:
         .order_by("username")
         .values_list("username", flat=True)
     )
+
+
+# --- Demonstrations -------------------------------------------------------------------------
+
+
+def _prompts_wanting_demonstrations(*, project: Project, user: AbstractBaseUser):
+    """Train prompts with fewer standing demonstrations (not withdrawn, not rejected) than
+    the project wants, that `user` has given none: the write mode's queue, fewest first."""
+    standing = Q(demonstrations__withdrawn_at__isnull=True) & ~Q(
+        demonstrations__review_status=Demonstration.ReviewStatus.REJECTED
+    )
+    given = Demonstration.objects.filter(
+        project=project, author=user, withdrawn_at__isnull=True
+    ).values("prompt_id")
+    return (
+        Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN)
+        .exclude(pk__in=given)
+        .annotate(demonstration_count=Count("demonstrations", filter=standing))
+        .filter(demonstration_count__lt=project.demonstrations_per_prompt)
+    )
+
+
+def prompt_to_write(*, project: Project, user: AbstractBaseUser) -> tuple[Prompt | None, int]:
+    """The prompt `user` should write an answer for next (the fewest demonstrations first,
+    then the oldest), and how many prompts wait for one from them; (None, 0) when the project
+    takes no written demonstrations."""
+    if project.demonstrations_per_prompt < 1:
+        return None, 0
+    wanting = _prompts_wanting_demonstrations(project=project, user=user)
+    prompt = wanting.order_by("demonstration_count", "created_at", "id").first()
+    return prompt, (wanting.count() if prompt is not None else 0)
+
+
+def demonstrations_for_project(
+    *, project: Project, user: AbstractBaseUser | None = None
+) -> QuerySet[Demonstration]:
+    """The project's demonstrations, oldest first; only `user`'s own when given (what an
+    annotator may see)."""
+    demonstrations = Demonstration.objects.filter(project=project).select_related(
+        "prompt", "author", "reviewed_by", "original"
+    )
+    if user is not None:
+        demonstrations = demonstrations.filter(author=user)
+    return demonstrations.order_by("id")
+
+
+def demonstration_for_review(*, project: Project, demonstration_id: int) -> Demonstration:
+    """A demonstration of `project` with its prompt, original answer and audit trail; 404
+    otherwise."""
+    demonstration = (
+        demonstrations_for_project(project=project)
+        .prefetch_related("audits__actor")
+        .filter(pk=demonstration_id)
+        .first()
+    )
+    if demonstration is None:
+        raise Http404("No such demonstration.")
+    return demonstration

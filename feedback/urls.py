@@ -20,4 +20,17 @@ urlpatterns = [
     path("p/<slug:slug>/label/skip/", views.label_skip_view, name="label-skip"),
     path("p/<slug:slug>/label/flag/", views.label_flag_view, name="label-flag"),
     path("p/<slug:slug>/label/undo/", views.label_undo_view, name="label-undo"),
+    path("p/<slug:slug>/write/", views.write_page, name="write"),
+    path("p/<slug:slug>/write/item/", views.write_item, name="write-item"),
+    path("p/<slug:slug>/write/submit/", views.write_submit_view, name="write-submit"),
+    path(
+        "p/<slug:slug>/review/demonstrations/",
+        review_views.demonstration_queue_page,
+        name="review-demonstrations",
+    ),
+    path(
+        "p/<slug:slug>/review/demonstrations/<id:demonstration_id>/",
+        review_views.review_demonstration_page,
+        name="review-demonstration",
+    ),
 ]

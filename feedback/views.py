@@ -1,4 +1,5 @@
-"""Pages of the annotator workspace: home and labeling (htmx partials)."""
+"""Pages of the annotator workspace: home, labeling (with edits of an answer) and writing
+answers (htmx partials)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from feedback.http import error_messages, int_or
 from feedback.models import (
+    MAX_DEMONSTRATION_CHARS,
     MAX_FLAG_NOTE_CHARS,
     MAX_RATIONALE_CHARS,
     Assignment,
@@ -28,6 +30,7 @@ from feedback.selectors import (
     label_undoable,
     loop_waiting_phrase,
     project_for_member,
+    prompt_to_write,
 )
 from feedback.services import (
     MAX_TIME_SPENT_MS,
@@ -35,6 +38,8 @@ from feedback.services import (
     assignment_next,
     assignment_skip,
     comparison_flag,
+    demonstration_edit,
+    demonstration_write,
     label_submit,
     label_undo,
 )
@@ -64,6 +69,21 @@ def _label_fields(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+def _label_or_edit(request: HttpRequest) -> str:
+    """Store the label the form sends, with the annotator's edit of an answer when the form
+    carries one (the editor open: `edit_side` and `edit_text`); says what was done. A plain
+    label costs nothing more than before: the edit is read from the form, not the database."""
+    fields = _label_fields(request)
+    side = request.POST.get("edit_side", "")
+    if not side:
+        label_submit(user=request.user, **fields)
+        return "Saved."
+    demonstration_edit(
+        user=request.user, side=side, text=request.POST.get("edit_text", ""), **fields
+    )
+    return "Saved, with your edit."
+
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "feedback/home.html", {"overview": home_overview(user=request.user)})
@@ -81,6 +101,7 @@ def _item_context(
         "flag_reasons": ComparisonFlag.Reason.choices,
         "rationale_max": MAX_RATIONALE_CHARS,
         "note_max": MAX_FLAG_NOTE_CHARS,
+        "demonstration_max": MAX_DEMONSTRATION_CHARS,
         **extra,
     }
     if assignment is None:
@@ -116,7 +137,7 @@ def label_page(request: HttpRequest, slug: str) -> HttpResponse:
     status, extra = 200, {}
     if request.method == "POST":
         try:
-            label_submit(user=request.user, **_label_fields(request))
+            _label_or_edit(request)
         except ValidationError as error:
             for message in error_messages(error):
                 messages.error(request, message)
@@ -155,13 +176,12 @@ def label_submit_view(request: HttpRequest, slug: str) -> HttpResponse:
     """Submit and answer with the next item. A repeated submit (lost connection, retry)
     returns the stored label and the next item: never a second label."""
     project = project_for_member(user=request.user, slug=slug)
-    return _act(
-        request,
-        project,
-        lambda: label_submit(user=request.user, **_label_fields(request)),
-        "Saved.",
-        posted=request.POST,
-    )
+    try:
+        done = _label_or_edit(request)
+    except ValidationError as error:
+        errors = error_messages(error)
+        return _render_item(request, project, status=400, errors=errors, posted=request.POST)
+    return _render_item(request, project, just_done=done)
 
 
 @login_required
@@ -209,3 +229,77 @@ def label_undo_view(request: HttpRequest, slug: str) -> HttpResponse:
         lambda: label_undo(user=request.user, project=project),
         "Label withdrawn: label this item again.",
     )
+
+
+# --- Writing answers (demonstrations) ---------------------------------------------------------
+
+
+def _write_context(request: HttpRequest, project: Project, **extra: Any) -> dict[str, Any]:
+    """The next prompt the annotator should answer (or the one they were answering, when
+    their answer was refused and comes back with why)."""
+    prompt, waiting = prompt_to_write(project=project, user=request.user)
+    posted = extra.get("posted")
+    if posted is not None:  # the same prompt again, with what they wrote
+        prompt_id = int_or(posted.get("prompt_id"))
+        kept = project.prompts.filter(pk=prompt_id).first() if 0 < prompt_id < 2**63 else None
+        prompt = kept or prompt
+    return {
+        "project": project,
+        "prompt": prompt,
+        "waiting": waiting,
+        "demonstration_max": MAX_DEMONSTRATION_CHARS,
+        **extra,
+    }
+
+
+def _write_fields(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "prompt_id": int_or(request.POST.get("prompt_id")),
+        "text": request.POST.get("text", ""),
+        "time_spent_ms": _time_spent(request),
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def write_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The workspace in write mode (the `w` key swaps the same partial in). A plain POST (no
+    JavaScript) stores the answer and redirects; a refused one answers 400 with why and what
+    was typed."""
+    project = project_for_member(user=request.user, slug=slug)
+    status, extra = 200, {}
+    if request.method == "POST":
+        try:
+            demonstration_write(user=request.user, project=project, **_write_fields(request))
+        except ValidationError as error:
+            for message in error_messages(error):
+                messages.error(request, message)
+            status, extra = 400, {"posted": request.POST}
+        else:
+            return redirect("feedback:write", slug=slug)
+    context = {**_write_context(request, project, **extra), "mode": "write"}
+    return render(request, "feedback/label.html", context, status=status)
+
+
+@login_required
+@require_GET
+def write_item(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_member(user=request.user, slug=slug)
+    return render(request, "feedback/_write.html", _write_context(request, project))
+
+
+@login_required
+@require_POST
+def write_submit_view(request: HttpRequest, slug: str) -> HttpResponse:
+    """Store the answer and show the next prompt to answer. Sending it again (a lost
+    connection, a retry) returns the stored answer: never a second one."""
+    project = project_for_member(user=request.user, slug=slug)
+    try:
+        demonstration_write(user=request.user, project=project, **_write_fields(request))
+    except ValidationError as error:
+        context = _write_context(
+            request, project, errors=error_messages(error), posted=request.POST
+        )
+        return render(request, "feedback/_write.html", context, status=400)
+    context = _write_context(request, project, just_done="Saved.")
+    return render(request, "feedback/_write.html", context)

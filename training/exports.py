@@ -27,7 +27,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 
-from feedback.models import AuditEvent, PreferenceLabel, Project
+from feedback.models import AuditEvent, Completion, PreferenceLabel, Project
 from feedback.services import audit_record
 from training.models import DatasetSnapshot
 from training.services import artifact_local, comparison_verdicts
@@ -120,8 +120,8 @@ def vote_rows(*, project: Project) -> list[dict[str, Any]]:
                 "prompt": comparison.prompt.messages,
                 "completion_a": comparison.completion_a.text,
                 "completion_b": comparison.completion_b.text,
-                "policy_version_a": comparison.completion_a.policy_version.number,
-                "policy_version_b": comparison.completion_b.policy_version.number,
+                "policy_version_a": _version_number(comparison.completion_a),
+                "policy_version_b": _version_number(comparison.completion_b),
                 "annotator": annotator_pseudonym(project=project, user_id=label.annotator_id),
                 "choice": label.choice,
                 "strength": label.strength,
@@ -133,6 +133,11 @@ def vote_rows(*, project: Project) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _version_number(completion: Completion) -> int | None:
+    """The version that sampled an answer; None for a person's edit (docs/demonstrations.md)."""
+    return None if completion.policy_version is None else completion.policy_version.number
 
 
 def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:

@@ -51,6 +51,8 @@ def version_games(*, project: Project) -> list[Game]:
         )
         .exclude(review_status=PreferenceLabel.ReviewStatus.REJECTED)
         .exclude(choice=PreferenceLabel.Choice.BOTH_BAD)
+        # A person's edit against the answer they edited: one side is no version's answer.
+        .exclude(comparison__kind=Comparison.Kind.EDIT)
         .exclude(
             comparison__completion_a__policy_version=F("comparison__completion_b__policy_version")
         )

@@ -300,6 +300,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Labels and demonstrations both have a review_status, with different choices.
+    "ENUM_NAME_OVERRIDES": {
+        "LabelReviewStatusEnum": "feedback.models.PreferenceLabel.ReviewStatus",
+        "DemonstrationReviewStatusEnum": "feedback.models.Demonstration.ReviewStatus",
+    },
 }
 
 # Uploads of prompt and label files (feedback/imports/).

@@ -10,9 +10,16 @@ JSON list the position of the item in the list (1-based). Line 0 is the file as 
 
 - `files`: formats, JSON as Hone takes it from outside, problems;
 - `prompts`: prompts into a project;
-- `label_studio`: pairwise labels from a Label Studio export.
+- `label_studio`: pairwise labels from a Label Studio export;
+- `demonstrations`: demonstrations in TRL's SFT formats.
 """
 
+from feedback.imports.demonstrations import (
+    DEMONSTRATION_FORMATS,
+    DemonstrationImportResult,
+    demonstrations_import_file,
+    demonstrations_import_records,
+)
 from feedback.imports.files import (
     DUPLICATES,
     FORMATS,
@@ -45,7 +52,9 @@ from feedback.imports.prompts import (
 )
 
 __all__ = [
+    "DEMONSTRATION_FORMATS",
     "DUPLICATES",
+    "DemonstrationImportResult",
     "FORMATS",
     "FileRejected",
     "IMPORTABLE_SPLITS",
@@ -58,6 +67,8 @@ __all__ = [
     "Problem",
     "PromptImportResult",
     "VALID_ROLES",
+    "demonstrations_import_file",
+    "demonstrations_import_records",
     "detect_format",
     "has_nul",
     "imported_annotator",

@@ -28,7 +28,7 @@ ACTIVE, SUBMITTED, SKIPPED = (
     Assignment.Status.SKIPPED.value,
 )
 OPEN, COMPLETE = Comparison.Status.OPEN.value, Comparison.Status.COMPLETE.value
-GOLD = Comparison.Kind.GOLD.value
+GOLD, EDIT = Comparison.Kind.GOLD.value, Comparison.Kind.EDIT.value
 _USER = Membership._meta.get_field("user").related_model
 # Enum values and limits are written into the statements as literals (constants, never user
 # input): a generic plan of a prepared statement (api/fastpath.py) can then use the partial
@@ -49,6 +49,7 @@ _NAMES = {
     "open": f"'{OPEN}'",
     "complete": f"'{COMPLETE}'",
     "gold": f"'{GOLD}'",
+    "edit": f"'{EDIT}'",
     "unreviewed": f"'{PreferenceLabel.ReviewStatus.UNREVIEWED.value}'",
 }
 # Assignment columns in the model's field order (Assignment.from_db takes them so).
@@ -165,8 +166,9 @@ SELECT c.id, %s, %s, FALSE, {active}, '', %s, %s
 RETURNING {lease_columns}
 """)
 
-# A consistency repeat: the oldest non-gold item the annotator labelled at least REPEAT_GAP
-# labels ago and never saw again, sides swapped.
+# A consistency repeat: the oldest item the annotator labelled at least REPEAT_GAP labels ago
+# and never saw again, sides swapped; never a gold item, nor the comparison of their own edit
+# with the answer they edited (Demonstration), which they never labeled as a choice.
 REPEAT_WRITE = _sql("""
 INSERT INTO {assignment}
        (comparison_id, annotator_id, a_shown_left, is_repeat, status, skip_reason,
@@ -175,7 +177,7 @@ SELECT l.comparison_id, l.annotator_id, NOT l.a_shown_left, TRUE, {active}, '', 
   FROM {label} l
   JOIN {comparison} c ON c.id = l.comparison_id
  WHERE l.annotator_id = %s AND c.project_id = %s AND l.is_repeat = FALSE
-   AND NOT (c.kind = {gold})
+   AND c.kind NOT IN ({gold}, {edit})
    AND l.id < (SELECT l2.id FROM {label} l2
                  JOIN {comparison} c2 ON c2.id = l2.comparison_id
                 WHERE l2.annotator_id = %s AND c2.project_id = %s AND l2.is_repeat = FALSE

@@ -5,6 +5,7 @@
 - `labels`: leases and labels (both labeling paths run the statements of feedback/labeling);
 - `workspace`: what an annotator does besides labeling (undo, skip, flag);
 - `review`: reviewers' and admins' decisions on labels and comparisons;
+- `demonstrations`: answers people write or edit, and their review;
 - `audit`: the audit log of changes to the loop and to who may act;
 - `accounts`: API tokens, and erasing a person on a data-protection request.
 
@@ -23,6 +24,14 @@ from feedback.services.comparisons import (
     comparisons_create,
     comparisons_prioritize,
     storable_text,
+)
+from feedback.services.demonstrations import (
+    demonstration_correct,
+    demonstration_edit,
+    demonstration_review,
+    demonstration_state,
+    demonstration_text_clean,
+    demonstration_write,
 )
 from feedback.services.labels import (
     MAX_TIME_SPENT_MS,
@@ -73,6 +82,12 @@ __all__ = [
     "comparison_set_gold",
     "comparisons_create",
     "comparisons_prioritize",
+    "demonstration_correct",
+    "demonstration_edit",
+    "demonstration_review",
+    "demonstration_state",
+    "demonstration_text_clean",
+    "demonstration_write",
     "label_audit_state",
     "label_review",
     "label_stored_announce",

@@ -99,6 +99,13 @@ def comparison_set_gold(*, admin: AbstractBaseUser, comparison_id: int, choice: 
     _choice_or_blank(choice, "gold_choice")
     with transaction.atomic():
         comparison = Comparison.objects.select_for_update().get(pk=comparison_id)
+        if comparison.kind == Comparison.Kind.EDIT:
+            raise ValidationError(
+                {
+                    "gold_choice": "An edit's comparison (the edit against the answer it edits) "
+                    "cannot be a gold item: review the demonstration instead."
+                }
+            )
         before = _decision_state(comparison)
         if choice:
             comparison.kind = Comparison.Kind.GOLD

@@ -17,6 +17,7 @@ from feedback.models import (
     PreferenceLabel,
     Project,
 )
+from feedback.services.demonstrations import demonstration_withdraw_with
 from feedback.services.labels import label_audit_state, text_check
 
 UNDO_WINDOW = timedelta(minutes=2)
@@ -34,7 +35,8 @@ def label_undo(*, user: AbstractBaseUser, project: Project) -> PreferenceLabel:
 
     Nothing is deleted: the label is marked withdrawn (training ignores it, see
     training.selectors.labels_for_training), a LabelAudit row records it, and the
-    comparison goes back to the same annotator as an active lease.
+    comparison goes back to the same annotator as an active lease. An edit of an answer
+    made with the label is withdrawn with it (demonstration_withdraw_with).
 
     The lease's row is locked first, as a submit locks it first (feedback/labeling.py): an
     undo and a resubmit of the same lease then run one after the other, never interleaved.
@@ -83,6 +85,7 @@ def label_undo(*, user: AbstractBaseUser, project: Project) -> PreferenceLabel:
             before={**before, "assignment_id": assignment.pk},
             after={**label_audit_state(label), "withdrawn_at": now.isoformat()},
         )
+        demonstration_withdraw_with(label=label, actor=user, now=now)
         assignment.status = Assignment.Status.ACTIVE
         assignment.expires_at = now + timedelta(minutes=project.lease_minutes)
         assignment.save(update_fields=["status", "expires_at"])

@@ -24,7 +24,11 @@
       });
     }
     const lines = [];
-    if ("created" in body) lines.push(body.created + " prompts imported.");
+    if ("demonstration_ids" in body) {
+      lines.push(body.created + " demonstrations imported (" + body.prompts_created + " new prompts).");
+    } else if ("created" in body) {
+      lines.push(body.created + " prompts imported.");
+    }
     if ("labels" in body) lines.push(body.labels + " labels on " + body.comparisons + " comparisons imported.");
     const skipped = body.skipped_duplicates || body.skipped || [];
     if (skipped.length) lines.push(skipped.length + " skipped: lines " + skipped.map(function (s) { return s.line; }).join(", ") + ".");

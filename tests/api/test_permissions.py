@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from feedback.models import Assignment, Comparison, PreferenceLabel, Project, Prompt
-from feedback.services import assignment_next, label_submit
+from feedback.models import (
+    Assignment,
+    Comparison,
+    Demonstration,
+    PreferenceLabel,
+    Project,
+    Prompt,
+)
+from feedback.services import assignment_next, demonstration_write, label_submit
 from tests.factories import make_comparisons
 from training.models import DatasetSnapshot, LoopIteration, PolicyVersion, RunMetric, TrainingRun
 from training.services import run_create, snapshot_create
@@ -53,12 +60,21 @@ ENDPOINTS = [
     ("post", "policies/0/rollback/", None, ADMIN, 409),  # allowed in, refused: v0 is active
     ("get", "leaderboard/", None, STAFF, 200),
     ("get", "reward-models/", None, STAFF, 200),
+    ("get", "demonstrations/", None, ALL, 200),
+    ("post", "demonstrations/", "demonstration", ALL, 201),
+    ("get", "demonstrations/next-prompt/", None, ALL, 200),
+    ("get", "demonstrations/{demonstration}/", None, ALL, 200),  # the annotator's own
+    ("post", "demonstrations/{demonstration}/review/", {"decision": "accepted"}, STAFF, 200),
+    ("post", "demonstrations/import/", "demonstration_file", ADMIN, 201),
+    ("get", "exports/demonstrations/", None, STAFF, 200),
 ]
 
 
 @pytest.fixture
 def world(project, users, settings):
     """A project with a little of everything, and the ids to address it."""
+    project.demonstrations_per_prompt = 3
+    project.save(update_fields=["demonstrations_per_prompt"])
     make_comparisons(project, [("one", "two"), ("three", "four"), ("five", "six"), ("7", "8")])
     assignment = assignment_next(project=project, user=users["annotator"])
     label = label_submit(user=users["annotator"], assignment_id=assignment.pk, choice="a")
@@ -72,7 +88,13 @@ def world(project, users, settings):
         adapter_path="projects/x/policies/1",
         status=PolicyVersion.Status.CANDIDATE,
     )
+    train = Prompt.objects.filter(project=project, split="train").order_by("id")
+    demonstration = demonstration_write(
+        user=users["annotator"], project=project, prompt_id=train[0].pk, text="Written."
+    )
     return {
+        "demonstration": demonstration.pk,
+        "train_prompt": train[1].pk,
         "prompt": Prompt.objects.filter(project=project).first().pk,
         "comparison": label.comparison_id,
         "label": label.pk,
@@ -94,6 +116,9 @@ def _state() -> dict:
         "iterations": LoopIteration.objects.count(),
         "policies": list(PolicyVersion.objects.values_list("pk", "status").order_by("pk")),
         "training": list(Project.objects.values_list("optimizer", "restart_from").order_by("pk")),
+        "demonstrations": list(
+            Demonstration.objects.values_list("pk", "review_status", "text").order_by("pk")
+        ),
     }
 
 
@@ -101,6 +126,13 @@ def _call(client, method, path, body, world):
     url = "/api/projects/demo/" + path.format(**world)
     if body == "prompt_file":
         upload = SimpleUploadedFile("p.jsonl", b'{"prompt": "From a file"}\n')
+        return client.post(url, {"file": upload}, format="multipart")
+    if body == "demonstration":
+        return client.post(
+            url, {"prompt_id": world["train_prompt"], "text": "Mine."}, format="json"
+        )
+    if body == "demonstration_file":
+        upload = SimpleUploadedFile("d.jsonl", b'{"prompt": "Q", "completion": "A"}\n')
         return client.post(url, {"file": upload}, format="multipart")
     if body == "label_file":
         upload = SimpleUploadedFile("ls.json", LABEL_STUDIO.read_bytes())

@@ -29,8 +29,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from feedback.models import Assignment, Comparison, PreferenceLabel
-from feedback.services import assignment_next, label_submit, membership_set
+from feedback.models import Assignment, Comparison, Demonstration, PreferenceLabel, Prompt
+from feedback.services import assignment_next, demonstration_write, label_submit, membership_set
 from tests.api.test_fastpath import Caller, run
 from tests.asgi import fast_path_only, post
 from tests.factories import make_comparisons
@@ -117,6 +117,43 @@ API = {
     "iteration action": Endpoint(P + "iterations/{id}/cancel/", "admin", "none", id="run"),
     "policy promote": Endpoint(P + "policies/{id}/promote/", "admin", "none", id="policy"),
     "policy rollback": Endpoint(P + "policies/{id}/rollback/", "admin", "none", id="policy"),
+    "demonstrations": Endpoint(
+        P + "demonstrations/",
+        "annotator",
+        "json",
+        valid=lambda s: {"prompt_id": s["train_prompt"], "text": "Written for it."},
+        text=("text",),
+        number=("prompt_id", "time_spent_ms"),
+        limit="upload",
+    ),
+    "demonstrations import": Endpoint(
+        P + "demonstrations/import/",
+        "admin",
+        "jsonl file",
+        valid=lambda s: {"prompt": "A prompt from a file.", "completion": "Its answer."},
+        text=("prompt", "completion"),
+        number=("split",),
+        limit="file",
+    ),
+    "demonstration review": Endpoint(
+        P + "demonstrations/{id}/review/",
+        "reviewer",
+        "json",
+        valid=lambda s: {"text": "A better answer."},
+        text=("text",),
+        id="demonstration",
+        limit="upload",
+    ),
+    "label edit": Endpoint(
+        "/api/assignments/{id}/edit/",
+        "annotator",
+        "json",
+        valid=lambda s: {"choice": "a", "edit_side": "a", "edit_text": "An edited answer."},
+        text=("edit_text", "edit_side", "rationale", "choice"),
+        number=("strength", "time_spent_ms"),
+        id="assignment",
+        limit="upload",
+    ),
 }
 LABELING_API = {
     "next": Endpoint(P + "comparisons/next/", "annotator", "none", limit="labeling"),
@@ -137,9 +174,35 @@ _LABEL_FORM = {
     "number": ("strength", "assignment_id"),
     "limit": "upload",
 }
+_EDIT_FORM = {
+    "valid": lambda s: {"assignment_id": s["assignment"], "choice": "a", "edit_side": "b",
+                        "edit_text": "An edited answer."},
+    "text": ("edit_text", "edit_side", "choice"),
+    "number": ("strength", "assignment_id"),
+    "limit": "upload",
+}  # fmt: skip
+_WRITE_FORM = {
+    "valid": lambda s: {"prompt_id": s["train_prompt"], "text": "Written on the page."},
+    "text": ("text",),
+    "number": ("prompt_id",),
+    "limit": "upload",
+}
 PAGES = {
     "label page": Endpoint("/p/{slug}/label/", "annotator", "form", **_LABEL_FORM),
     "label submit": Endpoint("/p/{slug}/label/submit/", "annotator", "form", **_LABEL_FORM),
+    "label page edit": Endpoint("/p/{slug}/label/", "annotator", "form", **_EDIT_FORM),
+    "label submit edit": Endpoint("/p/{slug}/label/submit/", "annotator", "form", **_EDIT_FORM),
+    "write page": Endpoint("/p/{slug}/write/", "annotator", "form", **_WRITE_FORM),
+    "write submit": Endpoint("/p/{slug}/write/submit/", "annotator", "form", **_WRITE_FORM),
+    "review demonstration": Endpoint(
+        "/p/{slug}/review/demonstrations/{id}/",
+        "reviewer",
+        "form",
+        valid=lambda s: {"action": "correct", "text": "A better answer."},
+        text=("text", "action"),
+        id="demonstration",
+        limit="upload",
+    ),
     "skip": Endpoint(
         "/p/{slug}/label/skip/",
         "annotator",
@@ -278,6 +341,9 @@ def what_is_stored() -> dict[str, Any]:
         "assignments": sorted(Assignment.objects.values_list("id", "status", "skip_reason")),
         "labels": sorted(PreferenceLabel.objects.values_list("id", "review_status", "rationale")),
         "comparisons": sorted(Comparison.objects.values_list("id", "final_choice", "status")),
+        "demonstrations": sorted(
+            Demonstration.objects.values_list("id", "review_status", "text", "withdrawn_at")
+        ),
     }
 
 
@@ -299,7 +365,10 @@ def labeling_limit(settings):
 
 @pytest.fixture
 def scene(project, annotator, make_user) -> dict[str, Any]:
-    """An annotator holding a lease, a reviewer, an admin, and another annotator's label."""
+    """An annotator holding a lease, a reviewer, an admin, another annotator's label, and a
+    demonstration they wrote."""
+    project.demonstrations_per_prompt = 2
+    project.save(update_fields=["demonstrations_per_prompt"])
     reviewed, _ = make_comparisons(project, [("x", "y"), ("z", "w")])
     other = make_user("other")
     membership_set(project=project, user=other, role="annotator")
@@ -308,8 +377,12 @@ def scene(project, annotator, make_user) -> dict[str, Any]:
     users = {"annotator": annotator, "reviewer": make_user("rev"), "admin": make_user("boss")}
     membership_set(project=project, user=users["reviewer"], role="reviewer")
     membership_set(project=project, user=users["admin"], role="admin")
+    train = Prompt.objects.filter(project=project, split="train").order_by("id")
+    written = demonstration_write(user=other, project=project, prompt_id=train[0].pk, text="Hi.")
     return {
         "users": users,
+        "train_prompt": train[1].pk,
+        "demonstration": written.pk,
         "assignment": assignment_next(project=project, user=annotator).pk,
         "label": label.pk,
         "reviewed": label.comparison_id,

@@ -19,6 +19,7 @@ def test_seed_demo_creates_the_project_and_queues_the_first_comparisons(
 
     project = Project.objects.get(slug="demo")
     assert Prompt.objects.filter(project=project).count() == 40
+    assert (project.demonstrations_per_prompt, project.answer_edits) == (1, True)
     assert sorted(Membership.objects.filter(project=project).values_list("role", flat=True)) == [
         "admin",
         "annotator",

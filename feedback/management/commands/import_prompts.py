@@ -1,7 +1,8 @@
 """python manage.py import_prompts FILE --project SLUG [--format jsonl|csv|json] [--duplicates skip]
 
 All or nothing: a file with any problem is rejected, every problem printed by line and field.
-With --labels, FILE is a Label Studio JSON export of a pairwise project instead.
+With --labels, FILE is a Label Studio JSON export of a pairwise project instead; with
+--demonstrations, demonstrations in TRL's SFT formats (JSONL or a JSON list).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from feedback.imports import (
     FORMATS,
     FileRejected,
     LabelStudioMapping,
+    demonstrations_import_file,
     labels_import_file,
     prompts_import_file,
 )
@@ -37,6 +39,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--labels", action="store_true", help="FILE is a Label Studio pairwise export."
         )
+        parser.add_argument(
+            "--demonstrations",
+            action="store_true",
+            help="FILE holds demonstrations in TRL's SFT formats (messages, or prompt and "
+            "completion).",
+        )
         parser.add_argument("--prompt-field", default="prompt")
         parser.add_argument("--answer-a-field", default="answer1")
         parser.add_argument("--answer-b-field", default="answer2")
@@ -51,6 +59,22 @@ class Command(BaseCommand):
         data = path.read_bytes()
         self.stdout.write(f"Read {len(data)} bytes from {path}; validating the whole file...")
         try:
+            if options["demonstrations"]:
+                demonstrations = demonstrations_import_file(
+                    project=project,
+                    data=data,
+                    name=path.name,
+                    file_format=options["format"],
+                    duplicates=options["duplicates"],
+                )
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Imported {len(demonstrations.demonstrations)} demonstrations "
+                        f"({demonstrations.prompts_created} new prompts) into {project.slug}."
+                    )
+                )
+                self._skipped(demonstrations.skipped)
+                return
             if options["labels"]:
                 result = labels_import_file(
                     project=project,
@@ -89,6 +113,9 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Imported {len(result.prompts)} prompts into {project.slug}.")
         )
-        for skipped in result.skipped:
+        self._skipped(result.skipped)
+
+    def _skipped(self, skipped_lines: list[dict]) -> None:
+        for skipped in skipped_lines:
             where = skipped.get("duplicate_of_line", "the project")
             self.stdout.write(f"  skipped line {skipped['line']}: duplicate of {where}")

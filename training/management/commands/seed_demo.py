@@ -65,6 +65,8 @@ class Command(BaseCommand):
                     max_new_tokens=64,
                     trigger_new_labels=16,
                     comparisons_per_iteration=16,
+                    # the write mode (w) on the labeling page: one answer per train prompt
+                    demonstrations_per_prompt=1,
                     training_config=DEMO_TRAINING_CONFIG,
                 )
                 prompts_import(project=project, records=records, source=Path(prompts).name)
