@@ -83,7 +83,7 @@ bench-ml: venv base-model $(BENCH_TRL)/.installed
 bench-loop: venv base-model
 	$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 3
 
-# Reward hacking caught: one iteration per seed with a planted exploit in the policy's reward
+# Reward hacking and the judge gate: one iteration per seed with a planted exploit in the policy's reward
 # model (train labels reward length), and the same run with honest labels (docs/judgement.md).
 # The runs start from one cached database of the base policy's pairs (the same pairs each run
 # would sample); the pairs made after the judged iteration are never labelled, so few are made.
