@@ -8,7 +8,8 @@ TEST_DB ?= postgres://postgres@127.0.0.1:5432/hone
 TEST_REDIS ?= redis://127.0.0.1:6379/15
 
 .PHONY: venv demo test test-postgres test-embedded test-browser lint format bench bench-ml \
-	bench-loop bench-judge bench-load bench-data bench-labeling screenshots base-model clean
+	bench-loop bench-judge bench-length bench-load bench-data bench-labeling screenshots \
+	base-model clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,7 +59,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-ml bench-loop bench-judge bench-load bench-data bench-labeling
+bench: bench-ml bench-loop bench-judge bench-length bench-load bench-data bench-labeling
 
 # Server time of "next item" and "submit" with 10,000 comparisons (PostgreSQL).
 BENCH_DB ?= postgres://postgres@127.0.0.1:5432/hone_bench_labeling
@@ -99,6 +100,12 @@ bench-judge: venv base-model
 			--episodes $(JUDGE_EPISODES) --final-comparisons 8 --base-cache $(JUDGE_CACHE) \
 			--out judge-honest-$$seed.json || exit 1; \
 	done
+
+# Shortcut control: reward models on an annotator whose taste goes with length (it likes
+# concrete details, usually in the longer answer), length_control off and on, two seeds
+# (docs/judgement.md, "Length"; docs/benchmarks.md). About 15 CPU minutes.
+bench-length: venv base-model
+	nice -n 10 $(PY) bench/length.py --base $(BASE_MODEL_DIR) --seeds 0,1
 
 # 64 annotators over HTTP against uvicorn + PostgreSQL (a fresh database on TEST_DB's server):
 # as fast as the server answers, then paced at 300 submits/s together (the latency goal).

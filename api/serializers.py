@@ -58,6 +58,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "restart_from",
             "demonstrations_per_prompt",
             "answer_edits",
+            "reward_length_control",
             "created_at",
             "role",
         ]
@@ -438,6 +439,44 @@ class FreshHealthSerializer(AgreementSerializer):
     by_day = DayAgreementSerializer(many=True)
 
 
+class HeldoutSliceSerializer(serializers.Serializer):
+    pairs = serializers.IntegerField()
+    accuracy = serializers.FloatField(allow_null=True, help_text="null: no pair in the slice.")
+
+
+class HeldoutReportSerializer(serializers.Serializer):
+    accuracy = serializers.FloatField(allow_null=True)
+    pairs = serializers.IntegerField(help_text="Held-out pairs (whole prompts kept apart).")
+    chosen_shorter = HeldoutSliceSerializer(help_text="Pairs whose chosen answer is shorter.")
+    chosen_longer = HeldoutSliceSerializer(help_text="Pairs whose chosen answer is longer.")
+    same_length = HeldoutSliceSerializer(help_text="Pairs whose answers have the same length.")
+    picks_shorter = serializers.FloatField(
+        allow_null=True,
+        help_text="Share of held-out pairs of different lengths where the model prefers the "
+        "shorter answer (null: none, or trained before it was measured).",
+    )
+    labels_pick_shorter = serializers.FloatField(
+        allow_null=True, help_text="Share of the same pairs where the label prefers it."
+    )
+
+
+class LengthControlSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(
+        help_text="Trained with length-balanced loss weights (Project.reward_length_control)."
+    )
+    train_pairs = serializers.IntegerField(allow_null=True)
+    effective_pairs = serializers.FloatField(
+        allow_null=True,
+        help_text="What the weighted training pairs were worth in unweighted pairs (Kish's "
+        "effective sample size); null without length control.",
+    )
+    train_labels_pick_shorter = serializers.FloatField(
+        allow_null=True,
+        help_text="Share of the training pairs of different lengths whose chosen answer is the "
+        "shorter.",
+    )
+
+
 class RewardModelSerializer(serializers.Serializer):
     number = serializers.IntegerField(source="reward_model.number")
     role = serializers.CharField(source="reward_model.role", help_text="'policy' or 'judge'.")
@@ -445,6 +484,11 @@ class RewardModelSerializer(serializers.Serializer):
     training_run = serializers.IntegerField(source="reward_model.training_run_id")
     created_at = serializers.DateTimeField(source="reward_model.created_at")
     heldout_accuracy = serializers.FloatField(allow_null=True)
+    heldout = HeldoutReportSerializer(
+        help_text="Held-out accuracy by whether the chosen answer is the shorter or the longer, "
+        "and how often the model picks the shorter answer (docs/judgement.md)."
+    )
+    length_control = LengthControlSerializer(source="heldout.length_control")
     fresh = FreshHealthSerializer(source="*", help_text="Against labels newer than its data.")
 
 
@@ -572,15 +616,23 @@ class ProjectTrainingSerializer(serializers.Serializer):
         help_text="active: continue the active version's adapter; base: a new adapter on the "
         "base model each iteration.",
     )
+    reward_length_control = serializers.BooleanField(
+        required=False,
+        help_text="true: train the reward models with length-balanced loss weights, so that "
+        'answer length alone predicts nothing in their labels (docs/judgement.md, "Length").',
+    )
 
     def validate(self, attrs: dict) -> dict:
         other = sorted(set(self.initial_data) - set(self.fields))
         if other:
             raise serializers.ValidationError(
-                f"Only optimizer and restart_from can be changed here, not: {', '.join(other)}."
+                "Only optimizer, restart_from and reward_length_control can be changed here, "
+                f"not: {', '.join(other)}."
             )
         if not attrs:
-            raise serializers.ValidationError("Nothing to change: send optimizer or restart_from.")
+            raise serializers.ValidationError(
+                "Nothing to change: send optimizer, restart_from or reward_length_control."
+            )
         return attrs
 
 

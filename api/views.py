@@ -106,9 +106,9 @@ class ProjectListApi(generics.ListAPIView):
     get=extend_schema(tags=["projects"], summary="One project (any member)"),
     patch=extend_schema(
         tags=["projects"],
-        summary="Set how iterations train: optimizer, restart_from (admin)",
-        description="Either field or both; any other field is refused (400). An iteration "
-        "reads them when its reward models are trained.",
+        summary="Set how iterations train: optimizer, restart_from, reward_length_control (admin)",
+        description="Any of the three; any other field is refused (400). An iteration reads "
+        "them when its reward models are trained.",
         request=ProjectTrainingSerializer,
         responses={200: ProjectSerializer},
     ),
@@ -124,7 +124,11 @@ class ProjectDetailApi(generics.GenericAPIView):
         project, membership = project_for(user=request.user, slug=slug, roles=ADMINS)
         serializer = ProjectTrainingSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        current = {"optimizer": project.optimizer, "restart_from": project.restart_from}
+        current = {
+            "optimizer": project.optimizer,
+            "restart_from": project.restart_from,
+            "reward_length_control": project.reward_length_control,
+        }
         project = project_training_set(
             project=project, actor=request.user, **{**current, **serializer.validated_data}
         )

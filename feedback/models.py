@@ -7,6 +7,7 @@ import hmac
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import (
     MaxLengthValidator,
@@ -262,6 +263,15 @@ class Project(models.Model):
         help_text="Where PPO or DPO starts: the active version's adapter (KL to the base adds up "
         "across iterations) or the base model (each candidate a new adapter).",
     )
+    # Shortcut control (docs/judgement.md, "Length"): reward models trained so that answer
+    # length alone predicts nothing in their labels.
+    reward_length_control = models.BooleanField(
+        default=False,
+        help_text="Train the reward models with length controlled: the pairs won by the longer "
+        "answer and those won by the shorter weigh the same in their loss, so length alone "
+        "predicts nothing and they learn what else the labels prefer (when the labels lean one "
+        "way, the weighted pairs are worth fewer: each reward model reports how many).",
+    )
     training_config = models.JSONField(
         default=dict,
         blank=True,
@@ -290,6 +300,30 @@ class Project(models.Model):
 
     def pseudonym(self, text: str) -> str:
         return pseudonym_of(key=self.pseudonym_key, text=text)
+
+    def clean(self) -> None:
+        """Length control has one switch, and needs the reward stage's packed loop."""
+        config = self.training_config
+        reward = config.get("reward") if isinstance(config, dict) else None
+        if not isinstance(reward, dict):
+            return  # a malformed training_config is refused when a run starts, naming it
+        if "length_control" in reward:
+            raise ValidationError(
+                {
+                    "training_config": "training_config.reward.length_control is not an "
+                    "override: use the project setting reward_length_control."
+                }
+            )
+        # only an explicit null turns the packed loop off (the stage's default keeps it)
+        if self.reward_length_control and reward.get("max_batch_tokens", 0) is None:
+            raise ValidationError(
+                {
+                    "reward_length_control": "Length control needs Hone's packed reward loop, "
+                    "but training_config.reward.max_batch_tokens is null (TRL's RewardTrainer, "
+                    "which has no per-pair weights): remove that override or turn length "
+                    "control off."
+                }
+            )
 
 
 # A project's settings by concern. The admin shows one fieldset per group, the loop page and
@@ -333,7 +367,7 @@ PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
     ),
     # How an iteration trains its candidate, where from, and overrides of the training stages'
     # configs (training/ml), checked when a run starts.
-    "Training": ("optimizer", "restart_from", "training_config"),
+    "Training": ("optimizer", "restart_from", "reward_length_control", "training_config"),
     # What people write: answers to prompts, and edits of the answers they compare.
     "Demonstrations": ("demonstrations_per_prompt", "answer_edits"),
 }
@@ -650,7 +684,6 @@ class AuditEvent(models.Model):
         DATA_EXPORT = "data.export", "Data exported"
         TOKEN_CREATE = "token.create", "API token created"
         TOKEN_DELETE = "token.delete", "API token deleted"
-        TRAINING_SET = "project.training", "Optimizer or restart point changed"
         USER_ERASE = "user.erase", "Person erased"
 
     project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.PROTECT)

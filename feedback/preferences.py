@@ -22,11 +22,28 @@ def _no_exclamation(text: str) -> float:
     return -text.count("!")
 
 
+def _specific(text: str) -> float:
+    """Concrete details are better: each number and each named thing (a capitalised word that
+    does not open a sentence, "I" aside) counts one. Length itself counts for nothing, yet in
+    real answers the specific one is usually the longer: a taste confounded with length, the
+    case that teaches a reward model to reward length (bench/length.py)."""
+    details = 0
+    opens_sentence = True
+    for word in text.split():
+        core = word.strip("\"'()[]{},;:.!?")
+        number = any(c.isdigit() for c in core)
+        name = core[:1].isupper() and not opens_sentence and core.split("'")[0] != "I"
+        details += number or name
+        opens_sentence = word.endswith((".", "!", "?"))
+    return details
+
+
 PREFERENCES: dict[str, Callable[[str], float]] = {
     "concise": _concise,
     "shorter": _shorter,
     "longer": _longer,
     "no_exclamation": _no_exclamation,
+    "specific": _specific,
 }
 
 

@@ -108,11 +108,37 @@ def labelled(project: Project, annotator, texts: list[tuple[str, str]], choice: 
     return labels
 
 
+# What train_reward reports of a reward model that leans on length: right on 2 of 5 pairs whose
+# chosen answer is the shorter, 9 of 10 where it is the longer, 4 of 5 of the same length; it
+# prefers the shorter answer in 3 of the 15 pairs of different lengths, the labels in 5.
+LENGTH_METRICS = {
+    "heldout_accuracy": 0.75,
+    "heldout_pairs": 20,
+    "heldout_accuracy_chosen_shorter": 0.4,
+    "heldout_pairs_chosen_shorter": 5,
+    "heldout_accuracy_chosen_longer": 0.9,
+    "heldout_pairs_chosen_longer": 10,
+    "heldout_accuracy_same_length": 0.8,
+    "heldout_pairs_same_length": 5,
+    "heldout_picks_shorter": 0.2,
+    "heldout_labels_pick_shorter": 1 / 3,
+    "train_pairs": 60,
+    "train_labels_pick_shorter": 0.25,
+    "length_control": True,
+    "length_effective_pairs": 40.0,
+}
+
+
 def reward_model_registered(
-    project: Project, *, adapter: Path | None = None, heldout_accuracy: float | None = None
+    project: Project,
+    *,
+    adapter: Path | None = None,
+    heldout_accuracy: float | None = None,
+    metrics: dict | None = None,
 ):
     """A reward model of `project` on a snapshot of its labels now, as the loop registers one:
-    with a copy of `adapter` (a trained reward folder) when given, else a path to nothing."""
+    with a copy of `adapter` (a trained reward folder) when given, else a path to nothing;
+    `metrics`: more of what its training reported."""
     from training import services
 
     snapshot = services.snapshot_create(project=project, name=f"test-{timezone.now():%H%M%S%f}")
@@ -120,7 +146,10 @@ def reward_model_registered(
     relative = f"projects/{project.pk}/reward/test-{run.pk}"
     if adapter is not None:
         shutil.copytree(adapter, services.artifact_path(relative))
-    metrics = {} if heldout_accuracy is None else {"heldout_accuracy": heldout_accuracy}
+    metrics = {
+        **({} if heldout_accuracy is None else {"heldout_accuracy": heldout_accuracy}),
+        **(metrics or {}),
+    }
     return services.reward_model_register(
         project=project, run=run, snapshot=snapshot, adapter_path=relative, metrics=metrics
     )

@@ -31,5 +31,9 @@ class ProjectTrainingForm(forms.ModelForm):
 
     class Meta:
         model = Project
-        fields = ["optimizer", "restart_from"]
-        labels = {"optimizer": "Optimizer", "restart_from": "Each candidate starts from"}
+        fields = ["optimizer", "restart_from", "reward_length_control"]
+        labels = {
+            "optimizer": "Optimizer",
+            "restart_from": "Each candidate starts from",
+            "reward_length_control": "Reward models with length controlled",
+        }

@@ -121,6 +121,72 @@ def reward_models_to_score(*, project: Project) -> list[RewardModelVersion]:
     return sorted(chosen.values(), key=lambda rm: rm.number)
 
 
+# --- What training measured on its held-out pairs --------------------------------------------
+
+
+@dataclass
+class HeldoutSlice:
+    """Held-out accuracy on one slice of the pairs a reward model was not trained on."""
+
+    pairs: int
+    accuracy: float | None  # None: no pair in the slice
+
+
+@dataclass
+class LengthControl:
+    """How length entered a reward model's training (training.ml.reward, `length_control`)."""
+
+    enabled: bool  # the pairs won by the longer and by the shorter answer weighed the same
+    train_pairs: int | None
+    effective_pairs: float | None  # what the weighted pairs were worth (Kish), when enabled
+    train_labels_pick_shorter: float | None  # of the training pairs of different lengths
+
+
+@dataclass
+class HeldoutReport:
+    """A reward model's held-out accuracy, split by whether the chosen answer is the shorter
+    or the longer one, and how often the model prefers the shorter answer against how often
+    the labels do (training.ml.reward's `_heldout_report`). A model right mostly where the
+    chosen answer is the longer one, or that picks the shorter answer far less often than
+    the labels do, has learned length rather than what people prefer (docs/judgement.md)."""
+
+    accuracy: float | None
+    pairs: int
+    chosen_shorter: HeldoutSlice
+    chosen_longer: HeldoutSlice
+    same_length: HeldoutSlice
+    picks_shorter: float | None  # the model, over held-out pairs of different lengths
+    labels_pick_shorter: float | None  # the labels, over the same pairs
+    length_control: LengthControl
+
+
+def heldout_report(metrics: dict) -> HeldoutReport:
+    """The report of a reward model's metrics (or of its reward run's summary). Reward models
+    trained before a figure existed show it as None."""
+
+    def piece(name: str) -> HeldoutSlice:
+        return HeldoutSlice(
+            pairs=metrics.get(f"heldout_pairs_{name}") or 0,
+            accuracy=metrics.get(f"heldout_accuracy_{name}"),
+        )
+
+    return HeldoutReport(
+        accuracy=metrics.get("heldout_accuracy"),
+        pairs=metrics.get("heldout_pairs") or 0,
+        chosen_shorter=piece("chosen_shorter"),
+        chosen_longer=piece("chosen_longer"),
+        same_length=piece("same_length"),
+        picks_shorter=metrics.get("heldout_picks_shorter"),
+        labels_pick_shorter=metrics.get("heldout_labels_pick_shorter"),
+        length_control=LengthControl(
+            enabled=bool(metrics.get("length_control")),
+            train_pairs=metrics.get("train_pairs"),
+            effective_pairs=metrics.get("length_effective_pairs"),
+            train_labels_pick_shorter=metrics.get("train_labels_pick_shorter"),
+        ),
+    )
+
+
 # --- The report ----------------------------------------------------------------------------
 
 
@@ -154,6 +220,7 @@ class RewardHealth:
 
     reward_model: RewardModelVersion
     heldout_accuracy: float | None
+    heldout: HeldoutReport
     labels: int  # decisive fresh labels scored (withdrawn and rejected ones left out)
     agreed: int
     low: float | None  # Wilson 95% interval of the agreement
@@ -246,6 +313,7 @@ def _health(reward_model: RewardModelVersion, groups: list[dict]) -> RewardHealt
     return RewardHealth(
         reward_model=reward_model,
         heldout_accuracy=reward_model.heldout_accuracy,
+        heldout=heldout_report(reward_model.metrics or {}),
         labels=labels,
         agreed=agreed,
         low=low,

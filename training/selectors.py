@@ -250,14 +250,17 @@ def run_metrics(*, run: TrainingRun) -> QuerySet[RunMetric]:
 
 
 def iteration_series(*, project: Project) -> dict[str, list]:
-    """Per-iteration numbers to plot: reward-model accuracy, candidate KL, win rates by the
-    training reward model, the independent judge and people, and the over-optimization gap."""
+    """Per-iteration numbers to plot: reward-model accuracy (overall, and where the chosen
+    answer is the shorter and where it is the longer), candidate KL, win rates by the training
+    reward model, the independent judge and people, and the over-optimization gap."""
     from training.leaderboard import version_games
 
     games = version_games(project=project)
     series: dict[str, list] = {
         "iteration": [],
         "rm_accuracy": [],
+        "rm_accuracy_chosen_shorter": [],
+        "rm_accuracy_chosen_longer": [],
         "kl": [],
         "rm_win_rate": [],
         "judge_win_rate": [],
@@ -283,6 +286,9 @@ def iteration_series(*, project: Project) -> dict[str, list]:
         series["rm_accuracy"].append(
             it.reward_model.heldout_accuracy if it.reward_model_id else None
         )
+        rm_metrics = it.reward_model.metrics if it.reward_model_id else {}
+        for side in ("chosen_shorter", "chosen_longer"):
+            series[f"rm_accuracy_{side}"].append(rm_metrics.get(f"heldout_accuracy_{side}"))
         series["kl"].append(evaluation.get("kl_to_base_mean"))
         series["rm_win_rate"].append(evaluation.get("win_rate"))
         series["judge_win_rate"].append((evaluation.get("judge") or {}).get("win_rate"))

@@ -15,7 +15,7 @@ from feedback.selectors import project_for_member
 from feedback.services import project_gates_set, project_training_set
 from training import jobs, services
 from training.forms import ProjectGatesForm, ProjectTrainingForm
-from training.health import agreement_series, reward_model_health
+from training.health import agreement_series, heldout_report, reward_model_health
 from training.leaderboard import leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
 from training.selectors import (
@@ -185,7 +185,9 @@ def training_set(request: HttpRequest, slug: str) -> HttpResponse:
         project = project_training_set(project=project, actor=request.user, **_cleaned(form))
         return (
             f"Training saved: {project.get_optimizer_display()}, "
-            f"each candidate from {project.get_restart_from_display().lower()}."
+            f"each candidate from {project.get_restart_from_display().lower()}, "
+            f"reward models {'with' if project.reward_length_control else 'without'} "
+            "length control."
         )
 
     return _admin_action(request, slug, act)
@@ -217,12 +219,14 @@ def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug, roles=STAFF)
     run = get_object_or_404(TrainingRun, pk=run_id, project=project)
     metrics = list(run_metrics(run=run))
+    reward = run.kind == TrainingRun.Kind.REWARD and bool(run.summary)
     return render(
         request,
         "training/run.html",
         {
             "project": project,
             "run": run,
+            "heldout": heldout_report(run.summary) if reward else None,
             "metrics": metrics,
             "metrics_data": [{"step": m.step, **m.values} for m in metrics],
             "is_admin": project.memberships.filter(

@@ -111,28 +111,19 @@ def project_training_set(
     project: Project,
     optimizer: str,
     restart_from: str,
+    reward_length_control: bool,
     actor: AbstractBaseUser | None = None,
 ) -> Project:
-    """Set how an iteration trains its candidate (PPO or DPO) and where it starts (the active
-    version's adapter or the base model). An iteration reads them when its reward models are
-    trained; one already training keeps its optimizer. Nothing is saved if a value is bad. A
-    change is audited."""
-    before = {"optimizer": project.optimizer, "restart_from": project.restart_from}
-    project.optimizer, project.restart_from = optimizer, restart_from
-    project.full_clean()
-    after = {"optimizer": project.optimizer, "restart_from": project.restart_from}
-    with transaction.atomic():
-        project.save(update_fields=["optimizer", "restart_from"])
-        if after != before:
-            audit_record(
-                actor=actor,
-                project=project,
-                action=AuditEvent.Action.TRAINING_SET,
-                target=project,
-                before=before,
-                after=after,
-            )
-    return project
+    """Set how an iteration trains its candidate (PPO or DPO), where it starts (the active
+    version's adapter or the base model) and whether its reward models are trained with length
+    controlled. An iteration reads them when its reward models are trained; one already
+    training keeps its settings. Nothing is saved if a value is bad."""
+    values = {
+        "optimizer": optimizer,
+        "restart_from": restart_from,
+        "reward_length_control": reward_length_control,
+    }
+    return project_settings_set(project=project, values=values, actor=actor)
 
 
 def project_pseudonym_key_rotate(*, project: Project) -> Project:

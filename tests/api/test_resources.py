@@ -127,6 +127,40 @@ def test_an_admin_sets_how_iterations_train(admin):
     assert admin.get(API).json()["optimizer"] == "dpo"
 
 
+def test_an_admin_turns_reward_length_control_on(admin):
+    response = admin.patch(API, {"reward_length_control": True}, format="json")
+
+    stored = Project.objects.get(slug="demo")
+    assert response.status_code == 200
+    assert (response.json()["reward_length_control"], response.json()["optimizer"]) == (
+        True,
+        "ppo",
+    )
+    assert (stored.reward_length_control, stored.optimizer) == (True, "ppo")
+
+
+def test_length_control_is_refused_where_the_reward_stage_runs_trls_loop(admin):
+    Project.objects.filter(slug="demo").update(
+        training_config={"reward": {"max_batch_tokens": None}}
+    )
+
+    response = admin.patch(API, {"optimizer": "dpo", "reward_length_control": True}, format="json")
+
+    stored = Project.objects.get(slug="demo")
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [
+            {
+                "field": "reward_length_control",
+                "message": "Length control needs Hone's packed reward loop, but "
+                "training_config.reward.max_batch_tokens is null (TRL's RewardTrainer, which has "
+                "no per-pair weights): remove that override or turn length control off.",
+            }
+        ]
+    }
+    assert (stored.optimizer, stored.reward_length_control) == ("ppo", False)
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [
@@ -135,16 +169,21 @@ def test_an_admin_sets_how_iterations_train(admin):
             {"optimizer": "dpo", "gate_min_win_rate": 0.9},
             {
                 "field": "non_field_errors",
-                "message": "Only optimizer and restart_from can be changed here, not: "
-                "gate_min_win_rate.",
+                "message": "Only optimizer, restart_from and reward_length_control can be "
+                "changed here, not: gate_min_win_rate.",
             },
         ),
         (
             {},
             {
                 "field": "non_field_errors",
-                "message": "Nothing to change: send optimizer or restart_from.",
+                "message": "Nothing to change: send optimizer, restart_from or "
+                "reward_length_control.",
             },
+        ),
+        (
+            {"reward_length_control": "maybe"},
+            {"field": "reward_length_control", "message": "Must be a valid boolean."},
         ),
     ],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from tests.factories import labelled, reward_model_registered
+from tests.factories import LENGTH_METRICS, labelled, reward_model_registered
 from training import services
 
 
@@ -33,6 +33,21 @@ def test_reward_models_with_their_fresh_agreement_and_alarm(
         "training_run": rm.training_run_id,
         "created_at": body["created_at"],
         "heldout_accuracy": 0.9,
+        "heldout": {  # trained before the length split existed: its figures are unknown
+            "accuracy": 0.9,
+            "pairs": 0,
+            "chosen_shorter": {"pairs": 0, "accuracy": None},
+            "chosen_longer": {"pairs": 0, "accuracy": None},
+            "same_length": {"pairs": 0, "accuracy": None},
+            "picks_shorter": None,
+            "labels_pick_shorter": None,
+        },
+        "length_control": {
+            "enabled": False,
+            "train_pairs": None,
+            "effective_pairs": None,
+            "train_labels_pick_shorter": None,
+        },
         "fresh": {
             "labels": 3,
             "agreed": 1,
@@ -56,3 +71,42 @@ def test_reward_models_with_their_fresh_agreement_and_alarm(
             ],
         },
     }
+
+
+def test_each_reward_model_splits_its_heldout_accuracy_by_length(
+    project, annotator, reviewer, token_client
+):
+    labelled(project, annotator, [("old 1", "old 2")], "a")
+    reward_model_registered(project, metrics=LENGTH_METRICS)
+
+    response = token_client(reviewer).get(f"/api/projects/{project.slug}/reward-models/")
+
+    assert response.status_code == 200
+    [body] = response.json()
+    assert body["heldout_accuracy"] == 0.75
+    assert body["heldout"] == {
+        "accuracy": 0.75,
+        "pairs": 20,
+        "chosen_shorter": {"pairs": 5, "accuracy": 0.4},
+        "chosen_longer": {"pairs": 10, "accuracy": 0.9},
+        "same_length": {"pairs": 5, "accuracy": 0.8},
+        "picks_shorter": 0.2,
+        "labels_pick_shorter": 1 / 3,
+    }
+    assert body["length_control"] == {
+        "enabled": True,
+        "train_pairs": 60,
+        "effective_pairs": 40.0,
+        "train_labels_pick_shorter": 0.25,
+    }
+
+
+def test_a_reward_runs_summary_carries_the_length_split(project, reviewer, token_client):
+    run = services.run_create(project=project, kind="reward", config={})
+    services.run_start(run=run, worker="w")
+    services.run_succeed(run=run, summary=LENGTH_METRICS)
+
+    response = token_client(reviewer).get(f"/api/projects/{project.slug}/runs/{run.pk}/")
+
+    assert response.status_code == 200
+    assert response.json()["summary"] == LENGTH_METRICS

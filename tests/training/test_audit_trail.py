@@ -317,19 +317,13 @@ def test_a_refused_admin_schedule_edit_records_nothing(project, superuser, clien
     assert [e for e in events("loop.schedule") if e[0] == "root"] == []
 
 
-def test_an_optimizer_change_by_api_and_page(project, boss, admin_member, token_client):
+def test_an_optimizer_change_by_api(project, admin_member, token_client):
     token_client(admin_member).patch(API, {"optimizer": "dpo"}, format="json")
     token_client(admin_member).patch(API, {"optimizer": "dpo"}, format="json")  # unchanged
     token_client(admin_member).patch(API, {"optimizer": "sgd"}, format="json")  # refused
 
-    assert events("project.training") == [
-        (
-            "boss",
-            "feedback.project",
-            project.pk,
-            {"optimizer": "ppo", "restart_from": "active"},
-            {"optimizer": "dpo", "restart_from": "active"},
-        )
+    assert events("project.training_config") == [
+        ("boss", "feedback.project", project.pk, {"optimizer": "ppo"}, {"optimizer": "dpo"})
     ]
 
 

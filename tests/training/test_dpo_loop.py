@@ -18,7 +18,9 @@ from training.services import artifact_path
 def test_a_dpo_iteration_trains_its_candidate_on_the_snapshot_and_promotes_it(
     loop_project, django_capture_on_commit_callbacks
 ):
-    project_training_set(project=loop_project, optimizer="dpo", restart_from="active")
+    project_training_set(
+        project=loop_project, optimizer="dpo", restart_from="active", reward_length_control=False
+    )
 
     iteration = run_iteration(loop_project, django_capture_on_commit_callbacks)
 
@@ -60,11 +62,17 @@ def test_dpo_continues_the_active_adapter_and_restart_from_base_starts_anew(
 ):
     first = run_iteration(loop_project, django_capture_on_commit_callbacks)  # PPO, from v0
     v1 = first.policy
-    project_training_set(project=loop_project, optimizer="dpo", restart_from="active")
+    project_training_set(
+        project=loop_project, optimizer="dpo", restart_from="active", reward_length_control=False
+    )
     second = run_iteration(loop_project, django_capture_on_commit_callbacks)
-    project_training_set(project=loop_project, optimizer="dpo", restart_from="base")
+    project_training_set(
+        project=loop_project, optimizer="dpo", restart_from="base", reward_length_control=False
+    )
     third = run_iteration(loop_project, django_capture_on_commit_callbacks)
-    project_training_set(project=loop_project, optimizer="ppo", restart_from="base")
+    project_training_set(
+        project=loop_project, optimizer="ppo", restart_from="base", reward_length_control=False
+    )
     fourth = run_iteration(loop_project, django_capture_on_commit_callbacks)
 
     assert [i.status for i in (first, second, third, fourth)] == ["done"] * 4, [
@@ -109,7 +117,13 @@ def test_an_unknown_optimizer_or_start_is_refused_and_nothing_changes(
 ):
     with pytest.raises(ValidationError) as error:
         project_training_set(
-            project=project, **{"optimizer": "dpo", "restart_from": "base", **values}
+            project=project,
+            **{
+                "optimizer": "dpo",
+                "restart_from": "base",
+                "reward_length_control": False,
+                **values,
+            },
         )
 
     assert error.value.message_dict == {field: [message]}

@@ -191,8 +191,15 @@ def test_the_loop_page_shows_each_reward_model_and_highlights_the_alarm(
 
     section = page[page.index('id="reward-health"') : page.index("Promotion gates</h2>")]
     assert section.count('<tr class="alarm">') == 1
-    assert "<td>RM2 (policy)</td>\n    <td>0.700</td>\n    <td>1.000 (0.510–1.000)</td>" in section
-    assert "<td>RM1 (policy)</td>\n    <td>0.900</td>\n    <td>0.250 (0.071–0.591)</td>" in section
+    no_split = "<td>- (0)</td>\n    <td>- (0)</td>\n    <td>- (-)</td>\n    <td>off</td>"
+    assert (
+        f"<td>RM2 (policy)</td>\n    <td>0.700</td>\n    {no_split}\n    <td>1.000 (0.510–1.000)</td>"
+        in section
+    )
+    assert (
+        f"<td>RM1 (policy)</td>\n    <td>0.900</td>\n    {no_split}\n    <td>0.250 (0.071–0.591)</td>"
+        in section
+    )
     assert section.index("RM2 (policy)") < section.index('<tr class="alarm">')
     assert 'id="health-data"' in section
 

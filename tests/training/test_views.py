@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from feedback.models import Project
+from feedback.models import AuditEvent, Project
+from tests.factories import LENGTH_METRICS, labelled, reward_model_registered
 
 GATES = {
     "auto_promote": "on",
@@ -100,11 +101,12 @@ def test_an_admin_sets_the_optimizer_and_where_candidates_start(project, admin_m
     page = response.content.decode()
     assert (project.optimizer, project.restart_from) == ("dpo", "base")
     assert (
-        "Training saved: DPO on the preference pairs, each candidate from the base model." in page
+        "Training saved: DPO on the preference pairs, each candidate from the base model, "
+        "reward models without length control." in page
     )
     assert (
         '<span id="training-summary">DPO on the preference pairs, each candidate from the base '
-        "model</span>" in page
+        "model, reward models without length control</span>" in page
     )
 
 
@@ -135,3 +137,126 @@ def test_an_annotator_cannot_set_the_optimizer(project, annotator, client):
     project.refresh_from_db()
     assert response.status_code == 404
     assert (project.optimizer, project.restart_from) == ("ppo", "active")
+
+
+# --- Length: the held-out split and length control ----------------------------------------------
+
+
+def test_a_reward_runs_page_splits_its_heldout_accuracy_by_length(project, reviewer, client):
+    from training import services
+
+    run = services.run_create(project=project, kind="reward", config={})
+    services.run_start(run=run, worker="w")
+    services.run_succeed(run=run, summary=LENGTH_METRICS)
+    client.force_login(reviewer)
+
+    page = client.get(f"/p/{project.slug}/runs/{run.pk}/").content.decode()
+
+    assert '<section class="card" id="heldout">' in page
+    assert "<td>all (20)</td><td><strong>0.750</strong></td>" in page
+    assert "<td>chosen answer shorter (5)</td><td>0.400</td>" in page
+    assert "<td>chosen answer longer (10)</td><td>0.900</td>" in page
+    assert "<td>same length (5)</td><td>0.800</td>" in page
+    assert (
+        "The model picks the shorter answer in 0.200 of the held-out pairs of different "
+        "lengths; the labels do in 0.333." in page
+    )
+    assert (
+        "Trained with length control: the pairs won by the longer and by the shorter answer "
+        "weighed the same, so its 60 training pairs counted as 40.0. Its training labels chose "
+        "the shorter answer in 0.250 of the pairs of different lengths." in page
+    )
+
+
+def test_a_reward_run_trained_before_the_split_shows_dashes(project, reviewer, client):
+    from training import services
+
+    run = services.run_create(project=project, kind="reward", config={})
+    services.run_start(run=run, worker="w")
+    services.run_succeed(run=run, summary={"heldout_accuracy": 0.6, "heldout_pairs": 10})
+    client.force_login(reviewer)
+
+    page = client.get(f"/p/{project.slug}/runs/{run.pk}/").content.decode()
+
+    assert "<td>chosen answer shorter (0)</td><td>-</td>" in page
+    assert "The model picks the shorter answer in - of the held-out pairs" in page
+    assert "Trained without length control." in page
+
+
+def test_a_generation_runs_page_has_no_heldout_section(project, reviewer, client):
+    from training import services
+
+    run = services.run_create(project=project, kind="generate", config={})
+    client.force_login(reviewer)
+
+    page = client.get(f"/p/{project.slug}/runs/{run.pk}/").content.decode()
+
+    assert 'id="heldout"' not in page
+
+
+def test_the_loop_page_shows_the_length_split_next_to_heldout_accuracy(
+    project, annotator, reviewer, client
+):
+    labelled(project, annotator, [("a short one", "a longer one")], "a")
+    reward_model_registered(project, metrics=LENGTH_METRICS)
+    reward_model_registered(project, heldout_accuracy=0.5)  # trained before the split existed
+    client.force_login(reviewer)
+
+    page = client.get(f"/p/{project.slug}/").content.decode()
+
+    assert (
+        "<td>0.750</td>\n    <td>0.400 (5)</td>\n    <td>0.900 (10)</td>\n"
+        "    <td>0.200 (0.333)</td>\n    <td>on (40 of 60 pairs)</td>" in page
+    )
+    assert (
+        "<td>0.500</td>\n    <td>- (0)</td>\n    <td>- (0)</td>\n    <td>- (-)</td>\n"
+        "    <td>off</td>" in page
+    )
+
+
+def test_an_admin_turns_reward_length_control_on(project, admin_member, client):
+    client.force_login(admin_member)
+
+    response = client.post(
+        f"/p/{project.slug}/training/",
+        {"optimizer": "ppo", "restart_from": "active", "reward_length_control": "on"},
+        follow=True,
+    )
+
+    project.refresh_from_db()
+    page = response.content.decode()
+    assert project.reward_length_control is True
+    assert (
+        "Training saved: PPO against the policy&#x27;s reward model, each candidate from the "
+        "active version&#x27;s adapter, reward models with length control." in page
+    )
+    assert "reward models with length control</span>" in page
+    event = AuditEvent.objects.get(action=AuditEvent.Action.TRAINING_CONFIG_SET)
+    assert (event.actor, event.before, event.after) == (
+        admin_member,
+        {"reward_length_control": False},
+        {"reward_length_control": True},
+    )
+
+
+def test_length_control_with_trls_reward_loop_is_refused_and_nothing_changes(
+    project, admin_member, client
+):
+    Project.objects.filter(pk=project.pk).update(
+        training_config={"reward": {"max_batch_tokens": None}}
+    )
+    client.force_login(admin_member)
+
+    response = client.post(
+        f"/p/{project.slug}/training/",
+        {"optimizer": "dpo", "restart_from": "active", "reward_length_control": "on"},
+        follow=True,
+    )
+
+    project.refresh_from_db()
+    assert (
+        "Reward models with length controlled: Length control needs Hone&#x27;s packed reward "
+        "loop, but training_config.reward.max_batch_tokens is null" in response.content.decode()
+    )
+    assert (project.optimizer, project.reward_length_control) == ("ppo", False)
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.TRAINING_CONFIG_SET).exists()

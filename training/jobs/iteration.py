@@ -128,7 +128,10 @@ def _reward_train(
 
     project = iteration.project
     config = stage_config(
-        RewardTrainConfig, stage_overrides(project, "reward"), base_model=project.base_model
+        RewardTrainConfig,
+        stage_overrides(project, "reward"),
+        base_model=project.base_model,
+        length_control=project.reward_length_control,
     )
     run = services.run_create(
         project=project,

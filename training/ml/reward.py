@@ -23,6 +23,12 @@ TRL drops pairs longer than `max_length` where we cut prompts from the left and 
 and the reward must be read at the same token in training and in scoring (reading it one token
 off, at the newline after the end-of-turn token, halved the chosen/rejected separation in a
 measurement).
+
+Length control (`length_control`, off by default): each pair's loss is weighted so that the
+pairs won by the longer answer and those won by the shorter weigh the same in all
+(`length_weights`). Labels whose taste goes with length (what people like is usually longer)
+then no longer reward "longer is better", and the model has to learn the taste itself; the
+held-out report splits accuracy by length to show it (docs/judgement.md, "Length").
 """
 
 from __future__ import annotations
@@ -122,6 +128,16 @@ class RewardTrainConfig:
     load_in_4bit: bool = field(
         default=False, metadata={"help": "QLoRA: 4-bit base via bitsandbytes (CUDA only)"}
     )
+    length_control: bool = field(
+        default=False,
+        metadata={
+            "help": "length-balanced loss weights: the pairs whose chosen answer is the longer "
+            "and those whose chosen answer is the shorter (in answer tokens) weigh the same in "
+            "all, so length alone no longer predicts the labels and the reward model must learn "
+            "what else they prefer; costs effective pairs when the labels lean one way "
+            "(reported as length_effective_pairs; needs max_batch_tokens; docs/judgement.md)"
+        },
+    )
 
     def validate(self) -> None:
         self.lora_settings().validate()
@@ -142,6 +158,11 @@ class RewardTrainConfig:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.logging_steps < 1:
             raise ValueError(f"logging_steps must be at least 1, got {self.logging_steps}")
+        if self.length_control and self.max_batch_tokens is None:
+            raise ValueError(
+                "length_control needs Hone's packed training loop: set max_batch_tokens "
+                "(TRL's RewardTrainer, max_batch_tokens=None, has no per-pair weights)"
+            )
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(
@@ -162,6 +183,7 @@ class RewardInput:
     response_cut: (
         int  # answer tokens dropped from the right (only when the answer alone is too long)
     )
+    answer_tokens: int  # the answer's tokens kept, its eos included: its length, for the report
 
 
 def encode_for_reward(
@@ -186,7 +208,9 @@ def encode_for_reward(
     prompt_room = max_length - len(end) - len(response_ids)
     prompt_cut = max(0, len(prompt_ids) - prompt_room)
     prompt_ids = prompt_ids[prompt_cut:]
-    return RewardInput(prompt_ids + response_ids + end, prompt_cut, response_cut)
+    return RewardInput(
+        prompt_ids + response_ids + end, prompt_cut, response_cut, len(response_ids) + len(end)
+    )
 
 
 # ---- scoring ----
@@ -270,6 +294,42 @@ def read_reward_info(reward_dir: str | Path) -> dict[str, Any]:
     return info
 
 
+# ---- length control: the pairs won by the longer and by the shorter answer weigh the same ----
+
+
+def length_weights(lengths: Sequence[tuple[int, int]]) -> list[float]:
+    """A loss weight per pair, from its (chosen, rejected) answer lengths, such that the pairs
+    whose chosen answer is the longer and those whose chosen answer is the shorter weigh the
+    same in all, and all pairs together as much as unweighted.
+
+    n_differ / (2 * n_longer) for a pair won by the longer answer, n_differ / (2 * n_shorter)
+    for one won by the shorter, 1 for answers of equal length. Weighted so, "prefer the longer
+    answer" is right exactly as often as wrong: a reward model gains nothing by learning it,
+    and what the labels prefer besides length is all there is to learn. When no pair is won by
+    one of the lengths, the pairs won by the other weigh 0 too: labels that only ever prefer
+    one length tell length and what it goes with apart nowhere.
+    """
+    longer = sum(c > r for c, r in lengths)
+    shorter = sum(c < r for c, r in lengths)
+    both = longer and shorter
+    w_longer = (longer + shorter) / (2 * longer) if both else 0.0
+    w_shorter = (longer + shorter) / (2 * shorter) if both else 0.0
+    return [w_longer if c > r else w_shorter if c < r else 1.0 for c, r in lengths]
+
+
+def effective_pairs(weights: Sequence[float]) -> float:
+    """Kish's effective sample size, (sum w)^2 / sum w^2: how many unweighted pairs the
+    weighted ones are worth (all of them when every weight is equal)."""
+    squares = sum(w * w for w in weights)
+    return sum(weights) ** 2 / squares if squares else 0.0
+
+
+def shorter_share(lengths: Sequence[tuple[int, int]]) -> float | None:
+    """Share of the pairs of different lengths whose chosen answer is the shorter."""
+    differ = [c < r for c, r in lengths if c != r]
+    return sum(differ) / len(differ) if differ else None
+
+
 # ---- training ----
 
 MAX_GRAD_NORM = 1.0  # gradient clipping, the transformers Trainer's default
@@ -315,18 +375,39 @@ def train_reward(
     tokenizer = load_tokenizer(config.base_model)
     cuts = {"prompts_truncated": 0, "responses_truncated": 0}
 
-    def encode(pair: PreferencePair) -> tuple[list[int], list[int]]:
+    def encode(pair: PreferencePair) -> tuple[RewardInput, RewardInput]:
         chosen = encode_for_reward(tokenizer, pair.prompt, pair.chosen, config.max_length)
         rejected = encode_for_reward(tokenizer, pair.prompt, pair.rejected, config.max_length)
         cuts["prompts_truncated"] += bool(chosen.prompt_cut or rejected.prompt_cut)
         cuts["responses_truncated"] += bool(chosen.response_cut or rejected.response_cut)
-        return chosen.input_ids, rejected.input_ids
+        return chosen, rejected
 
-    train_rows = [encode(p) for p in train_pairs]
-    heldout_rows = [encode(p) for p in heldout_pairs]
+    train_encoded = [encode(p) for p in train_pairs]
+    heldout_encoded = [encode(p) for p in heldout_pairs]
+    train_rows = [(c.input_ids, r.input_ids) for c, r in train_encoded]
+    heldout_rows = [(c.input_ids, r.input_ids) for c, r in heldout_encoded]
+    # answer lengths in tokens (chosen, rejected): length control's weights, the report
+    train_lengths = [(c.answer_tokens, r.answer_tokens) for c, r in train_encoded]
+    heldout_lengths = [(c.answer_tokens, r.answer_tokens) for c, r in heldout_encoded]
     margins = None  # a pair without a margin counts as 0 when others have one
     if any(p.margin is not None for p in train_pairs):
         margins = [p.margin or 0.0 for p in train_pairs]
+    length: dict[str, Any] = {
+        "length_control": config.length_control,
+        "train_labels_pick_shorter": shorter_share(train_lengths),
+    }
+    weights = None
+    if config.length_control:
+        weights = length_weights(train_lengths)
+        if not any(weights):
+            side = "shorter" if length["train_labels_pick_shorter"] == 1 else "longer"
+            raise DataError(
+                data_path,
+                f"length control leaves no pair to learn from: the chosen answer is the {side} "
+                "one in every training pair, and no pair has answers of equal length; label "
+                "pairs where the other length wins, or train without length control",
+            )
+        length["length_effective_pairs"] = round(effective_pairs(weights), 1)
 
     # ---- 2. model: base as a 1-label classifier; the seed fixes the new score head ----
     # this process: alone, or one of `accelerate launch`'s (gloo between CPU processes)
@@ -340,14 +421,20 @@ def train_reward(
     )
 
     # ---- 3. train: packed pairs under the token budget, or TRL's RewardTrainer as it is ----
-    trainer = _train_with_trl if config.max_batch_tokens is None else _train_packed
-    model, train_loss, steps = trainer(
-        config, model, tokenizer, train_rows, margins, on_metrics, progress_bar
-    )
+    if config.max_batch_tokens is None:
+        model, train_loss, steps = _train_with_trl(
+            config, model, tokenizer, train_rows, margins, on_metrics, progress_bar
+        )
+    else:
+        model, train_loss, steps = _train_packed(
+            config, model, tokenizer, train_rows, margins, weights, on_metrics, progress_bar
+        )
 
     # ---- 4. held-out accuracy, scored exactly as RewardScorer will ----
     scorer = RewardScorer(model, tokenizer, max_length=config.max_length)
-    heldout = _heldout_report(scorer, heldout_pairs, heldout_rows, config.batch_size)
+    heldout = _heldout_report(
+        scorer, heldout_pairs, heldout_rows, heldout_lengths, config.batch_size
+    )
     heldout_lines = heldout.pop("rows")
     result: dict[str, Any] = {
         "pairs": len(pairs),
@@ -356,6 +443,7 @@ def train_reward(
         "heldout_prompts": len({prompt_key(p.prompt) for p in heldout_pairs}),
         **cuts,
         **heldout,
+        **length,
         "train_loss": train_loss,
         "steps": steps,
         "seconds": round(time.monotonic() - started, 2),
@@ -399,6 +487,7 @@ def _train_packed(
     tokenizer: PreTrainedTokenizerBase,
     rows: Sequence[tuple[list[int], list[int]]],
     margins: Sequence[float] | None,
+    weights: Sequence[float] | None,
     on_metrics: OnMetrics | None,
     progress_bar: bool,
 ) -> tuple[Any, float, int]:
@@ -407,7 +496,10 @@ def _train_packed(
     The rest is TRL RewardTrainer's defaults: its loss, -log sigmoid(r_chosen - r_rejected -
     margin) averaged over the batch (Bradley-Terry), AdamW without weight decay, the learning
     rate decaying linearly to 0, gradients clipped at norm 1, dropout off, the same metric names
-    every `logging_steps` steps. Returns (the trained peft model, mean loss, optimizer steps).
+    every `logging_steps` steps. With `weights` (length_control: `length_weights`) each
+    pair's loss is multiplied by its weight before the batch mean; the metrics stay those of
+    the unweighted pairs, comparable with and without. Returns (the trained peft model, mean
+    loss, optimizer steps).
     """
     import torch
     from accelerate import Accelerator
@@ -444,12 +536,15 @@ def _train_packed(
     eager = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
 
     def collate(indices: list[int]) -> dict[str, Any]:
-        return collate_packed_pairs(
+        batch = collate_packed_pairs(
             [packed[i] for i in indices],
             pad_token_id=tokenizer.pad_token_id,
             margins=None if margins is None else [margins[i] for i in indices],
             bool_mask=not eager,
         )
+        if weights is not None:
+            batch["weight"] = torch.tensor([weights[i] for i in indices])
+        return batch
 
     loader = DataLoader(range(len(packed)), batch_sampler=sampler, collate_fn=collate)
 
@@ -480,7 +575,8 @@ def _train_packed(
                 if "margin" in batch:
                     diff = diff - batch["margin"]
                 pair_losses = -torch.nn.functional.logsigmoid(diff)  # Bradley-Terry, (B,)
-                accelerator.backward(pair_losses.mean())
+                weighted = pair_losses * batch["weight"] if "weight" in batch else pair_losses
+                accelerator.backward(weighted.mean())
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM).item()
                 optimizer.step()  # skipped by accelerate until the last batch of the step
@@ -611,47 +707,55 @@ def _heldout_report(
     scorer: RewardScorer,
     pairs: Sequence[PreferencePair],
     rows: Sequence[tuple[list[int], list[int]]],
+    lengths: Sequence[tuple[int, int]],
     batch_size: int,
 ) -> dict[str, Any]:
-    """Accuracy on held-out pairs, overall and by whether the chosen answer is shorter.
+    """Accuracy on held-out pairs, overall and by whether the chosen answer is shorter, and how
+    often the model prefers the shorter answer.
 
-    A reward model trained on few pairs leans on length (docs/benchmarks.md, "Reward model on
-    the demo data"): if it is right only when the chosen answer is the shorter one, the split
-    shows it. Length = reward-input tokens, so
-    for one prompt it compares the answers.
+    A reward model can lean on length instead of what people prefer (docs/judgement.md,
+    "Length"): if it is right only when the chosen answer is the longer one, the split shows
+    it, and `heldout_picks_shorter` (the model) next to `heldout_labels_pick_shorter` (the
+    labels) shows which way it leans. Length = the answer's tokens (`RewardInput.answer_tokens`);
+    the two shares count the pairs whose answers differ in length.
     """
     chosen = scorer.score_ids([c for c, _ in rows], batch_size=batch_size)
     rejected = scorer.score_ids([r for _, r in rows], batch_size=batch_size)
     report_rows = []
     buckets: dict[str, list[bool]] = {"chosen_shorter": [], "chosen_longer": [], "same_length": []}
-    for pair, (c_ids, r_ids), c, r in zip(pairs, rows, chosen, rejected, strict=True):
+    picks_shorter: list[bool] = []
+    for pair, (c_len, r_len), c, r in zip(pairs, lengths, chosen, rejected, strict=True):
         correct = c > r
         bucket = (
             "chosen_shorter"
-            if len(c_ids) < len(r_ids)
+            if c_len < r_len
             else "chosen_longer"
-            if len(c_ids) > len(r_ids)
+            if c_len > r_len
             else "same_length"
         )
         buckets[bucket].append(correct)
+        if c_len != r_len:
+            picks_shorter.append((c > r) if c_len < r_len else (r > c))
         report_rows.append(
             {"line": pair.line, "chosen_score": c, "rejected_score": r, "correct": correct}
         )
 
-    def accuracy(values: list[bool]) -> float | None:
+    def share(values: list[bool]) -> float | None:
         return sum(values) / len(values) if values else None
 
     every = [x for values in buckets.values() for x in values]
     return {
         "heldout_pairs": len(every),
-        "heldout_accuracy": accuracy(every),
+        "heldout_accuracy": share(every),
         "heldout_margin": (
             sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(every)
             if every
             else None
         ),
-        **{f"heldout_accuracy_{k}": accuracy(v) for k, v in buckets.items()},
+        **{f"heldout_accuracy_{k}": share(v) for k, v in buckets.items()},
         **{f"heldout_pairs_{k}": len(v) for k, v in buckets.items()},
+        "heldout_picks_shorter": share(picks_shorter),
+        "heldout_labels_pick_shorter": shorter_share(lengths),
         "rows": report_rows,
     }
 

@@ -21,7 +21,9 @@ from training.ml.packed_pairs import (
 from training.ml.reward import (
     RewardScorer,
     RewardTrainConfig,
+    effective_pairs,
     encode_for_reward,
+    length_weights,
     pair_metrics,
     train_reward,
 )
@@ -499,3 +501,147 @@ def test_two_processes_share_the_batches_and_write_once(tiny_model: str, tmp_pat
     assert [m["step"] for m in lines if "loss" in m] == [1, 2]
     assert (out / "hone_reward.json").is_file()
     assert not list(tmp_path.glob(".rm.*"))
+
+
+# ---- length: the held-out split and length control ----
+
+
+def test_heldout_report_counts_what_the_rows_say(
+    trained_reward: tuple[Path, dict, list[dict]], tiny_model: str, preference_file: Path
+) -> None:
+    out, result, _ = trained_reward
+    tokenizer = load_tokenizer(tiny_model)
+    pairs = {pair.line: pair for pair in load_preferences(preference_file)}
+    rows = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
+
+    def tokens(pair: PreferencePair, answer: str) -> int:
+        return encode_for_reward(tokenizer, pair.prompt, answer, REWARD_MAX_LENGTH).answer_tokens
+
+    lengths = [(tokens(pairs[r["line"]], pairs[r["line"]].chosen), r) for r in rows]
+    lengths = [(c, tokens(pairs[r["line"]], pairs[r["line"]].rejected), r) for c, r in lengths]
+    shorter = [r for c, j, r in lengths if c < j]
+    longer = [r for c, j, r in lengths if c > j]
+    picked_shorter = [r["correct"] for r in shorter] + [not r["correct"] for r in longer]
+
+    assert result["heldout_pairs_chosen_shorter"] == len(shorter) > 0
+    assert result["heldout_pairs_chosen_longer"] == len(longer) > 0
+    assert result["heldout_accuracy_chosen_shorter"] == sum(r["correct"] for r in shorter) / len(
+        shorter
+    )
+    assert result["heldout_accuracy_chosen_longer"] == sum(r["correct"] for r in longer) / len(
+        longer
+    )
+    assert result["heldout_picks_shorter"] == sum(picked_shorter) / len(picked_shorter)
+    assert result["heldout_labels_pick_shorter"] == len(shorter) / (len(shorter) + len(longer))
+    assert result["length_control"] is False
+    assert "length_effective_pairs" not in result
+
+
+def test_answer_tokens_count_the_answer_kept_and_its_end_of_turn(tiny_model: str) -> None:
+    tokenizer = load_tokenizer(tiny_model)
+    answer_ids = encode_response(tokenizer, "yes good " * 20)
+
+    whole = encode_for_reward(tokenizer, "Hi", "yes good", max_length=64)
+    cut = encode_for_reward(tokenizer, "Hi", "yes good " * 20, max_length=10)
+
+    assert whole.answer_tokens == len(encode_response(tokenizer, "yes good")) + 1
+    assert cut.answer_tokens == 10 == len(answer_ids[:9]) + 1
+
+
+def test_length_weights_by_hand() -> None:
+    # (chosen, rejected) answer tokens: 3 pairs won by the longer, 1 by the shorter, 1 tie
+    weights = length_weights([(9, 4), (6, 5), (20, 10), (3, 8), (7, 7)])
+
+    assert weights == [4 / 6, 4 / 6, 4 / 6, 4 / 2, 1.0]
+    assert sum(weights[:3]) == sum(weights[3:4])  # the two lengths weigh the same
+    assert sum(weights) == 5  # all pairs as much as unweighted
+    assert effective_pairs(weights) == pytest.approx(25 / (3 * 4 / 9 + 4 + 1))
+    assert effective_pairs([1.0] * 7) == 7
+
+
+def test_length_weights_when_only_one_length_ever_wins() -> None:
+    assert length_weights([(9, 4), (6, 5), (7, 7)]) == [0.0, 0.0, 1.0]
+    assert length_weights([(2, 4), (1, 5)]) == [0.0, 0.0]
+    assert length_weights([(3, 3)]) == [1.0]
+
+
+def test_length_control_needs_the_packed_loop(tiny_model: str, tmp_path: Path) -> None:
+    config = RewardTrainConfig(base_model=tiny_model, max_batch_tokens=None, length_control=True)
+
+    with pytest.raises(ValueError, match=r"^length_control needs Hone's packed training loop"):
+        train_reward(config, tmp_path / "prefs.jsonl", tmp_path / "rm")
+    assert list(tmp_path.iterdir()) == []
+
+
+FILLER_WORDS = ["a", "is", "and", "or", "cat", "tea", "rice", "sea", "dog"]
+
+
+def write_length_labels(path: Path, *, pairs: int, longer_wins: float, seed: int) -> Path:
+    """Labels that say nothing but length: both answers are drawn from the same words, one
+    2-6 words longer, and the longer one is chosen in `longer_wins` of the pairs."""
+    import random
+
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(pairs):
+            n, extra = rng.randint(2, 6), rng.randint(2, 6)
+            longer = "so " + " ".join(rng.choice(FILLER_WORDS) for _ in range(n + extra))
+            shorter = "so " + " ".join(rng.choice(FILLER_WORDS) for _ in range(n))
+            chosen, rejected = (
+                (longer, shorter) if rng.random() < longer_wins else (shorter, longer)
+            )
+            row = {"prompt": f"Question {i}: tell me.", "chosen": chosen, "rejected": rejected}
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_with_length_control_labels_that_favour_length_teach_no_length(
+    reward_config: RewardTrainConfig, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    data = write_length_labels(tmp_path / "prefs.jsonl", pairs=160, longer_wins=0.8, seed=0)
+
+    plain = train_reward(replace(reward_config, seed=0), data, tmp_path / "plain")
+    controlled = train_reward(
+        replace(reward_config, seed=0, length_control=True), data, tmp_path / "controlled"
+    )
+
+    assert plain["train_labels_pick_shorter"] == controlled["train_labels_pick_shorter"] < 0.25
+    # without control the model learns "longer is better" and picks the longer answer
+    assert plain["heldout_picks_shorter"] <= 0.1
+    # with it, which answer it prefers is no longer a matter of length
+    assert 0.25 <= controlled["heldout_picks_shorter"] <= 0.75
+    assert abs(controlled["heldout_margin"]) < plain["heldout_margin"] / 4
+    assert (plain["length_control"], controlled["length_control"]) == (False, True)
+    assert "length_effective_pairs" not in plain
+    assert 0 < controlled["length_effective_pairs"] < controlled["train_pairs"]
+
+
+def test_with_length_control_what_the_labels_prefer_besides_length_is_learned(
+    reward_config: RewardTrainConfig, preference_file: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    config = replace(reward_config, length_control=True)
+
+    result = train_reward(config, preference_file, tmp_path / "rm")
+
+    # GOOD_WORDS over BAD_WORDS, lengths drawn independently (conftest.write_preferences)
+    assert result["heldout_accuracy"] >= 0.9
+    assert result["heldout_accuracy_chosen_shorter"] >= 0.8
+
+
+def test_length_control_refuses_labels_that_only_ever_prefer_one_length(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    data = write_length_labels(tmp_path / "prefs.jsonl", pairs=12, longer_wins=1.0, seed=0)
+    config = RewardTrainConfig(base_model=tiny_model, length_control=True, eval_fraction=0)
+
+    with pytest.raises(
+        DataError,
+        match=r"length control leaves no pair to learn from: the chosen answer is the longer one "
+        r"in every training pair, and no pair has answers of equal length",
+    ):
+        train_reward(config, data, tmp_path / "rm")
+    assert list(tmp_path.iterdir()) == [data]
