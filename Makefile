@@ -8,8 +8,8 @@ TEST_DB ?= postgres://postgres@127.0.0.1:5432/hone
 TEST_REDIS ?= redis://127.0.0.1:6379/15
 
 .PHONY: venv demo test test-postgres test-embedded test-browser lint format bench bench-ml \
-	bench-loop bench-judge bench-length bench-load bench-data bench-labeling screenshots \
-	base-model clean
+	bench-loop bench-judge bench-length bench-labels bench-load bench-data bench-labeling \
+	screenshots base-model clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +59,8 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: bench-ml bench-loop bench-judge bench-length bench-load bench-data bench-labeling
+bench: bench-ml bench-loop bench-judge bench-length bench-labels bench-load bench-data \
+	bench-labeling
 
 # Server time of "next item" and "submit" with 10,000 comparisons (PostgreSQL).
 BENCH_DB ?= postgres://postgres@127.0.0.1:5432/hone_bench_labeling
@@ -106,6 +107,13 @@ bench-judge: venv base-model
 # (docs/judgement.md, "Length"; docs/benchmarks.md). About 15 CPU minutes.
 bench-length: venv base-model
 	nice -n 10 $(PY) bench/length.py --base $(BASE_MODEL_DIR) --seeds 0,1
+
+# Labels saved by choosing comparisons by uncertainty (docs/benchmarks.md): held-out reward-model
+# accuracy against labels, fifo against uncertainty, on a pool of the base model's answers
+# (var/bench-pool/, taken from a bench-loop work folder or made with --generate).
+LABELS_SEEDS ?= 0,1,2
+bench-labels: venv base-model
+	$(PY) bench/label_efficiency.py --base $(BASE_MODEL_DIR) --seeds $(LABELS_SEEDS)
 
 # 64 annotators over HTTP against uvicorn + PostgreSQL (a fresh database on TEST_DB's server):
 # as fast as the server answers, then paced at 300 submits/s together (the latency goal).

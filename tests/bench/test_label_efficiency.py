@@ -1,0 +1,120 @@
+"""The label-efficiency benchmark's own logic (bench/label_efficiency.py): pairs, the held-out
+split, the two orders and "labels needed to reach X". No model: the measurement itself is in
+docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import label_efficiency as bench
+
+
+def answer(prompt: str, text: str) -> bench.Answer:
+    return bench.Answer([{"role": "user", "content": prompt}], text, 0.8, "test")
+
+
+def test_labels_to_reach_interpolates_between_the_rounds_around_the_first_crossing():
+    curve = [(32, 0.60), (64, 0.70), (96, 0.66), (128, 0.80)]
+
+    assert bench.labels_to_reach(curve, 0.65) == pytest.approx(48.0)
+    assert bench.labels_to_reach(curve, 0.70) == 64
+    # 0.75 is first reached between 96 (0.66) and 128 (0.80), not at the earlier 0.70
+    assert bench.labels_to_reach(curve, 0.75) == pytest.approx(96 + 32 * 0.09 / 0.14)
+    assert bench.labels_to_reach(curve, 0.55) == 32  # already there at the first point
+    assert bench.labels_to_reach(curve, 0.81) is None
+
+
+def test_savings_compare_the_labels_each_strategy_needs_for_fifos_final_accuracy():
+    fifo = [(32, 0.60), (64, 0.65), (96, 0.70), (128, 0.72)]
+    uncertainty = [(32, 0.60), (64, 0.72), (96, 0.75), (128, 0.74)]
+
+    row = bench.savings(fifo, uncertainty)
+
+    assert row["target"] == 0.72
+    assert row["labels_fifo"] == 128
+    assert row["labels_uncertainty"] == 64
+    assert row["saved"] == pytest.approx(0.5)
+    assert bench.savings(uncertainty, fifo)["saved"] is None  # fifo never reaches 0.74
+    # the same number of labels: nothing saved
+    assert bench.savings(fifo, fifo)["saved"] == 0
+
+
+def test_mean_curve_keeps_the_label_counts_every_seed_has():
+    mean = bench.mean_curve([[(32, 0.5), (64, 0.7)], [(32, 0.7), (64, 0.9), (96, 1.0)]])
+
+    assert mean == [(32, pytest.approx(0.6)), (64, pytest.approx(0.8))]
+
+
+def test_all_pairs_pairs_different_answers_of_one_prompt_and_judges_them():
+    answers = [
+        answer("P", "A short one."),
+        answer("P", "A much longer answer than that."),
+        answer("Q", "Same."),
+        answer("Q", "Same."),
+        answer("P", "Loud!"),
+    ]
+
+    pairs = bench.all_pairs(answers, "concise")
+
+    key = json.dumps([{"content": "P", "role": "user"}])
+    # Q's two answers are equal: no pair; P's three answers make three
+    assert pairs == [
+        bench.Pair(key, 0, 1, "a"),
+        bench.Pair(key, 0, 4, "a"),  # 12 characters against 5, plus 20 for the "!"
+        bench.Pair(key, 1, 4, "b"),  # 31 against 25
+    ]
+
+
+def test_heldout_split_holds_out_whole_prompts_and_is_the_same_every_time():
+    answers = [answer(f"prompt {p}", f"answer {'x' * n}") for p in range(10) for n in range(3)]
+    pairs = bench.all_pairs(answers, "concise")
+
+    candidates, heldout = bench.heldout_split(pairs)
+
+    assert sorted(candidates + heldout) == list(range(30))
+    assert not {pairs[i].prompt for i in candidates} & {pairs[i].prompt for i in heldout}
+    assert len(heldout) == 9  # 3 prompts of 3 pairs: the first whole prompts past 30%
+    assert bench.heldout_split(list(reversed(pairs)))[1] == sorted(29 - i for i in heldout)
+
+
+def test_fifo_takes_the_seeded_order_and_uncertainty_one_pair_per_prompt_per_pass():
+    order = bench.fifo_order(range(10), seed=3)
+    assert order == bench.fifo_order(range(10), seed=3)
+    assert order != bench.fifo_order(range(10), seed=4)
+    assert bench.pick_fifo(order, set(order[:2]), 3) == order[2:5]
+
+    groups = [
+        [(0, 0.9), (1, 0.95)],  # prompt 0: pair 1 is its most uncertain
+        [(2, 0.2)],
+        [(3, 0.99), (4, 0.1)],
+    ]
+    # one per prompt first (1, 3, 2 by uncertainty), then the rule again on what is left
+    assert bench.pick_uncertain(groups, set(), 2) == [3, 1]
+    assert bench.pick_uncertain(groups, set(), 4) == [3, 1, 2, 0]
+    assert bench.pick_uncertain(groups, {3}, 2) == [1, 2]
+    assert bench.pick_uncertain(groups, set(), 9) == [3, 1, 2, 0, 4]
+
+
+def test_heldout_accuracy_counts_the_pairs_whose_chosen_answer_gets_more_reward():
+    pairs = [
+        bench.Pair("p", 0, 1, "a"),
+        bench.Pair("p", 0, 2, "b"),
+        bench.Pair("p", 1, 2, "tie"),
+    ]
+
+    right, judged, margin = bench.heldout_accuracy(pairs, {0: 1.0, 1: 0.5, 2: 0.0})
+
+    assert (right, judged) == (1, 2)
+    assert margin == pytest.approx((0.5 - 1.0) / 2)
+
+
+def test_isotonic_pools_the_dips_of_a_curve_into_their_neighbours():
+    curve = [(32, 0.60), (64, 0.70), (96, 0.66), (128, 0.80), (160, 0.78), (192, 0.76)]
+
+    fitted = bench.isotonic(curve)
+
+    assert [labels for labels, _ in fitted] == [32, 64, 96, 128, 160, 192]
+    assert [round(a, 4) for _, a in fitted] == [0.60, 0.68, 0.68, 0.78, 0.78, 0.78]
+    assert bench.isotonic(fitted) == fitted
