@@ -28,6 +28,10 @@ see the same load (with 2 cores, give each 1 thread). Parts, in order:
 - ppo-hone: training.ml.ppo on the demo prompts with that reward model, `--episodes` answers.
 - ppo-trl: the same task with TRL 1.12's `trl.experimental.ppo.PPOTrainer`, run by
   bench/trl_ppo.py in the benchmark-only environment var/bench-trl112 (see docs/benchmarks.md).
+- ppo-reference-base / ppo-reference-sft: PPO's models built from an SFT-sized adapter (LoRA
+  r=16 on all linear layers), the reference being the base model (adapter off) or that adapter
+  loaded frozen beside the policy's (`reference_adapter`): peak memory, the reference
+  adapter's weights, and the time of a reference pass over 8 sequences of 96 tokens.
 
 A watchdog in each child stops it (exit 3) when the machine's available memory falls under
 1 GiB, so that a big baseline never pushes the other processes of a shared machine out.
@@ -69,6 +73,8 @@ PARTS = [
     "ppo-hone",
     "ppo-trl",
     "demo-reward-trl",
+    "ppo-reference-base",
+    "ppo-reference-sft",
 ]
 # Also available: reward-long-hone-b<budget>[-ckpt], e.g. reward-long-hone-b8192-ckpt.
 
@@ -494,6 +500,52 @@ def part_ppo_trl(base: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def part_ppo_reference(base: str, *, sft_reference: bool) -> dict[str, Any]:
+    """PPO's policy, value and reference, started from an SFT-sized adapter; the reference the
+    base (adapter off) or that adapter, frozen (PPOConfig.reference_adapter)."""
+    import torch
+
+    from training.ml.loading import LoraSettings, attach_lora, load_causal_lm
+    from training.ml.ppo import PPOConfig, build_policy_and_value
+
+    adapter = OUT / "sft-sized-adapter"
+    if not (adapter / "adapter_config.json").exists():  # a stand-in: the shape is what counts
+        model, _ = load_causal_lm(base, device="cpu")
+        attach_lora(model, LoraSettings(r=16, alpha=32, dropout=0.05)).save_pretrained(adapter)
+        del model
+    config = PPOConfig(
+        base_model=base,
+        init_adapter=str(adapter),
+        reference_adapter=str(adapter) if sft_reference else None,
+        bf16=False,
+    )
+    model, _ = build_policy_and_value(config, device="cpu", dtype=torch.float32)
+    rss_built = peak_rss_mb()
+
+    def nbytes(params: Any) -> int:
+        return sum(p.numel() * p.element_size() for p in params)
+
+    reference = [p for n, p in model.named_parameters() if ".reference." in n]
+    base_weights = [p for n, p in model.policy.named_parameters() if "lora_" not in n]
+    ids = torch.randint(1, 1000, (8, 96))
+    mask = torch.ones_like(ids)
+    times = []
+    with torch.no_grad():
+        for _ in range(4):
+            start = time.perf_counter()
+            with model.as_reference():
+                model.policy_logits(ids, mask, 64)
+            times.append(time.perf_counter() - start)
+    return {
+        "reference": "sft adapter" if sft_reference else "base, adapter off",
+        "reference_adapter_params": sum(p.numel() for p in reference),
+        "reference_adapter_mb": round(nbytes(reference) / 2**20, 1),
+        "base_weights_mb": round(nbytes(base_weights) / 2**20, 1),
+        "rss_after_build_mb": round(rss_built, 1),
+        "reference_pass_seconds_median": round(statistics.median(times[1:]), 3),
+    }
+
+
 def run_part(name: str, base: str) -> dict[str, Any]:
     setup_torch()
     start_watchdog()
@@ -524,6 +576,8 @@ def run_part(name: str, base: str) -> dict[str, Any]:
         figures = part_ppo_hone(base)
     elif name == "ppo-trl":
         figures = part_ppo_trl(base)
+    elif name in ("ppo-reference-base", "ppo-reference-sft"):
+        figures = part_ppo_reference(base, sft_reference=name.endswith("sft"))
     else:
         raise SystemExit(f"unknown part {name!r}; parts: {', '.join(PARTS)}")
     import torch

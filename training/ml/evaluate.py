@@ -15,7 +15,8 @@ show reward hacking before a human sees it, and a few example pairs.
 KL: for each candidate answer y to prompt x, sum over answer tokens of
 log p_candidate(y_t | x, y_<t) - log p_base(y_t | x, y_<t), averaged over answers. This is
 the Monte-Carlo estimate of KL(candidate || base) since y is sampled from the candidate; the
-base is the same model with the adapter disabled. Log-probs use the sampling temperature,
+base is the same model with the adapter disabled. With `reference_adapter` (the SFT version
+at the root of the candidate's line, PPO's reference) the same estimate against it is added. Log-probs use the sampling temperature,
 as the samples came from the tempered distribution (Huang et al. 2024, "The N Implementation
 Details of RLHF with PPO", detail on temperature scaling of logits).
 """
@@ -45,6 +46,7 @@ OnProgress = Callable[[int, int], None]
 
 CANDIDATE = "candidate"
 INCUMBENT = "incumbent"
+REFERENCE = "reference"
 REPETITION_N = 3  # n-gram size (tokens) for the repetition rate
 
 
@@ -64,6 +66,13 @@ class EvaluateConfig:
     )
     incumbent_adapter: str | None = field(
         default=None, metadata={"help": "LoRA adapter of the active policy; none = the base"}
+    )
+    reference_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA adapter of the candidate's KL reference (its SFT version): the report "
+            "adds the KL to it; none = the base is the only reference"
+        },
     )
     num_prompts: int | None = field(
         default=64, metadata={"help": "prompts drawn (seeded) from the file; none = all"}
@@ -105,7 +114,7 @@ def evaluate(
     config.validate()
     check_model_path(config.base_model)
     adapters = (config.candidate_adapter, config.incumbent_adapter, config.reward_model)
-    for adapter in (*adapters, config.judge_model):
+    for adapter in (*adapters, config.judge_model, config.reference_adapter):
         if adapter is not None:
             check_adapter_path(adapter)
     prompts = sample_prompts(load_prompts(prompts_path), config.num_prompts, seed=config.seed)
@@ -125,7 +134,9 @@ def evaluate(
 
     # ---- both policies answer every prompt once, same seed ----
     model, tokenizer = load_causal_lm(config.base_model, device=config.device)
-    model = _load_policies(model, config.candidate_adapter, config.incumbent_adapter)
+    model = _load_policies(
+        model, config.candidate_adapter, config.incumbent_adapter, config.reference_adapter
+    )
     samples: dict[str, list[Sample]] = {}
     policies = ((CANDIDATE, config.candidate_adapter), (INCUMBENT, config.incumbent_adapter))
     for stage, (name, adapter) in enumerate(policies):
@@ -159,6 +170,17 @@ def evaluate(
             model, prompt_ids, answers, temperature=config.temperature, batch_size=config.batch_size
         )
     kls = [c - b for c, b in zip(candidate_logps, base_logps, strict=True)]
+    reference_kls = None
+    if config.reference_adapter is not None:  # KL(candidate || its SFT version), the same way
+        with _policy(model, REFERENCE):
+            reference_logps = sequence_logprobs(
+                model,
+                prompt_ids,
+                answers,
+                temperature=config.temperature,
+                batch_size=config.batch_size,
+            )
+        reference_kls = [c - r for c, r in zip(candidate_logps, reference_logps, strict=True)]
     report(3 * n)
     del model
 
@@ -170,6 +192,14 @@ def evaluate(
         **_wins(rewards),
         "kl_to_base_mean": statistics.fmean(kls),
         "kl_to_base_max": max(kls),
+        **(
+            {
+                "kl_to_reference_mean": statistics.fmean(reference_kls),
+                "kl_to_reference_max": max(reference_kls),
+            }
+            if reference_kls is not None
+            else {}
+        ),
         CANDIDATE: _answer_stats(samples[CANDIDATE], rewards[CANDIDATE]),
         INCUMBENT: _answer_stats(samples[INCUMBENT], rewards[INCUMBENT]),
     }
@@ -226,12 +256,17 @@ def _wins(rewards: dict[str, list[float]]) -> dict[str, Any]:
 # ---- policies on one base model ----
 
 
-def _load_policies(model: Any, candidate: str | None, incumbent: str | None) -> Any:
-    """The base with the candidate and incumbent adapters loaded under their own names."""
+def _load_policies(
+    model: Any, candidate: str | None, incumbent: str | None, reference: str | None = None
+) -> Any:
+    """The base with the candidate, incumbent (and reference) adapters loaded under their own
+    names."""
     from peft import PeftModel
 
     named = [
-        (name, path) for name, path in ((CANDIDATE, candidate), (INCUMBENT, incumbent)) if path
+        (name, path)
+        for name, path in ((CANDIDATE, candidate), (INCUMBENT, incumbent), (REFERENCE, reference))
+        if path
     ]
     if not named:
         return model

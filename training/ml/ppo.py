@@ -5,7 +5,10 @@ https://arxiv.org/abs/2403.17031) and the structure of TRL 1.12's `PPOTrainer` (
 in 1.13), with three choices of our own:
 
 - the policy is the base model plus a LoRA adapter, and the reference policy is the same model
-  with the adapter switched off (`disable_adapter()`): no second copy for the reference;
+  with the adapter switched off (`disable_adapter()`): no second copy for the reference; or,
+  with `reference_adapter` (an SFT adapter), the same model with that adapter loaded frozen
+  beside the policy's and switched on for the reference pass (a second LoRA adapter, not a
+  second model);
 - the value model is a second LoRA adapter plus a scalar head on a module tree that shares the
   frozen base weights with the policy (one copy of the base weights serves policy, reference
   and value); it starts from the reward model's adapter and head when there is one;
@@ -27,6 +30,7 @@ peft and accelerate are imported when training starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import itertools
@@ -37,7 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +71,15 @@ class PPOConfig:
     init_adapter: str | None = field(
         default=None,
         metadata={
-            "help": "LoRA adapter folder to continue training (the reference stays the base)"
+            "help": "LoRA adapter folder to continue training (the reference stays the base "
+            "unless reference_adapter is set)"
+        },
+    )
+    reference_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA adapter folder of the KL reference (an SFT adapter), loaded frozen "
+            "beside the policy's; unset: the base model with the adapter off"
         },
     )
     total_episodes: int = field(
@@ -149,6 +161,12 @@ class PPOConfig:
         for name in ("gamma", "lam"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.reference_adapter is not None and self.init_adapter is None:
+            raise ValueError(
+                "PPOConfig.reference_adapter needs init_adapter: a new adapter starts at the "
+                "base model, which is then its reference (set init_adapter to where the policy "
+                "starts, e.g. the same SFT adapter)"
+            )
         if self.kl_target is not None and not self.kl_target > 0:
             raise ValueError(f"PPOConfig.kl_target must be > 0 when set, got {self.kl_target}")
         steps = self.num_mini_batches * self.gradient_accumulation_steps
@@ -227,6 +245,9 @@ class AdaptiveKLController:
 # ---------------------------------------------------------------------------------------------
 
 
+REFERENCE = "reference"  # the peft adapter name of `reference_adapter`
+
+
 class PolicyAndValue(nn.Module):
     """Policy and value model as one module, so that `accelerator.prepare` wraps both (DDP)
     and one forward trains both (the layout of TRL's and MOSS-RLHF's PPO)."""
@@ -258,6 +279,21 @@ class PolicyAndValue(nn.Module):
         )
         return out.logits[:, :-1]
 
+    @contextlib.contextmanager
+    def as_reference(self) -> Iterator[None]:
+        """Inside the block the policy module computes the reference: the frozen reference
+        adapter when there is one (peft's `set_adapter`, frozen, then the policy's adapter
+        again, trainable as before), else the base model with the adapter off."""
+        if REFERENCE not in self.policy.peft_config:
+            with self.policy.disable_adapter():
+                yield
+            return
+        self.policy.set_adapter(REFERENCE, inference_mode=True)
+        try:
+            yield
+        finally:
+            self.policy.set_adapter("default")
+
     def values(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int
     ) -> torch.Tensor:
@@ -284,7 +320,8 @@ def build_policy_and_value(
     """Load the base once and build (PolicyAndValue, tokenizer) on it.
 
     Memory: ONE copy of the frozen base weights. The policy is base + LoRA; the reference is
-    the policy with its adapter disabled; the value model is a second module tree whose frozen
+    the policy with its adapter disabled, or with `reference_adapter` active instead of its
+    own (a frozen LoRA adapter beside the policy's, `as_reference`); the value model is a second module tree whose frozen
     tensors ARE the policy's (`copy.deepcopy` with those tensors pre-seeded in the memo), with
     its own LoRA and a `score` head. Only LoRA weights and the head are trainable. The reward
     model, when there is one, is held separately by `RewardScorer`.
@@ -323,6 +360,9 @@ def build_policy_and_value(
         policy = load_adapter(base, config.init_adapter, trainable=True)
     else:
         policy = attach_lora(base, lora)
+    # ---- reference: the base (adapter off), or a frozen second adapter on the same base ----
+    if config.reference_adapter:
+        policy.load_adapter(config.reference_adapter, adapter_name=REFERENCE, is_trainable=False)
 
     model = PolicyAndValue(policy, value)
     # PPO's first importance ratio must be exactly 1: no dropout anywhere (also in adapters
@@ -372,8 +412,9 @@ def train_ppo(
         raise ValueError("give exactly one of PPOConfig.reward_model and reward_fn")
     prompts = load_prompts(prompts_path)
     check_model_path(config.base_model)
-    if config.init_adapter is not None:
-        check_adapter_path(config.init_adapter)
+    for adapter in (config.init_adapter, config.reference_adapter):
+        if adapter is not None:
+            check_adapter_path(adapter)
     if config.reward_model is not None:
         if not (Path(config.reward_model) / "adapter_config.json").is_file():
             raise ModelNotFound(config.reward_model, "reward model")
@@ -473,7 +514,7 @@ def train_ppo(
                     logits, value = model(
                         query_responses[rows], attention_mask[rows], context_length
                     )
-                    with unwrapped.policy.disable_adapter():  # the reference: base, adapter off
+                    with unwrapped.as_reference():  # base (adapter off) or reference adapter
                         ref_logits = unwrapped.policy_logits(
                             query_responses[rows], attention_mask[rows], context_length
                         )
@@ -603,7 +644,7 @@ def train_ppo(
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            unwrapped.policy.save_pretrained(work)
+            unwrapped.policy.save_pretrained(work, selected_adapters=["default"])
             tokenizer.save_pretrained(work)
             with (work / METRICS_FILE).open("w", encoding="utf-8") as f:
                 f.writelines(json.dumps(m) + "\n" for m in history)
@@ -611,6 +652,7 @@ def train_ppo(
                 "kind": "ppo",
                 "base_model": config.base_model,
                 "init_adapter": config.init_adapter,
+                "reference_adapter": config.reference_adapter,
                 "reward_model": config.reward_model,
                 "config": dataclasses.asdict(config),
                 "summary": summary,

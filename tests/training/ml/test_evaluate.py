@@ -65,6 +65,32 @@ def test_kl_is_zero_for_the_base_and_for_a_fresh_adapter(
     assert fresh["win_rate"] == 0.5  # a zero adapter answers exactly like the base
 
 
+def test_the_kl_to_a_reference_adapter_is_reported_beside_the_kl_to_the_base(
+    tiny_model: str, trained_reward: tuple, policy_adapters: dict[str, Path], prompts_file: Path
+) -> None:
+    perturbed, zero = str(policy_adapters["perturbed"]), str(policy_adapters["zero"])
+    plain = evaluate(
+        config(tiny_model, trained_reward[0], candidate_adapter=perturbed), prompts_file
+    )
+    itself = evaluate(
+        config(
+            tiny_model, trained_reward[0], candidate_adapter=perturbed, reference_adapter=perturbed
+        ),
+        prompts_file,
+    )
+    zero_reference = evaluate(
+        config(tiny_model, trained_reward[0], candidate_adapter=perturbed, reference_adapter=zero),
+        prompts_file,
+    )
+
+    assert "kl_to_reference_mean" not in plain
+    # Held to itself, a candidate is 0 from its reference; the KL to the base is unchanged.
+    assert (itself["kl_to_reference_mean"], itself["kl_to_reference_max"]) == (0.0, 0.0)
+    assert itself["kl_to_base_mean"] == plain["kl_to_base_mean"] > 0
+    # A zero adapter is the base: the two KLs agree.
+    assert zero_reference["kl_to_reference_mean"] == zero_reference["kl_to_base_mean"]
+
+
 def test_report_numbers_are_in_range(
     tiny_model: str, trained_reward: tuple, policy_adapters: dict[str, Path], prompts_file: Path
 ) -> None:

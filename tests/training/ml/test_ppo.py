@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.training.ml.test_sft import write_demonstrations
 from training.ml.data import write_jsonl
 from training.ml.errors import DataError, ModelNotFound
 from training.ml.ppo import (
@@ -22,6 +23,7 @@ from training.ml.ppo import (
     masked_whiten,
     train_ppo,
 )
+from training.ml.sft import SFTTrainConfig, train_sft
 
 PROMPTS = [
     {"prompt": "What is the capital of France?"},
@@ -218,6 +220,88 @@ def test_reference_logprobs_are_the_base_model_exactly(tiny_model: str) -> None:
     assert not torch.allclose(policy, expected, atol=1e-3)  # the adapter is on outside the block
 
 
+@pytest.fixture(scope="module")
+def sft_adapter(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real SFT adapter of the tiny model (training.ml.sft), to start from and be held to."""
+    root = tmp_path_factory.mktemp("ppo_sft")
+    data = write_demonstrations(root / "demos.jsonl", 16)
+    config = SFTTrainConfig(base_model=tiny_model, lora_r=8, learning_rate=5e-3, eval_fraction=0)
+    train_sft(config, data, root / "sft")
+    return root / "sft"
+
+
+def test_a_reference_adapter_gives_the_sft_models_logprobs_exactly(
+    tiny_model: str, sft_adapter: Path
+) -> None:
+    from training.ml.loading import load_causal_lm
+
+    config = PPOConfig(
+        base_model=tiny_model, init_adapter=str(sft_adapter), reference_adapter=str(sft_adapter)
+    )
+    model, _ = build_policy_and_value(config, device="cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():  # move the policy's adapter away from the SFT one, as training would
+        for name, param in model.policy.named_parameters():
+            if ".default." in name and "lora_" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+    sft, _ = load_causal_lm(tiny_model, adapter=sft_adapter, device="cpu")
+    base, _ = load_causal_lm(tiny_model, device="cpu")
+
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16, 17, 18]])
+    attention_mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1], [1] * 8])
+    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    context_length = 4
+    with torch.no_grad():
+        with model.as_reference():
+            reference = model.policy_logits(ids, attention_mask, context_length)
+        policy = model.policy_logits(ids, attention_mask, context_length)
+        expected, plain = (
+            m(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids).logits[
+                :, context_length - 1 : -1
+            ]
+            for m in (sft, base)
+        )
+
+    assert torch.equal(reference, expected)  # the reference pass is the SFT model, exactly
+    assert (expected - plain).abs().max() > 1e-3  # which is not the base model
+    assert (policy - expected).abs().max() > 1e-3  # the policy's adapter is back outside
+    # Trainable, before and after a reference pass: the policy's adapter, the value model's
+    # adapter and head; never the reference adapter, which is loaded and frozen.
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    reference_weights = [n for n, p in model.named_parameters() if ".reference." in n]
+    assert reference_weights and not set(reference_weights) & set(trainable)
+    assert any(n.startswith("policy.") and ".default." in n for n in trainable)
+    assert all(".default." in n or n.startswith("value.") for n in trainable)
+
+
+def test_ppo_held_to_an_sft_adapter_starts_at_zero_kl_and_saves_only_the_policy(
+    tiny_model: str, sft_adapter: Path, prompts_file: Path, tmp_path: Path
+) -> None:
+    held, to_base = [], []
+    config = small_config(tiny_model, init_adapter=str(sft_adapter))
+    train_ppo(
+        config, prompts_file, tmp_path / "to-base", reward_fn=count_e, on_metrics=to_base.append
+    )
+    config = small_config(
+        tiny_model, init_adapter=str(sft_adapter), reference_adapter=str(sft_adapter)
+    )
+    out = tmp_path / "held"
+    train_ppo(config, prompts_file, out, reward_fn=count_e, on_metrics=held.append)
+
+    # The policy starts as the SFT adapter: held to it, the first update's KL is exactly 0;
+    # held to the base, it is the SFT adapter's own distance from the base.
+    assert held[0]["objective/kl"] == 0.0
+    assert to_base[0]["objective/kl"] > 0.01
+    assert held[-1]["objective/kl"] != 0.0  # then the policy moves away from its reference
+    sft = load_file(sft_adapter / "adapter_model.safetensors")
+    trained = load_file(out / "adapter_model.safetensors")
+    assert trained.keys() == sft.keys()  # one adapter saved: the policy's, not its reference
+    assert not all(torch.equal(sft[k], trained[k]) for k in sft)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []
+    record = json.loads((out / POLICY_FILE).read_text())
+    assert (record["init_adapter"], record["reference_adapter"]) == (str(sft_adapter),) * 2
+
+
 def test_value_model_shares_the_frozen_base_weights(tiny_model: str) -> None:
     model, _ = build_policy_and_value(PPOConfig(base_model=tiny_model), device="cpu")
     policy_base = model.policy.get_base_model().model
@@ -324,6 +408,11 @@ def test_missing_folders_are_named_and_nothing_is_written(
         (small_config(missing), count_e, missing),
         (small_config(tiny_model, reward_model=missing), None, missing),
         (small_config(tiny_model, init_adapter=missing), count_e, missing),
+        (
+            small_config(tiny_model, init_adapter=missing, reference_adapter=missing),
+            count_e,
+            missing,
+        ),
     ]
     for config, reward_fn, path in cases:
         with pytest.raises(ModelNotFound) as caught:
@@ -361,6 +450,17 @@ def test_config_validate_names_the_field(field: str, value) -> None:
     config = PPOConfig(**{"base_model": "x", field: value})
     with pytest.raises(ValueError, match=f"PPOConfig.{field}"):
         config.validate()
+
+
+def test_a_reference_adapter_without_a_start_is_refused() -> None:
+    config = PPOConfig(base_model="x", reference_adapter="sft")
+    with pytest.raises(ValueError) as caught:
+        config.validate()
+    assert str(caught.value) == (
+        "PPOConfig.reference_adapter needs init_adapter: a new adapter starts at the base "
+        "model, which is then its reference (set init_adapter to where the policy starts, e.g. "
+        "the same SFT adapter)"
+    )
 
 
 # ---- the arithmetic ----
