@@ -44,17 +44,19 @@ def demonstration_rows(
     )
     if split != "all":
         demonstrations = demonstrations.filter(prompt__split=split)
-    rows = []
-    for demonstration in demonstrations:
-        prompt = [
-            {"role": m["role"], "content": m["content"]} for m in demonstration.prompt.messages
-        ]
-        answer = {"role": "assistant", "content": demonstration.text}
-        if style == "messages":
-            rows.append({"messages": [*prompt, answer]})
-        else:
-            rows.append({"prompt": prompt, "completion": [answer]})
-    return rows
+    return [demonstration_record(demonstration, style=style) for demonstration in demonstrations]
+
+
+def demonstration_record(
+    demonstration: Demonstration, *, style: str = "messages"
+) -> dict[str, Any]:
+    """One demonstration as a TRL SFT record of `style` (see the module); also the records of
+    the loop's SFT snapshots (training/services/snapshots.py)."""
+    prompt = [{"role": m["role"], "content": m["content"]} for m in demonstration.prompt.messages]
+    answer = {"role": "assistant", "content": demonstration.text}
+    if style == "messages":
+        return {"messages": [*prompt, answer]}
+    return {"prompt": prompt, "completion": [answer]}
 
 
 def demonstrations_export(

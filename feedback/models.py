@@ -162,7 +162,8 @@ class Project(models.Model):
     gate_max_kl = models.FloatField(
         default=20.0,
         validators=[MinValueValidator(0.0)],
-        help_text="Largest mean KL to the base model (nats per answer).",
+        help_text="Largest mean KL to the base model, or for a candidate of an SFT line to its "
+        "SFT version (nats per answer).",
     )
     gate_max_empty_rate = models.FloatField(
         default=0.1,
@@ -272,10 +273,28 @@ class Project(models.Model):
         "predicts nothing and they learn what else the labels prefer (when the labels lean one "
         "way, the weighted pairs are worth fewer: each reward model reports how many).",
     )
+    # The SFT stage (README, "The loop"): supervised fine-tuning on accepted demonstrations
+    # before PPO or DPO, which then start from its adapter and are held to it.
+    sft_min_demonstrations = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=None,
+        validators=[
+            MinValueValidator(
+                1,
+                message="The SFT stage needs at least 1 new accepted demonstration; leave it "
+                "empty for no SFT stage.",
+            )
+        ],
+        help_text="An iteration first trains SFT (from the base model, on every accepted "
+        "demonstration of the train prompts) when at least this many accepted demonstrations "
+        "are new to the latest SFT version; PPO or DPO then start from that adapter, with it as "
+        "their KL reference (empty: no SFT stage).",
+    )
     training_config = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Overrides of the stages' settings: reward, ppo, dpo, evaluate, generate.",
+        help_text="Overrides of the stages' settings: sft, reward, ppo, dpo, evaluate, generate.",
     )
     # Demonstrations (docs/demonstrations.md): answers people write or edit, SFT data.
     demonstrations_per_prompt = models.PositiveSmallIntegerField(
@@ -365,9 +384,15 @@ PROJECT_SETTINGS: dict[str, tuple[str, ...]] = {
         "gate_human_min_win_rate",
         "gate_human_labels",
     ),
-    # How an iteration trains its candidate, where from, and overrides of the training stages'
-    # configs (training/ml), checked when a run starts.
-    "Training": ("optimizer", "restart_from", "reward_length_control", "training_config"),
+    # How an iteration trains its candidate, where from, when it first runs SFT, and overrides
+    # of the training stages' configs (training/ml), checked when a run starts.
+    "Training": (
+        "optimizer",
+        "restart_from",
+        "reward_length_control",
+        "sft_min_demonstrations",
+        "training_config",
+    ),
     # What people write: answers to prompts, and edits of the answers they compare.
     "Demonstrations": ("demonstrations_per_prompt", "answer_edits"),
 }

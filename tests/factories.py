@@ -16,6 +16,7 @@ from training.selectors import policy_active
 
 # Loop settings small enough for the tiny test model: an iteration takes seconds.
 TINY_TRAINING = {
+    "sft": {"epochs": 1, "batch_size": 2, "max_length": 128, "eval_fraction": 0.34},
     "reward": {"epochs": 1, "batch_size": 2, "max_length": 128, "eval_fraction": 0.34},
     "ppo": {
         "total_episodes": 8,
@@ -153,3 +154,49 @@ def reward_model_registered(
     return services.reward_model_register(
         project=project, run=run, snapshot=snapshot, adapter_path=relative, metrics=metrics
     )
+
+
+def sft_line_registered(project: Project, reviewer, texts: list[str]):
+    """Without training: `texts` as accepted demonstrations of the train prompt "Say hello.",
+    their snapshot, an SFT version (SFT run, adapter folder holding only its config) and a
+    PPO candidate v1 started from it, as the loop registers them. Returns (sft, v1)."""
+    from feedback.imports import demonstrations_import_records
+    from feedback.models import Demonstration
+    from feedback.services import demonstration_review
+    from training import services
+
+    records = [(i + 1, {"prompt": "Say hello.", "completion": t}) for i, t in enumerate(texts)]
+    demonstrations_import_records(project=project, records=records, source="factory.jsonl")
+    for demonstration in Demonstration.objects.filter(project=project, text__in=texts):
+        demonstration_review(
+            reviewer=reviewer, demonstration_id=demonstration.pk, decision="accepted"
+        )
+    snapshot = services.demonstration_snapshot_create(project=project, name="factory")
+
+    def adapter(relative: str) -> str:
+        folder = services.artifact_path(relative)
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}")
+        return relative
+
+    run = services.run_create(project=project, kind="sft", config={"demonstrations": snapshot.pk})
+    sft = services.sft_register(
+        project=project,
+        run=run,
+        snapshot=snapshot,
+        adapter_path=adapter(f"projects/{project.pk}/sft/factory"),
+        metrics={"heldout_loss_before": 3.0, "heldout_loss": 2.5},
+    )
+    run = services.run_create(
+        project=project, kind="ppo", config={"parent": 0, "start": "sft", "sft": sft.number}
+    )
+    v1 = services.policy_register(
+        project=project,
+        parent=policy_active(project=project),
+        run=run,
+        reward_model=None,
+        adapter_path=adapter(f"projects/{project.pk}/policies/factory"),
+        metrics={},
+        sft=sft,
+    )
+    return sft, v1

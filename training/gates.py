@@ -26,9 +26,14 @@ def gate_report(*, project: Project, evaluation: dict[str, Any]) -> dict[str, An
     alone (training/jobs/iteration.py sends it to people or an admin).
     """
     candidate = evaluation["candidate"]
+    # A candidate of an SFT line is held to its SFT version, as PPO held it: the KL the SFT
+    # stage itself put between that version and the base is not the candidate's drift.
+    kl = ("mean KL to the base", evaluation["kl_to_base_mean"])
+    if "kl_to_reference_mean" in evaluation:
+        kl = ("mean KL to its SFT version", evaluation["kl_to_reference_mean"])
     checks = [
         ("reward-model win rate", evaluation["win_rate"], ">=", project.gate_min_win_rate),
-        ("mean KL to the base", evaluation["kl_to_base_mean"], "<=", project.gate_max_kl),
+        (*kl, "<=", project.gate_max_kl),
         ("empty answers", candidate["empty_rate"], "<=", project.gate_max_empty_rate),
         ("repeated 3-grams", candidate["repetition_rate"], "<=", project.gate_max_repetition),
     ]

@@ -1,4 +1,5 @@
-"""Policy versions, reward models, dataset snapshots, loop iterations and training runs."""
+"""Policy versions, SFT versions, reward models, dataset snapshots, loop iterations and training
+runs."""
 
 from __future__ import annotations
 
@@ -25,6 +26,68 @@ class DatasetSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"Snapshot {self.pk} ({self.pair_count} pairs)"
+
+
+class DemonstrationSnapshot(models.Model):
+    """The demonstrations one SFT run trained on: a JSONL file in TRL's SFT format (`messages`)
+    and exactly which demonstrations, each in the text it had then."""
+
+    project = models.ForeignKey("feedback.Project", on_delete=models.CASCADE)
+    path = models.CharField(max_length=500, help_text="Relative to the artifact root.")
+    manifest_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of the artifact's manifest (each file's sha256): what readers check "
+        "a download against, and the key of their local cache.",
+    )
+    sha256 = models.CharField(max_length=64)
+    demonstration_count = models.PositiveIntegerField()
+    demonstration_ids = models.JSONField(help_text="Primary keys of every demonstration used.")
+    counts = models.JSONField(
+        default=dict, help_text="Demonstrations by origin, prompts, how many were new, ..."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Demonstration snapshot {self.pk} ({self.demonstration_count} demonstrations)"
+
+
+class SFTVersion(models.Model):
+    """A LoRA adapter trained on the base model by supervised fine-tuning on demonstrations.
+
+    Not a policy version: it is never evaluated, gated or promoted itself. It is where the
+    policy versions trained from it start, and their KL reference (PolicyVersion.sft); its
+    candidate is what the gates judge (docs/architecture.md, "SFT versions").
+    """
+
+    project = models.ForeignKey(
+        "feedback.Project", on_delete=models.CASCADE, related_name="sft_versions"
+    )
+    number = models.PositiveIntegerField()
+    adapter_path = models.CharField(max_length=500, help_text="Relative to the artifact root.")
+    adapter_manifest_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of the artifact's manifest (each file's sha256): what readers check "
+        "a download against, and the key of their local cache.",
+    )
+    snapshot = models.ForeignKey(DemonstrationSnapshot, on_delete=models.PROTECT)
+    training_run = models.OneToOneField(
+        "TrainingRun", on_delete=models.PROTECT, related_name="sft_version"
+    )
+    heldout_loss = models.FloatField(
+        null=True, blank=True, help_text="Per answer token on held-out demonstrations."
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="unique_sft_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"SFT{self.number}"
 
 
 class RewardModelVersion(models.Model):
@@ -90,6 +153,15 @@ class PolicyVersion(models.Model):
     training_run = models.OneToOneField(
         "TrainingRun", null=True, blank=True, on_delete=models.PROTECT, related_name="policy"
     )
+    sft = models.ForeignKey(
+        SFTVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="policies",
+        help_text="The SFT version at the root of this version's line (none: the base model): "
+        "where the line started, and PPO's KL reference.",
+    )
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
@@ -109,6 +181,7 @@ class PolicyVersion(models.Model):
 # An iteration in one of these holds the project's loop: the database allows one at a time.
 ITERATION_RUNNING_STATUSES = (
     "collecting",
+    "sft",
     "reward",
     "ppo",
     "dpo",
@@ -121,8 +194,9 @@ ITERATION_RUNNING_STATUSES = (
 
 
 class LoopIteration(models.Model):
-    """One turn of the loop: snapshot, reward models, PPO or DPO (the project's optimizer),
-    evaluation and gates, promotion, new comparisons."""
+    """One turn of the loop: snapshots, SFT (when enough new demonstrations wait), reward
+    models, PPO or DPO (the project's optimizer), evaluation and gates, promotion, new
+    comparisons."""
 
     class Trigger(models.TextChoices):
         MANUAL = "manual"
@@ -131,6 +205,7 @@ class LoopIteration(models.Model):
 
     class Status(models.TextChoices):
         COLLECTING = "collecting"
+        SFT = "sft", "SFT"
         REWARD = "reward", "Training the reward model"
         PPO = "ppo", "PPO"
         DPO = "dpo", "DPO"
@@ -154,6 +229,21 @@ class LoopIteration(models.Model):
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.COLLECTING)
     snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.PROTECT)
+    demonstrations = models.ForeignKey(
+        DemonstrationSnapshot,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="The demonstrations of this iteration's SFT step (none: no SFT step).",
+    )
+    sft = models.ForeignKey(
+        SFTVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The SFT version this iteration trained; its candidate starts from it.",
+    )
     reward_model = models.ForeignKey(
         RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT
     )
@@ -196,6 +286,7 @@ class TrainingRun(models.Model):
 
     class Kind(models.TextChoices):
         GENERATE = "generate"
+        SFT = "sft"
         REWARD = "reward"
         PPO = "ppo"
         DPO = "dpo"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import F, Max, QuerySet
+from django.db.models import F, Max, Prefetch, QuerySet
 
-from feedback.models import Comparison, PreferenceLabel, Project, Prompt
+from feedback.models import Comparison, Demonstration, PreferenceLabel, Project, Prompt
 from training.models import (
     LoopIteration,
     PolicyVersion,
     RewardModelVersion,
     RunMetric,
+    SFTVersion,
     TrainingRun,
 )
 
@@ -39,6 +40,45 @@ def labels_for_training(*, project: Project) -> QuerySet[PreferenceLabel]:
         )
         .order_by("comparison_id", "id")
     )
+
+
+def demonstrations_for_sft(*, project: Project) -> QuerySet[Demonstration]:
+    """The demonstrations SFT trains on: accepted by a reviewer (or corrected: accepted in the
+    reviewer's words), not withdrawn, on train prompts (the eval prompts judge candidates and
+    stay unseen by what the policy trains on), oldest first. Unreviewed ones wait: an export
+    holds them, the loop does not train on them."""
+    return (
+        Demonstration.objects.filter(
+            project=project,
+            withdrawn_at__isnull=True,
+            review_status__in=(
+                Demonstration.ReviewStatus.ACCEPTED,
+                Demonstration.ReviewStatus.CORRECTED,
+            ),
+            prompt__split=Prompt.Split.TRAIN,
+        )
+        .select_related("prompt")
+        .order_by("id")
+    )
+
+
+def sft_latest(*, project: Project) -> SFTVersion | None:
+    return (
+        SFTVersion.objects.filter(project=project)
+        .select_related("snapshot")
+        .order_by("-number")
+        .first()
+    )
+
+
+def demonstrations_new_to_sft(*, project: Project) -> int:
+    """Accepted demonstrations (demonstrations_for_sft) the latest SFT version did not train
+    on: all of them before the first SFT version. A demonstration corrected after it was
+    trained on counts as seen."""
+    latest = sft_latest(project=project)
+    seen = set(latest.snapshot.demonstration_ids) if latest is not None else set()
+    ids = demonstrations_for_sft(project=project).values_list("id", flat=True)
+    return sum(1 for pk in ids if pk not in seen)
 
 
 def labels_since_last_iteration(*, project: Project) -> int:
@@ -236,7 +276,18 @@ def comparisons_to_rescore(*, project: Project) -> QuerySet[Comparison]:
 def iterations_for_project(*, project: Project) -> QuerySet[LoopIteration]:
     return (
         LoopIteration.objects.filter(project=project)
-        .select_related("policy", "reward_model", "judge", "snapshot")
+        .select_related("policy", "reward_model", "judge", "snapshot", "sft")
+        .order_by("-number")
+    )
+
+
+def sft_versions_for_project(*, project: Project) -> QuerySet[SFTVersion]:
+    """The lineage of each SFT version: the demonstrations that made it (its snapshot), its
+    run, and the policy versions whose line it roots."""
+    return (
+        SFTVersion.objects.filter(project=project)
+        .select_related("snapshot", "training_run")
+        .prefetch_related(Prefetch("policies", queryset=PolicyVersion.objects.order_by("number")))
         .order_by("-number")
     )
 

@@ -112,16 +112,19 @@ def project_training_set(
     optimizer: str,
     restart_from: str,
     reward_length_control: bool,
+    sft_min_demonstrations: int | None,
     actor: AbstractBaseUser | None = None,
 ) -> Project:
     """Set how an iteration trains its candidate (PPO or DPO), where it starts (the active
-    version's adapter or the base model) and whether its reward models are trained with length
-    controlled. An iteration reads them when its reward models are trained; one already
-    training keeps its settings. Nothing is saved if a value is bad."""
+    version's adapter or the base model), whether its reward models are trained with length
+    controlled, and when it first runs SFT (None: never). An iteration reads the SFT threshold
+    when it starts and the others when its reward models are trained; one already training
+    keeps its settings. Nothing is saved if a value is bad."""
     values = {
         "optimizer": optimizer,
         "restart_from": restart_from,
         "reward_length_control": reward_length_control,
+        "sft_min_demonstrations": sft_min_demonstrations,
     }
     return project_settings_set(project=project, values=values, actor=actor)
 

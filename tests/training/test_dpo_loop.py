@@ -15,12 +15,20 @@ from training.models import PolicyVersion
 from training.services import artifact_path
 
 
+def train(project, optimizer: str, restart_from: str) -> None:
+    project_training_set(
+        project=project,
+        optimizer=optimizer,
+        restart_from=restart_from,
+        reward_length_control=False,
+        sft_min_demonstrations=None,
+    )
+
+
 def test_a_dpo_iteration_trains_its_candidate_on_the_snapshot_and_promotes_it(
     loop_project, django_capture_on_commit_callbacks
 ):
-    project_training_set(
-        project=loop_project, optimizer="dpo", restart_from="active", reward_length_control=False
-    )
+    train(loop_project, "dpo", "active")
 
     iteration = run_iteration(loop_project, django_capture_on_commit_callbacks)
 
@@ -62,17 +70,11 @@ def test_dpo_continues_the_active_adapter_and_restart_from_base_starts_anew(
 ):
     first = run_iteration(loop_project, django_capture_on_commit_callbacks)  # PPO, from v0
     v1 = first.policy
-    project_training_set(
-        project=loop_project, optimizer="dpo", restart_from="active", reward_length_control=False
-    )
+    train(loop_project, "dpo", "active")
     second = run_iteration(loop_project, django_capture_on_commit_callbacks)
-    project_training_set(
-        project=loop_project, optimizer="dpo", restart_from="base", reward_length_control=False
-    )
+    train(loop_project, "dpo", "base")
     third = run_iteration(loop_project, django_capture_on_commit_callbacks)
-    project_training_set(
-        project=loop_project, optimizer="ppo", restart_from="base", reward_length_control=False
-    )
+    train(loop_project, "ppo", "base")
     fourth = run_iteration(loop_project, django_capture_on_commit_callbacks)
 
     assert [i.status for i in (first, second, third, fourth)] == ["done"] * 4, [
@@ -122,6 +124,7 @@ def test_an_unknown_optimizer_or_start_is_refused_and_nothing_changes(
                 "optimizer": "dpo",
                 "restart_from": "base",
                 "reward_length_control": False,
+                "sft_min_demonstrations": None,
                 **values,
             },
         )

@@ -15,7 +15,11 @@ def test_an_iteration_trains_its_reward_model_with_length_control(
     # the loop project's six labels prefer the shorter answer; these three the longer
     labelled(loop_project, annotator, [("no", "a longer answer that wins")] * 3, "b")
     project_training_set(
-        project=loop_project, optimizer="ppo", restart_from="active", reward_length_control=True
+        project=loop_project,
+        optimizer="ppo",
+        restart_from="active",
+        reward_length_control=True,
+        sft_min_demonstrations=None,
     )
 
     iteration = run_iteration(loop_project, django_capture_on_commit_callbacks)
@@ -34,7 +38,11 @@ def test_length_control_fails_an_iteration_whose_labels_only_prefer_one_length(
     loop_project, django_capture_on_commit_callbacks
 ):
     project_training_set(
-        project=loop_project, optimizer="ppo", restart_from="active", reward_length_control=True
+        project=loop_project,
+        optimizer="ppo",
+        restart_from="active",
+        reward_length_control=True,
+        sft_min_demonstrations=None,
     )
 
     iteration = run_iteration(loop_project, django_capture_on_commit_callbacks)

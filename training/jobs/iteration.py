@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from feedback.models import Optimizer, Project, Prompt, RestartFrom
+from feedback.models import Optimizer, Prompt, RestartFrom
 from training import services
 from training.gates import gate_rejection, gate_report
 from training.jobs.generation import generation_run
@@ -25,10 +25,12 @@ from training.jobs.runner import (
     adapter_of,
     artifact_publish,
     connection_release,
+    demonstrations_of,
     error_text,
     metrics_sink,
     reward_model_of,
     run_as,
+    sft_adapter_of,
     snapshot_of,
     stage_config,
     stage_overrides,
@@ -39,9 +41,15 @@ from training.models import (
     LoopIteration,
     PolicyVersion,
     RewardModelVersion,
+    SFTVersion,
     TrainingRun,
 )
-from training.selectors import policy_active, versus_generated
+from training.selectors import (
+    demonstrations_new_to_sft,
+    policy_active,
+    sft_latest,
+    versus_generated,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +66,7 @@ def iteration_run(*, iteration: LoopIteration) -> None:
     """
     steps = {
         LoopIteration.Status.COLLECTING: _step_collect,
+        LoopIteration.Status.SFT: _step_sft,
         LoopIteration.Status.REWARD: _step_reward,
         LoopIteration.Status.PPO: _step_ppo,
         LoopIteration.Status.DPO: _step_dpo,
@@ -96,10 +105,70 @@ def _advance(iteration: LoopIteration, status: str, **fields: Any) -> None:
 
 
 def _step_collect(iteration: LoopIteration) -> None:
-    snapshot = services.snapshot_create(
-        project=iteration.project, name=f"iteration-{iteration.number}"
+    """Snapshot the preference data; and the accepted demonstrations too when the project has
+    an SFT stage and enough of them are new to its latest SFT version: then SFT comes first."""
+    project = iteration.project
+    snapshot = services.snapshot_create(project=project, name=f"iteration-{iteration.number}")
+    demonstrations = None
+    wanted = project.sft_min_demonstrations
+    if wanted is not None and demonstrations_new_to_sft(project=project) >= wanted:
+        demonstrations = services.demonstration_snapshot_create(
+            project=project, name=f"iteration-{iteration.number}-demonstrations"
+        )
+    next_status = LoopIteration.Status.SFT if demonstrations else LoopIteration.Status.REWARD
+    _advance(iteration, next_status, snapshot=snapshot, demonstrations=demonstrations)
+
+
+def _step_sft(iteration: LoopIteration) -> None:
+    """SFT from the base model on the iteration's demonstrations (every accepted one on the
+    train prompts): a new SFT version, where this iteration's candidate starts."""
+    from training.ml.sft import SFTTrainConfig, train_sft
+
+    project, snapshot = iteration.project, iteration.demonstrations
+    config = stage_config(
+        SFTTrainConfig, stage_overrides(project, "sft"), base_model=project.base_model
     )
-    _advance(iteration, LoopIteration.Status.REWARD, snapshot=snapshot)
+    run = services.run_create(
+        project=project,
+        kind=TrainingRun.Kind.SFT,
+        iteration=iteration,
+        config={"demonstrations": snapshot.pk, **dataclasses.asdict(config)},
+    )
+    work = work_dir(project)
+    holder: dict[str, Any] = {}
+
+    def body(heartbeat: Heartbeat) -> dict[str, Any]:
+        services.run_log(
+            run=run,
+            line=f"SFT on {snapshot.demonstration_count} demonstrations "
+            f"({snapshot.counts['new']} new)",
+        )
+        metrics = train_sft(
+            config,
+            demonstrations_of(snapshot),
+            str(work / "adapter"),
+            on_metrics=metrics_sink(run, heartbeat),
+        )
+        heartbeat.check()
+        holder["sft"] = artifact_publish(
+            work / "adapter",
+            f"projects/{project.pk}/sft/iteration-{iteration.number}",
+            lambda stored: services.sft_register(
+                project=project,
+                run=run,
+                snapshot=snapshot,
+                adapter_path=stored.key,
+                adapter_manifest_sha256=stored.manifest_sha256,
+                metrics=metrics,
+            ),
+        )
+        return metrics
+
+    try:
+        run_as(run, body)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _advance(iteration, LoopIteration.Status.REWARD, sft=holder["sft"])
 
 
 def _step_reward(iteration: LoopIteration) -> None:
@@ -182,22 +251,27 @@ def _step_ppo(iteration: LoopIteration) -> None:
     parent = policy_active(project=project)
     reward_model = iteration.reward_model
     fresh_agreement_check(reward_model=reward_model)  # people may disagree with it by now
+    start = _start(iteration, parent)
     config = stage_config(
         PPOConfig,
         stage_overrides(project, "ppo"),
         base_model=project.base_model,
         reward_model=reward_model_of(reward_model),
-        init_adapter=_init_adapter(project, parent),
+        init_adapter=start.adapter,
+        # PPO is held to the root of the candidate's line: its SFT version, or the base.
+        reference_adapter=sft_adapter_of(start.sft) if start.sft else None,
     )
 
     def train(run: TrainingRun, work: Path, on_metrics: Callable) -> dict[str, Any]:
         prompts = Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN)
         prompts_path = work / "prompts.jsonl"
         write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
-        services.run_log(run=run, line=f"PPO from v{parent.number} on {len(prompts)} prompts")
+        services.run_log(
+            run=run, line=f"PPO from {start.described(parent)} on {len(prompts)} prompts"
+        )
         return train_ppo(config, str(prompts_path), str(work / "adapter"), on_metrics=on_metrics)
 
-    _candidate_train(iteration, TrainingRun.Kind.PPO, config, parent, reward_model, train)
+    _candidate_train(iteration, TrainingRun.Kind.PPO, config, parent, reward_model, start, train)
 
 
 def _step_dpo(iteration: LoopIteration) -> None:
@@ -207,27 +281,61 @@ def _step_dpo(iteration: LoopIteration) -> None:
 
     project, snapshot = iteration.project, iteration.snapshot
     parent = policy_active(project=project)
+    start = _start(iteration, parent)
+    # DPO's reference is where it starts (training/ml/dpo.py): the SFT adapter when it starts
+    # from one, the active version when it continues it, the base model for a new adapter.
     config = stage_config(
         DPOTrainConfig,
         stage_overrides(project, "dpo"),
         base_model=project.base_model,
-        init_adapter=_init_adapter(project, parent),
+        init_adapter=start.adapter,
     )
 
     def train(run: TrainingRun, work: Path, on_metrics: Callable) -> dict[str, Any]:
-        services.run_log(run=run, line=f"DPO from v{parent.number} on {snapshot.pair_count} pairs")
+        services.run_log(
+            run=run, line=f"DPO from {start.described(parent)} on {snapshot.pair_count} pairs"
+        )
         data = snapshot_of(snapshot)
         return train_dpo(config, data, str(work / "adapter"), on_metrics=on_metrics)
 
     _candidate_train(
-        iteration, TrainingRun.Kind.DPO, config, parent, None, train, snapshot=snapshot.pk
+        iteration, TrainingRun.Kind.DPO, config, parent, None, start, train, snapshot=snapshot.pk
     )
 
 
-def _init_adapter(project: Project, parent: PolicyVersion) -> str | None:
-    """Where PPO or DPO starts: the active version's adapter, or (restart_from "base") a new
-    adapter on the base model."""
-    return adapter_of(parent) if project.restart_from == RestartFrom.ACTIVE else None
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Where an iteration's PPO or DPO starts, and the SFT version at the root of the
+    candidate's line (None: the base model), which is PPO's KL reference."""
+
+    point: str  # "sft": a new line from an SFT version; "parent": the active version; "base"
+    adapter: str | None  # the adapter folder it starts from (None: a new adapter on the base)
+    sft: SFTVersion | None
+
+    def described(self, parent: PolicyVersion) -> str:
+        if self.point == "sft":
+            return f"SFT{self.sft.number}"
+        return f"v{parent.number}" if self.point == "parent" else "the base model"
+
+
+def _start(iteration: LoopIteration, parent: PolicyVersion) -> Start:
+    """Where PPO or DPO starts:
+
+    - the SFT version this iteration trained: a new line from its adapter, held to it;
+    - restart_from "active": the active version's adapter, held to the root of its line (its
+      SFT version, or the base model);
+    - restart_from "base": a new line from the project's latest SFT version when it has an SFT
+      stage and one exists, else a new adapter on the base model.
+    """
+    project = iteration.project
+    if iteration.sft is not None:
+        return Start("sft", sft_adapter_of(iteration.sft), iteration.sft)
+    if project.restart_from == RestartFrom.ACTIVE:
+        return Start("parent", adapter_of(parent), parent.sft)
+    latest = sft_latest(project=project) if project.sft_min_demonstrations is not None else None
+    if latest is not None:
+        return Start("sft", sft_adapter_of(latest), latest)
+    return Start("base", None, None)
 
 
 def _candidate_train(
@@ -236,18 +344,25 @@ def _candidate_train(
     config: Any,
     parent: PolicyVersion,
     reward_model: RewardModelVersion | None,
+    start: Start,
     train: Callable[[TrainingRun, Path, Callable], dict[str, Any]],
     **recorded: Any,
 ) -> None:
     """Run `train` as the iteration's run of `kind`, register the adapter it writes to
-    `work/adapter` as the candidate (its parent the active version, its lineage this run),
-    and move on to the evaluation."""
+    `work/adapter` as the candidate (its parent the active version, its lineage this run and
+    the SFT version at the root of its line), and move on to the evaluation."""
     project = iteration.project
     run = services.run_create(
         project=project,
         kind=kind,
         iteration=iteration,
-        config={"parent": parent.number, **recorded, **dataclasses.asdict(config)},
+        config={
+            "parent": parent.number,
+            "start": start.point,
+            "sft": start.sft.number if start.sft is not None else None,
+            **recorded,
+            **dataclasses.asdict(config),
+        },
     )
     work = work_dir(project)
     holder: dict[str, Any] = {}
@@ -266,6 +381,7 @@ def _candidate_train(
                 adapter_path=stored.key,
                 adapter_manifest_sha256=stored.manifest_sha256,
                 metrics=metrics,
+                sft=start.sft,
             ),
         )
         return metrics
@@ -295,6 +411,7 @@ def _step_evaluate(iteration: LoopIteration) -> None:
         judge_model=reward_model_of(iteration.judge) if iteration.judge else None,
         candidate_adapter=adapter_of(candidate),
         incumbent_adapter=adapter_of(incumbent),
+        reference_adapter=sft_adapter_of(candidate.sft) if candidate.sft else None,
         max_new_tokens=project.max_new_tokens,
         seed=iteration.number,
     )

@@ -19,7 +19,14 @@ from django.utils import timezone
 
 from feedback.models import Project
 from training import services
-from training.models import DatasetSnapshot, PolicyVersion, RewardModelVersion, TrainingRun
+from training.models import (
+    DatasetSnapshot,
+    DemonstrationSnapshot,
+    PolicyVersion,
+    RewardModelVersion,
+    SFTVersion,
+    TrainingRun,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -183,4 +190,16 @@ def reward_model_of(model: RewardModelVersion) -> str:
 
 def snapshot_of(snapshot: DatasetSnapshot) -> str:
     """A local path to the snapshot's JSONL file."""
+    return str(services.artifact_local(key=snapshot.path, manifest_sha256=snapshot.manifest_sha256))
+
+
+def sft_adapter_of(sft: SFTVersion) -> str:
+    """A local path to the SFT version's adapter."""
+    return str(
+        services.artifact_local(key=sft.adapter_path, manifest_sha256=sft.adapter_manifest_sha256)
+    )
+
+
+def demonstrations_of(snapshot: DemonstrationSnapshot) -> str:
+    """A local path to the demonstration snapshot's JSONL file."""
     return str(services.artifact_local(key=snapshot.path, manifest_sha256=snapshot.manifest_sha256))

@@ -1,14 +1,15 @@
 """Every write of the training app, one module per topic:
 
 - `policies`: policy versions (the base, candidates, promotion, rollback);
-- `snapshots`: the preference pairs of a project and the dataset snapshots made of them;
+- `snapshots`: the preference pairs of a project and the dataset snapshots made of them, and
+  the snapshots of the demonstrations SFT trains on;
 - `iterations`: the loop's iterations (start, advance, cancel, approve, reject, the human
   gate's decision);
 - `schedules`: the cron schedule that starts them;
 - `runs`: training runs from queued to their outcome, metrics, log, reaping;
 - `artifact_store`: where artifacts are stored (the filesystem or an S3-compatible object
   store), publishing a finished one, and the local cache readers go through;
-- `artifacts`: the rows artifacts become;
+- `artifacts`: the rows artifacts become (reward models, SFT versions, completions);
 - `health`: reward models' scores of the labels that arrived after they were trained;
 - `recovery`: the loop after a fault: new comparisons when an iteration ends without a
   promotion, and the work a starting worker (or the beat) takes over from a dead one.
@@ -32,6 +33,7 @@ from training.services.artifact_store import (
 from training.services.artifacts import (
     generation_record,
     reward_model_register,
+    sft_register,
 )
 from training.services.health import fresh_label_scores_record
 from training.services.iterations import (
@@ -79,6 +81,7 @@ from training.services.schedules import (
 from training.services.snapshots import (
     ComparisonVerdict,
     comparison_verdicts,
+    demonstration_snapshot_create,
     judge_snapshot_create,
     snapshot_create,
 )
@@ -105,6 +108,7 @@ __all__ = [
     "iteration_human_gate_check",
     "iteration_reject",
     "iteration_start",
+    "demonstration_snapshot_create",
     "judge_snapshot_create",
     "loop_schedule",
     "iterations_resume_lost",
@@ -131,6 +135,7 @@ __all__ = [
     "runs_lose_gone_workers",
     "runs_reap_stale",
     "runs_resend_lost",
+    "sft_register",
     "snapshot_create",
     "status_after_gates",
 ]

@@ -1,11 +1,12 @@
-"""The rows artifacts become: reward models and sampled completions. Where artifacts are
-stored and how they are published: `artifact_store`."""
+"""The rows artifacts become: reward models, SFT versions and sampled completions. Where
+artifacts are stored and how they are published: `artifact_store`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from feedback.models import (
@@ -17,13 +18,16 @@ from feedback.models import (
 from feedback.services import comparisons_create, storable_text
 from training.models import (
     DatasetSnapshot,
+    DemonstrationSnapshot,
     PolicyVersion,
     RewardModelVersion,
+    SFTVersion,
     TrainingRun,
 )
 from training.selectors import (
     next_number,
 )
+from training.services.artifact_store import artifact_exists
 
 # --- Artifacts that become rows ------------------------------------------------------------
 
@@ -50,6 +54,32 @@ def reward_model_register(
             snapshot=snapshot,
             training_run=run,
             heldout_accuracy=metrics.get("heldout_accuracy"),
+            metrics=metrics,
+        )
+
+
+def sft_register(
+    *,
+    project: Project,
+    run: TrainingRun,
+    snapshot: DemonstrationSnapshot,
+    adapter_path: str,
+    metrics: dict[str, Any],
+    adapter_manifest_sha256: str = "",
+) -> SFTVersion:
+    """A trained SFT adapter becomes the project's next SFT version. The adapter must already
+    be in the artifact store (`artifact_store` published it, with this manifest hash)."""
+    if not artifact_exists(key=adapter_path, name="adapter_config.json"):
+        raise ValidationError({"adapter_path": f"No adapter at {adapter_path}."})
+    with transaction.atomic():
+        return SFTVersion.objects.create(
+            project=project,
+            number=next_number(SFTVersion, project),
+            adapter_path=adapter_path,
+            adapter_manifest_sha256=adapter_manifest_sha256,
+            snapshot=snapshot,
+            training_run=run,
+            heldout_loss=metrics.get("heldout_loss"),
             metrics=metrics,
         )
 

@@ -18,6 +18,7 @@ from feedback.services import audit_record
 from training.models import (
     PolicyVersion,
     RewardModelVersion,
+    SFTVersion,
     TrainingRun,
 )
 from training.selectors import next_number
@@ -42,8 +43,10 @@ def policy_register(
     adapter_path: str,
     metrics: dict[str, Any],
     adapter_manifest_sha256: str = "",
+    sft: SFTVersion | None = None,
 ) -> PolicyVersion:
-    """A trained adapter becomes a candidate version. The adapter must already be in the
+    """A trained adapter becomes a candidate version; `sft`: the SFT version at the root of
+    its line, PPO's KL reference (None: the base model). The adapter must already be in the
     artifact store (`artifact_store` published it, with this manifest hash)."""
     if not artifact_exists(key=adapter_path, name="adapter_config.json"):
         raise ValidationError({"adapter_path": f"No adapter at {adapter_path}."})
@@ -58,6 +61,7 @@ def policy_register(
             reward_model=reward_model,
             training_run=run,
             metrics=metrics,
+            sft=sft,
         )
 
 

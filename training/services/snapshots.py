@@ -1,19 +1,22 @@
-"""Dataset snapshots: the preference data a reward model is trained on, frozen with its hash."""
+"""Dataset snapshots: the preference data a reward model (or DPO) is trained on, and the
+demonstrations SFT is trained on, each frozen as a file with its hash."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from feedback.exports import demonstration_record
 from feedback.models import (
     Comparison,
+    Demonstration,
     PreferenceLabel,
     Project,
     Prompt,
@@ -21,9 +24,11 @@ from feedback.models import (
 )
 from training.models import (
     DatasetSnapshot,
+    DemonstrationSnapshot,
 )
-from training.selectors import labels_for_training
+from training.selectors import demonstrations_for_sft, labels_for_training, sft_latest
 from training.services.artifact_store import (
+    StoredArtifact,
     artifact_delete,
     artifact_store,
     artifact_work_dir,
@@ -199,17 +204,7 @@ def _snapshot_write(
         "tie_handling": project.tie_handling,
         "split": split,
     }
-    payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
-    # The file is published before its row (an upload that fails leaves no row), and taken
-    # away again when the row cannot be written.
-    work = artifact_work_dir(project_id=project.pk)
-    try:
-        (work / "snapshot.jsonl").write_bytes(payload)
-        stored = artifact_store(
-            source=work / "snapshot.jsonl", key=f"projects/{project.pk}/snapshots/{name}.jsonl"
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    payload, stored = _jsonl_store(project, name, rows)
     try:
         with transaction.atomic():
             return DatasetSnapshot.objects.create(
@@ -224,3 +219,64 @@ def _snapshot_write(
     except Exception:
         artifact_delete(artifact=stored)
         raise
+
+
+def demonstration_snapshot_create(*, project: Project, name: str) -> DemonstrationSnapshot:
+    """Write the demonstrations SFT trains on (demonstrations_for_sft: accepted, on train
+    prompts) as TRL SFT JSONL, `messages` style (feedback/exports.py's records), and record
+    exactly which ones, with the text each had then. `counts["new"]`: how many the latest SFT
+    version had not seen."""
+    demonstrations: list[Demonstration] = list(demonstrations_for_sft(project=project))
+    if not demonstrations:
+        raise ValidationError(
+            f"Project {project.slug} has no accepted demonstration on its train prompts: "
+            "review some first."
+        )
+    previous = sft_latest(project=project)
+    seen = set(previous.snapshot.demonstration_ids) if previous is not None else set()
+    rows = [demonstration_record(d, style="messages") for d in demonstrations]
+    counts = {
+        "demonstrations": len(rows),
+        "prompts": len({d.prompt_id for d in demonstrations}),
+        "new": sum(d.pk not in seen for d in demonstrations),
+        "previous_sft": previous.number if previous is not None else None,
+        "by_origin": dict(sorted(Counter(d.origin for d in demonstrations).items())),
+        "corrected": sum(
+            d.review_status == Demonstration.ReviewStatus.CORRECTED for d in demonstrations
+        ),
+        "split": Prompt.Split.TRAIN,
+        "style": "messages",
+    }
+    payload, stored = _jsonl_store(project, name, rows)
+    try:
+        with transaction.atomic():
+            return DemonstrationSnapshot.objects.create(
+                project=project,
+                path=stored.key,
+                manifest_sha256=stored.manifest_sha256,
+                sha256=hashlib.sha256(payload).hexdigest(),
+                demonstration_count=len(rows),
+                demonstration_ids=[d.pk for d in demonstrations],
+                counts=counts,
+            )
+    except Exception:
+        artifact_delete(artifact=stored)
+        raise
+
+
+def _jsonl_store(
+    project: Project, name: str, rows: list[dict[str, Any]]
+) -> tuple[bytes, StoredArtifact]:
+    """Publish `rows` as the JSONL file `projects/<id>/snapshots/<name>.jsonl`: (its bytes,
+    the stored artifact). The file is published before its row (an upload that fails leaves
+    no row); the caller takes it away again when the row cannot be written."""
+    payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    work = artifact_work_dir(project_id=project.pk)
+    try:
+        (work / "snapshot.jsonl").write_bytes(payload)
+        stored = artifact_store(
+            source=work / "snapshot.jsonl", key=f"projects/{project.pk}/snapshots/{name}.jsonl"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return payload, stored
