@@ -1,4 +1,5 @@
-"""The loop: training runs, iterations, policy versions, the leaderboard, reward models."""
+"""The loop: training runs, iterations, policy versions, SFT versions, the leaderboard, reward
+models."""
 
 from __future__ import annotations
 
@@ -22,16 +23,18 @@ from api.serializers import (
     RunFilterSerializer,
     RunMetricSerializer,
     RunSerializer,
+    SFTVersionSerializer,
 )
 from training import jobs, services
 from training.health import reward_model_health
-from training.models import LoopIteration, PolicyVersion, RunMetric, TrainingRun
+from training.models import LoopIteration, PolicyVersion, RunMetric, SFTVersion, TrainingRun
 from training.selectors import (
     LOOP_WAIT_CODES,
     iterations_for_project,
     loop_waiting_for,
     run_metrics,
     runs_for_project,
+    sft_versions_for_project,
 )
 
 # --- Runs -------------------------------------------------------------------------------------
@@ -220,7 +223,7 @@ class IterationActionApi(ProjectScopedView):
 def _policies(view: ProjectScopedView) -> QuerySet[PolicyVersion]:
     return (
         PolicyVersion.objects.filter(project=view.get_project())
-        .select_related("parent", "reward_model")
+        .select_related("parent", "reward_model", "sft")
         .order_by("-number")
     )
 
@@ -240,6 +243,19 @@ class PolicyDetailApi(ProjectScopedView, generics.RetrieveAPIView):
 
     def get_queryset(self) -> QuerySet[PolicyVersion]:
         return PolicyVersion.objects.none() if self.is_schema else _policies(self)
+
+
+@extend_schema(
+    tags=["policies"],
+    summary="SFT versions, newest first, with the demonstrations that made each (reviewer, admin)",
+)
+class SFTVersionListApi(ProjectScopedView, generics.ListAPIView):
+    serializer_class = SFTVersionSerializer
+
+    def get_queryset(self) -> QuerySet[SFTVersion]:
+        if self.is_schema:
+            return SFTVersion.objects.none()
+        return sft_versions_for_project(project=self.get_project())
 
 
 PROMOTABLE = (

@@ -25,9 +25,11 @@ from feedback.models import (
 from training.exports import PREFERENCE_FORMATS, STYLES, VOTE_FORMATS
 from training.models import (
     DatasetSnapshot,
+    DemonstrationSnapshot,
     LoopIteration,
     PolicyVersion,
     RunMetric,
+    SFTVersion,
     TrainingRun,
 )
 from training.selectors import LOOP_WAIT_CODES
@@ -56,6 +58,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             *PROJECT_GATE_FIELDS,
             "optimizer",
             "restart_from",
+            "sft_min_demonstrations",
             "demonstrations_per_prompt",
             "answer_edits",
             "reward_length_control",
@@ -306,6 +309,16 @@ class HumanGateSerializer(serializers.Serializer):
 
 class IterationSerializer(serializers.ModelSerializer):
     snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True)
+    demonstrations = serializers.IntegerField(
+        source="demonstrations_id",
+        allow_null=True,
+        help_text="The demonstration snapshot of the iteration's SFT step (null: no SFT step).",
+    )
+    sft = serializers.IntegerField(
+        source="sft.number",
+        allow_null=True,
+        help_text="The SFT version the iteration trained (its candidate starts from it).",
+    )
     reward_model = serializers.IntegerField(source="reward_model.number", allow_null=True)
     judge = serializers.IntegerField(
         source="judge.number",
@@ -343,6 +356,8 @@ class IterationSerializer(serializers.ModelSerializer):
             "trigger",
             "status",
             "snapshot",
+            "demonstrations",
+            "sft",
             "reward_model",
             "judge",
             "policy",
@@ -377,6 +392,12 @@ class LoopStateSerializer(serializers.Serializer):
 class PolicySerializer(serializers.ModelSerializer):
     parent = serializers.IntegerField(source="parent.number", allow_null=True)
     reward_model = serializers.IntegerField(source="reward_model.number", allow_null=True)
+    sft = serializers.IntegerField(
+        source="sft.number",
+        allow_null=True,
+        help_text="The SFT version at the root of this version's line (null: the base model): "
+        "PPO's KL reference.",
+    )
 
     class Meta:
         model = PolicyVersion
@@ -386,12 +407,54 @@ class PolicySerializer(serializers.ModelSerializer):
             "parent",
             "adapter_path",
             "reward_model",
+            "sft",
             "training_run",
             "metrics",
             "created_at",
             "promoted_at",
         ]
         read_only_fields = fields
+
+
+class DemonstrationSnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DemonstrationSnapshot
+        fields = [
+            "id",
+            "sha256",
+            "demonstration_count",
+            "demonstration_ids",
+            "counts",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class SFTVersionSerializer(serializers.ModelSerializer):
+    snapshot = DemonstrationSnapshotSerializer(
+        help_text="The demonstrations that made it: accepted ones on train prompts."
+    )
+    policies = serializers.SerializerMethodField(
+        help_text="The policy versions whose line it roots (they start from it or from one of "
+        "its descendants)."
+    )
+
+    class Meta:
+        model = SFTVersion
+        fields = [
+            "number",
+            "adapter_path",
+            "snapshot",
+            "training_run",
+            "heldout_loss",
+            "metrics",
+            "policies",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_policies(self, sft: SFTVersion) -> list[int]:
+        return [policy.number for policy in sft.policies.all()]
 
 
 class LeaderboardEntrySerializer(serializers.Serializer):
@@ -614,7 +677,18 @@ class ProjectTrainingSerializer(serializers.Serializer):
         choices=RestartFrom.choices,
         required=False,
         help_text="active: continue the active version's adapter; base: a new adapter on the "
-        "base model each iteration.",
+        "base model each iteration (with an SFT stage: a new line from the latest SFT version).",
+    )
+    sft_min_demonstrations = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        error_messages={
+            "min_value": "The SFT stage needs at least 1 new accepted demonstration; send null "
+            "for no SFT stage."
+        },
+        help_text="An iteration first trains SFT when at least this many accepted "
+        "demonstrations are new to the latest SFT version; null: no SFT stage.",
     )
     reward_length_control = serializers.BooleanField(
         required=False,
@@ -626,12 +700,14 @@ class ProjectTrainingSerializer(serializers.Serializer):
         other = sorted(set(self.initial_data) - set(self.fields))
         if other:
             raise serializers.ValidationError(
-                "Only optimizer, restart_from and reward_length_control can be changed here, "
+                "Only optimizer, restart_from, reward_length_control and sft_min_demonstrations "
+                "can be changed here, "
                 f"not: {', '.join(other)}."
             )
         if not attrs:
             raise serializers.ValidationError(
-                "Nothing to change: send optimizer, restart_from or reward_length_control."
+                "Nothing to change: send optimizer, restart_from, reward_length_control or "
+                "sft_min_demonstrations."
             )
         return attrs
 

@@ -86,6 +86,7 @@ urlpatterns = [
     path(P + "reward-models/", loop.RewardModelListApi.as_view(), name="reward-models"),
     # Policies
     path(P + "policies/", loop.PolicyListApi.as_view(), name="policies"),
+    path(P + "sft-versions/", loop.SFTVersionListApi.as_view(), name="sft-versions"),
     path(P + "policies/<id:number>/", loop.PolicyDetailApi.as_view(), name="policy"),
     path(
         P + "policies/<id:number>/promote/",

@@ -106,9 +106,10 @@ class ProjectListApi(generics.ListAPIView):
     get=extend_schema(tags=["projects"], summary="One project (any member)"),
     patch=extend_schema(
         tags=["projects"],
-        summary="Set how iterations train: optimizer, restart_from, reward_length_control (admin)",
-        description="Any of the three; any other field is refused (400). An iteration reads "
-        "them when its reward models are trained.",
+        summary="Set how iterations train: optimizer, restart_from, reward_length_control, "
+        "sft_min_demonstrations (admin)",
+        description="Any of the four; any other field is refused (400). An iteration reads "
+        "sft_min_demonstrations when it starts, the others when its reward models are trained.",
         request=ProjectTrainingSerializer,
         responses={200: ProjectSerializer},
     ),
@@ -128,6 +129,7 @@ class ProjectDetailApi(generics.GenericAPIView):
             "optimizer": project.optimizer,
             "restart_from": project.restart_from,
             "reward_length_control": project.reward_length_control,
+            "sft_min_demonstrations": project.sft_min_demonstrations,
         }
         project = project_training_set(
             project=project, actor=request.user, **{**current, **serializer.validated_data}

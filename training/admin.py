@@ -11,10 +11,12 @@ from django_celery_beat.models import (
 
 from training.models import (
     DatasetSnapshot,
+    DemonstrationSnapshot,
     LoopIteration,
     PolicyVersion,
     RewardModelVersion,
     RunMetric,
+    SFTVersion,
     TrainingRun,
 )
 from training.services import loop_schedule_edits_audited
@@ -44,6 +46,20 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "pair_count", "sha256", "created_at"]
     list_filter = ["project"]
     readonly_fields = ["path", "manifest_sha256", "sha256", "label_ids"]
+
+
+@admin.register(SFTVersion)
+class SFTVersionAdmin(admin.ModelAdmin):
+    list_display = ["project", "number", "heldout_loss", "created_at"]
+    list_filter = ["project"]
+    readonly_fields = ["adapter_path"]
+
+
+@admin.register(DemonstrationSnapshot)
+class DemonstrationSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "demonstration_count", "sha256", "created_at"]
+    list_filter = ["project"]
+    readonly_fields = ["path", "sha256", "demonstration_ids"]
 
 
 @admin.register(LoopIteration)

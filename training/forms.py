@@ -31,9 +31,10 @@ class ProjectTrainingForm(forms.ModelForm):
 
     class Meta:
         model = Project
-        fields = ["optimizer", "restart_from", "reward_length_control"]
+        fields = ["optimizer", "restart_from", "reward_length_control", "sft_min_demonstrations"]
         labels = {
             "optimizer": "Optimizer",
             "restart_from": "Each candidate starts from",
             "reward_length_control": "Reward models with length controlled",
+            "sft_min_demonstrations": "SFT first after this many new accepted demonstrations",
         }

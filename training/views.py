@@ -24,6 +24,7 @@ from training.selectors import (
     loop_waiting_for,
     run_metrics,
     runs_for_project,
+    sft_versions_for_project,
 )
 
 STAFF = (Membership.Role.ADMIN, Membership.Role.REVIEWER)
@@ -45,8 +46,15 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
             "waiting": loop_waiting_for(project=project),
             "runs": runs_for_project(project=project)[:20],
             "policies": PolicyVersion.objects.filter(project=project)
-            .select_related("reward_model__snapshot", "parent", "training_run__iteration__snapshot")
+            .select_related(
+                "reward_model__snapshot",
+                "parent",
+                "training_run__iteration__snapshot",
+                "sft__snapshot",
+            )
             .order_by("-number"),
+            "sft_versions": sft_versions_for_project(project=project),
+            "sft_summary": sft_summary(project),
             "leaderboard": _leaderboard_plot(leaderboard(project=project)),
             "series": iteration_series(project=project),
             "health": health,
@@ -60,6 +68,16 @@ def project_loop(request: HttpRequest, slug: str) -> HttpResponse:
                 user=request.user, role=Membership.Role.ADMIN
             ).exists(),
         },
+    )
+
+
+def sft_summary(project) -> str:
+    """The SFT stage in words, as the loop page and its Training form's message say it."""
+    if project.sft_min_demonstrations is None:
+        return "No SFT stage"
+    return (
+        f"SFT first when {project.sft_min_demonstrations} accepted demonstrations are new to "
+        "the latest SFT version"
     )
 
 
@@ -187,7 +205,7 @@ def training_set(request: HttpRequest, slug: str) -> HttpResponse:
             f"Training saved: {project.get_optimizer_display()}, "
             f"each candidate from {project.get_restart_from_display().lower()}, "
             f"reward models {'with' if project.reward_length_control else 'without'} "
-            "length control."
+            f"length control. {sft_summary(project)}."
         )
 
     return _admin_action(request, slug, act)

@@ -161,6 +161,17 @@ def test_length_control_is_refused_where_the_reward_stage_runs_trls_loop(admin):
     assert (stored.optimizer, stored.reward_length_control) == ("ppo", False)
 
 
+def test_an_admin_turns_the_sft_stage_on_and_off(admin):
+    on = admin.patch(API, {"sft_min_demonstrations": 20}, format="json")
+    stored = Project.objects.get(slug="demo").sft_min_demonstrations
+    off = admin.patch(API, {"sft_min_demonstrations": None}, format="json")
+
+    assert (on.status_code, off.status_code) == (200, 200)
+    assert (on.json()["sft_min_demonstrations"], on.json()["optimizer"]) == (20, "ppo")
+    assert (stored, off.json()["sft_min_demonstrations"]) == (20, None)
+    assert Project.objects.get(slug="demo").sft_min_demonstrations is None
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [
@@ -169,21 +180,33 @@ def test_length_control_is_refused_where_the_reward_stage_runs_trls_loop(admin):
             {"optimizer": "dpo", "gate_min_win_rate": 0.9},
             {
                 "field": "non_field_errors",
-                "message": "Only optimizer, restart_from and reward_length_control can be "
-                "changed here, not: gate_min_win_rate.",
+                "message": "Only optimizer, restart_from, reward_length_control and "
+                "sft_min_demonstrations can be changed here, not: gate_min_win_rate.",
             },
         ),
         (
             {},
             {
                 "field": "non_field_errors",
-                "message": "Nothing to change: send optimizer, restart_from or "
-                "reward_length_control.",
+                "message": "Nothing to change: send optimizer, restart_from, "
+                "reward_length_control or sft_min_demonstrations.",
             },
         ),
         (
             {"reward_length_control": "maybe"},
             {"field": "reward_length_control", "message": "Must be a valid boolean."},
+        ),
+        (
+            {"sft_min_demonstrations": 0},
+            {
+                "field": "sft_min_demonstrations",
+                "message": "The SFT stage needs at least 1 new accepted demonstration; send null "
+                "for no SFT stage.",
+            },
+        ),
+        (
+            {"sft_min_demonstrations": "many"},
+            {"field": "sft_min_demonstrations", "message": "A valid integer is required."},
         ),
     ],
 )
@@ -193,11 +216,12 @@ def test_a_bad_training_setting_is_refused_and_nothing_changes(admin, body, erro
     stored = Project.objects.get(slug="demo")
     assert response.status_code == 400
     assert response.json() == {"errors": [error]}
-    assert (stored.optimizer, stored.restart_from, stored.gate_min_win_rate) == (
-        "ppo",
-        "active",
-        0.5,
-    )
+    assert (
+        stored.optimizer,
+        stored.restart_from,
+        stored.sft_min_demonstrations,
+        stored.gate_min_win_rate,
+    ) == ("ppo", "active", None, 0.5)
 
 
 # --- Prompts ------------------------------------------------------------------------------
@@ -580,3 +604,35 @@ def test_the_schema_generates_without_a_warning(tmp_path):
         "/api/projects/{slug}/iterations/{number}/{action}/"
         in (tmp_path / "schema.yaml").read_text()
     )
+
+
+def test_sft_versions_and_the_policy_versions_of_their_line(project, reviewer, admin):
+    from tests.factories import sft_line_registered
+
+    sft, v1 = sft_line_registered(project, reviewer, ["Hello!", "Hi there."])
+
+    versions = admin.get(API + "sft-versions/").json()["results"]
+    policy = admin.get(API + f"policies/{v1.number}/").json()
+
+    snapshot = sft.snapshot
+    assert versions == [
+        {
+            "number": 1,
+            "adapter_path": sft.adapter_path,
+            "snapshot": {
+                "id": snapshot.pk,
+                "sha256": snapshot.sha256,
+                "demonstration_count": 2,
+                "demonstration_ids": snapshot.demonstration_ids,
+                "counts": snapshot.counts,
+                "created_at": snapshot.created_at.isoformat().replace("+00:00", "Z"),
+            },
+            "training_run": sft.training_run_id,
+            "heldout_loss": 2.5,
+            "metrics": {"heldout_loss_before": 3.0, "heldout_loss": 2.5},
+            "policies": [1],
+            "created_at": sft.created_at.isoformat().replace("+00:00", "Z"),
+        }
+    ]
+    assert (policy["number"], policy["parent"], policy["sft"]) == (1, 0, 1)
+    assert admin.get(API + "policies/0/").json()["sft"] is None

@@ -260,3 +260,70 @@ def test_length_control_with_trls_reward_loop_is_refused_and_nothing_changes(
     )
     assert (project.optimizer, project.reward_length_control) == ("ppo", False)
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.TRAINING_CONFIG_SET).exists()
+
+
+def test_an_admin_sets_the_sft_stage_and_an_empty_value_turns_it_off(project, admin_member, client):
+    client.force_login(admin_member)
+    training = {"optimizer": "ppo", "restart_from": "active"}
+
+    on = client.post(
+        f"/p/{project.slug}/training/", {**training, "sft_min_demonstrations": "12"}, follow=True
+    )
+    project.refresh_from_db()
+    stored = project.sft_min_demonstrations
+    off = client.post(
+        f"/p/{project.slug}/training/", {**training, "sft_min_demonstrations": ""}, follow=True
+    )
+    project.refresh_from_db()
+
+    assert (stored, project.sft_min_demonstrations) == (12, None)
+    assert (
+        "SFT first when 12 accepted demonstrations are new to the latest SFT version."
+        in on.content.decode()
+    )
+    assert '<span id="sft-summary">No SFT stage</span>' in off.content.decode()
+
+
+def test_a_bad_sft_threshold_is_refused_on_the_loop_page_and_nothing_changes(
+    project, admin_member, client
+):
+    client.force_login(admin_member)
+
+    response = client.post(
+        f"/p/{project.slug}/training/",
+        {"optimizer": "dpo", "restart_from": "base", "sft_min_demonstrations": "0"},
+        follow=True,
+    )
+
+    project.refresh_from_db()
+    assert (
+        "SFT first after this many new accepted demonstrations: The SFT stage needs at least 1 "
+        "new accepted demonstration; leave it empty for no SFT stage." in response.content.decode()
+    )
+    assert (project.optimizer, project.sft_min_demonstrations) == ("ppo", None)
+
+
+def test_the_loop_page_shows_the_lineage_from_demonstrations_to_policy_versions(
+    project, admin_member, reviewer, client
+):
+    from tests.factories import sft_line_registered
+
+    sft, v1 = sft_line_registered(project, reviewer, ["Hello!", "Hi there."])
+    client.force_login(admin_member)
+
+    page = client.get(f"/p/{project.slug}/").content.decode()
+
+    snapshot = sft.snapshot
+    section = page.split('id="sft-versions"')[1].split("</section>")[0]
+    assert "SFT versions and their lineage" in section
+    assert (
+        f"snapshot {snapshot.pk}: 2 demonstrations on 1 prompts (2 new), sha256 "
+        f"{snapshot.sha256[:12]}…" in section
+    )
+    assert "3.000 → 2.500" in section  # held-out loss before and after
+    assert f"<td>v{v1.number}</td>" in section  # the policy versions of its line
+    assert "from v0 · PPO run" in page
+    assert (
+        f"(started from SFT1) · line of SFT1 on demonstration snapshot {snapshot.pk}: 2 "
+        "demonstrations" in page
+    )
