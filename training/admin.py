@@ -52,14 +52,14 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
 class SFTVersionAdmin(admin.ModelAdmin):
     list_display = ["project", "number", "heldout_loss", "created_at"]
     list_filter = ["project"]
-    readonly_fields = ["adapter_path"]
+    readonly_fields = ["adapter_path", "adapter_manifest_sha256"]
 
 
 @admin.register(DemonstrationSnapshot)
 class DemonstrationSnapshotAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "demonstration_count", "sha256", "created_at"]
     list_filter = ["project"]
-    readonly_fields = ["path", "sha256", "demonstration_ids"]
+    readonly_fields = ["path", "manifest_sha256", "sha256", "demonstration_ids"]
 
 
 @admin.register(LoopIteration)

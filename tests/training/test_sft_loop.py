@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -323,3 +324,42 @@ def test_a_bad_sft_threshold_is_refused_and_nothing_changes(project, value):
 
 def test_a_new_project_has_no_sft_stage(project):
     assert project.sft_min_demonstrations is None
+
+
+def test_on_the_object_store_the_sft_artifacts_are_uploaded_and_read_through_the_cache(
+    loop_project, reviewer, s3_store, django_capture_on_commit_callbacks
+):
+    from training.jobs.runner import demonstrations_of, sft_adapter_of
+
+    sft_on(loop_project, 2)
+    demonstrations(loop_project, reviewer, ["Hello!", "Hi there."])
+
+    iteration = run_iteration(loop_project, django_capture_on_commit_callbacks)
+
+    assert iteration.status == "done", iteration.error
+    s1, snapshot = iteration.sft, iteration.demonstrations
+    keys = s3_store.object_keys()
+    for key in (s1.adapter_path, snapshot.path):
+        manifest = s3_store.client.get_object(
+            Bucket=s3_store.bucket, Key=f"hone/{key}.manifest.json"
+        )["Body"].read()
+        assert hashlib.sha256(manifest).hexdigest() in (
+            s1.adapter_manifest_sha256,
+            snapshot.manifest_sha256,
+        )
+    assert f"hone/{s1.adapter_path}/adapter_model.safetensors" in keys
+    assert f"hone/{snapshot.path}" in keys
+    # PPO read the SFT adapter through this worker's cache, as its start and its reference.
+    ppo = iteration.runs.get(kind="ppo")
+    worker_1 = sft_adapter_of(s1)
+    assert ppo.config["init_adapter"] == ppo.config["reference_adapter"] == worker_1
+    assert s1.adapter_manifest_sha256 in worker_1
+    # Another worker downloads the same files, checked against the manifests.
+    s3_store.cache_of("worker-2")
+    worker_2 = sft_adapter_of(s1)
+    assert worker_2 != worker_1
+    assert (Path(worker_2) / "adapter_model.safetensors").read_bytes() == (
+        Path(worker_1) / "adapter_model.safetensors"
+    ).read_bytes()
+    data = Path(demonstrations_of(snapshot)).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == snapshot.sha256
