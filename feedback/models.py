@@ -19,6 +19,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from feedback.training_config import launch_errors
+
 # What people type: the same limits on every way in (the API and its fast path, the pages,
 # the models' validation), each message naming the field.
 MAX_RATIONALE_CHARS = 4_000
@@ -294,7 +296,8 @@ class Project(models.Model):
     training_config = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Overrides of the stages' settings: sft, reward, ppo, dpo, evaluate, generate.",
+        help_text="Overrides of the stages' settings: sft, reward, ppo, dpo, evaluate, generate; "
+        "and launch: the training jobs' processes and accelerate config file (README, Production).",
     )
     # Demonstrations (docs/demonstrations.md): answers people write or edit, SFT data.
     demonstrations_per_prompt = models.PositiveSmallIntegerField(
@@ -321,8 +324,13 @@ class Project(models.Model):
         return pseudonym_of(key=self.pseudonym_key, text=text)
 
     def clean(self) -> None:
-        """Length control has one switch, and needs the reward stage's packed loop."""
+        """Length control has one switch, and needs the reward stage's packed loop; the
+        stages' launch settings are well formed."""
         config = self.training_config
+        if isinstance(config, dict) and "launch" in config:
+            errors = launch_errors(config["launch"])
+            if errors:
+                raise ValidationError({"training_config": errors})
         reward = config.get("reward") if isinstance(config, dict) else None
         if not isinstance(reward, dict):
             return  # a malformed training_config is refused when a run starts, naming it

@@ -189,6 +189,18 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# --- Training jobs ---------------------------------------------------------------------------
+# Training stages run as child processes of the worker, launched with accelerate
+# (training/jobs/child.py; processes and accelerate config per project: training_config.launch).
+# inline: inside the worker's own process instead (the test suite's small models).
+HONE_TRAINING_JOBS = env.str("HONE_TRAINING_JOBS", default="process")
+if HONE_TRAINING_JOBS not in ("process", "inline"):
+    raise ImproperlyConfigured(
+        f"HONE_TRAINING_JOBS={HONE_TRAINING_JOBS!r}: expected process or inline."
+    )
+# A cancelled job gets this long to stop after SIGTERM, then its process group is killed.
+HONE_JOB_TERMINATE_SECONDS = env.float("HONE_JOB_TERMINATE_SECONDS", default=15.0)
+
 # --- Artifacts (adapters, reward models, dataset snapshots) ---------------------------------
 # Every artifact goes through the "artifacts" storage (training/services/artifact_store.py).
 # HONE_ARTIFACT_STORAGE=filesystem (the default): files under HONE_ARTIFACT_ROOT, which every

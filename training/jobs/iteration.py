@@ -15,6 +15,7 @@ from typing import Any
 from feedback.models import Optimizer, Prompt, RestartFrom
 from training import services
 from training.gates import gate_rejection, gate_report
+from training.jobs.child import Launch, launch_of, stage_train
 from training.jobs.generation import generation_run
 from training.jobs.health import fresh_agreement_check
 from training.jobs.runner import (
@@ -27,7 +28,6 @@ from training.jobs.runner import (
     connection_release,
     demonstrations_of,
     error_text,
-    metrics_sink,
     reward_model_of,
     run_as,
     sft_adapter_of,
@@ -122,17 +122,22 @@ def _step_collect(iteration: LoopIteration) -> None:
 def _step_sft(iteration: LoopIteration) -> None:
     """SFT from the base model on the iteration's demonstrations (every accepted one on the
     train prompts): a new SFT version, where this iteration's candidate starts."""
-    from training.ml.sft import SFTTrainConfig, train_sft
+    from training.ml.sft import SFTTrainConfig
 
     project, snapshot = iteration.project, iteration.demonstrations
     config = stage_config(
         SFTTrainConfig, stage_overrides(project, "sft"), base_model=project.base_model
     )
+    launch = launch_of(project, "sft")
     run = services.run_create(
         project=project,
         kind=TrainingRun.Kind.SFT,
         iteration=iteration,
-        config={"demonstrations": snapshot.pk, **dataclasses.asdict(config)},
+        config={
+            "demonstrations": snapshot.pk,
+            "launch": dataclasses.asdict(launch),
+            **dataclasses.asdict(config),
+        },
     )
     work = work_dir(project)
     holder: dict[str, Any] = {}
@@ -143,11 +148,14 @@ def _step_sft(iteration: LoopIteration) -> None:
             line=f"SFT on {snapshot.demonstration_count} demonstrations "
             f"({snapshot.counts['new']} new)",
         )
-        metrics = train_sft(
-            config,
-            demonstrations_of(snapshot),
-            str(work / "adapter"),
-            on_metrics=metrics_sink(run, heartbeat),
+        metrics = stage_train(
+            run=run,
+            heartbeat=heartbeat,
+            stage="sft",
+            config=config,
+            data=demonstrations_of(snapshot),
+            out=work / "adapter",
+            launch=launch,
         )
         heartbeat.check()
         holder["sft"] = artifact_publish(
@@ -193,7 +201,7 @@ def _step_reward(iteration: LoopIteration) -> None:
 def _reward_train(
     iteration: LoopIteration, snapshot: DatasetSnapshot, role: str
 ) -> RewardModelVersion:
-    from training.ml.reward import RewardTrainConfig, train_reward
+    from training.ml.reward import RewardTrainConfig
 
     project = iteration.project
     config = stage_config(
@@ -202,11 +210,17 @@ def _reward_train(
         base_model=project.base_model,
         length_control=project.reward_length_control,
     )
+    launch = launch_of(project, "reward")
     run = services.run_create(
         project=project,
         kind=TrainingRun.Kind.REWARD,
         iteration=iteration,
-        config={"snapshot": snapshot.pk, "role": role, **dataclasses.asdict(config)},
+        config={
+            "snapshot": snapshot.pk,
+            "role": role,
+            "launch": dataclasses.asdict(launch),
+            **dataclasses.asdict(config),
+        },
     )
     work = work_dir(project)
     holder: dict[str, Any] = {}
@@ -214,11 +228,14 @@ def _reward_train(
 
     def body(heartbeat: Heartbeat) -> dict[str, Any]:
         services.run_log(run=run, line=f"Reward model ({role}) on {snapshot.pair_count} pairs")
-        metrics = train_reward(
-            config,
-            snapshot_of(snapshot),
-            str(work / "adapter"),
-            on_metrics=metrics_sink(run, heartbeat),
+        metrics = stage_train(
+            run=run,
+            heartbeat=heartbeat,
+            stage="reward",
+            config=config,
+            data=snapshot_of(snapshot),
+            out=work / "adapter",
+            launch=launch,
         )
         heartbeat.check()
         holder["model"] = artifact_publish(
@@ -245,7 +262,7 @@ def _reward_train(
 
 def _step_ppo(iteration: LoopIteration) -> None:
     from training.ml.data import write_jsonl
-    from training.ml.ppo import PPOConfig, train_ppo
+    from training.ml.ppo import PPOConfig
 
     project = iteration.project
     parent = policy_active(project=project)
@@ -262,22 +279,33 @@ def _step_ppo(iteration: LoopIteration) -> None:
         reference_adapter=sft_adapter_of(start.sft) if start.sft else None,
     )
 
-    def train(run: TrainingRun, work: Path, on_metrics: Callable) -> dict[str, Any]:
+    def train(run: TrainingRun, work: Path, heartbeat: Heartbeat) -> dict[str, Any]:
         prompts = Prompt.objects.filter(project=project, split=Prompt.Split.TRAIN)
         prompts_path = work / "prompts.jsonl"
         write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
         services.run_log(
             run=run, line=f"PPO from {start.described(parent)} on {len(prompts)} prompts"
         )
-        return train_ppo(config, str(prompts_path), str(work / "adapter"), on_metrics=on_metrics)
+        return stage_train(
+            run=run,
+            heartbeat=heartbeat,
+            stage="ppo",
+            config=config,
+            data=prompts_path,
+            out=work / "adapter",
+            launch=launch,
+        )
 
-    _candidate_train(iteration, TrainingRun.Kind.PPO, config, parent, reward_model, start, train)
+    launch = launch_of(project, "ppo")
+    _candidate_train(
+        iteration, TrainingRun.Kind.PPO, config, parent, reward_model, start, train, launch=launch
+    )
 
 
 def _step_dpo(iteration: LoopIteration) -> None:
     """DPO on the pairs of the iteration's snapshot (the train prompts' labels, the data the
     policy's reward model learned from); no reward model is climbed."""
-    from training.ml.dpo import DPOTrainConfig, train_dpo
+    from training.ml.dpo import DPOTrainConfig
 
     project, snapshot = iteration.project, iteration.snapshot
     parent = policy_active(project=project)
@@ -291,15 +319,31 @@ def _step_dpo(iteration: LoopIteration) -> None:
         init_adapter=start.adapter,
     )
 
-    def train(run: TrainingRun, work: Path, on_metrics: Callable) -> dict[str, Any]:
+    def train(run: TrainingRun, work: Path, heartbeat: Heartbeat) -> dict[str, Any]:
         services.run_log(
             run=run, line=f"DPO from {start.described(parent)} on {snapshot.pair_count} pairs"
         )
-        data = snapshot_of(snapshot)
-        return train_dpo(config, data, str(work / "adapter"), on_metrics=on_metrics)
+        return stage_train(
+            run=run,
+            heartbeat=heartbeat,
+            stage="dpo",
+            config=config,
+            data=snapshot_of(snapshot),
+            out=work / "adapter",
+            launch=launch,
+        )
 
+    launch = launch_of(project, "dpo")
     _candidate_train(
-        iteration, TrainingRun.Kind.DPO, config, parent, None, start, train, snapshot=snapshot.pk
+        iteration,
+        TrainingRun.Kind.DPO,
+        config,
+        parent,
+        None,
+        start,
+        train,
+        launch=launch,
+        snapshot=snapshot.pk,
     )
 
 
@@ -345,7 +389,9 @@ def _candidate_train(
     parent: PolicyVersion,
     reward_model: RewardModelVersion | None,
     start: Start,
-    train: Callable[[TrainingRun, Path, Callable], dict[str, Any]],
+    train: Callable[[TrainingRun, Path, Heartbeat], dict[str, Any]],
+    *,
+    launch: Launch,
     **recorded: Any,
 ) -> None:
     """Run `train` as the iteration's run of `kind`, register the adapter it writes to
@@ -360,6 +406,7 @@ def _candidate_train(
             "parent": parent.number,
             "start": start.point,
             "sft": start.sft.number if start.sft is not None else None,
+            "launch": dataclasses.asdict(launch),
             **recorded,
             **dataclasses.asdict(config),
         },
@@ -368,7 +415,7 @@ def _candidate_train(
     holder: dict[str, Any] = {}
 
     def body(heartbeat: Heartbeat) -> dict[str, Any]:
-        metrics = train(run, work, metrics_sink(run, heartbeat))
+        metrics = train(run, work, heartbeat)
         heartbeat.check()
         holder["policy"] = artifact_publish(
             work / "adapter",

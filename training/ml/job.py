@@ -25,10 +25,14 @@ import json
 import os
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+WORKER_WATCH_SECONDS = 5.0
 
 MetricsFn = Callable[[dict[str, Any]], None]
 
@@ -113,6 +117,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _exit_with_worker(pid: str | None) -> None:
+    """A job launched by a worker ends when that worker is gone (killed, out of memory):
+    nobody would read its result, and its GPUs are wanted elsewhere."""
+    if not pid:
+        return
+
+    def watch() -> None:
+        while True:
+            time.sleep(WORKER_WATCH_SECONDS)
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                print(f"error: the worker (pid {pid}) is gone; the job stops", file=sys.stderr)
+                os._exit(3)
+            except PermissionError:  # alive, another user's: not ours to judge
+                pass
+
+    threading.Thread(target=watch, daemon=True, name="worker-watch").start()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -129,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         # Processes on CPUs talk over gloo: accelerate does so only when told to use the CPU.
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     main_process = int(os.environ.get("RANK", "0")) == 0  # set by the launcher, per process
+    _exit_with_worker(os.environ.get("HONE_WORKER_PID"))
     events = None
     try:
         events = open(spec.events, "a", encoding="utf-8") if main_process else None  # noqa: SIM115
