@@ -12,7 +12,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from feedback.models import AuditEvent, ComparisonFlag, LabelAudit, PreferenceLabel, Prompt
+from feedback.models import (
+    AuditEvent,
+    ComparisonFlag,
+    Demonstration,
+    LabelAudit,
+    PreferenceLabel,
+    Prompt,
+)
 from feedback.services.audit import audit_record
 
 ERASED_PREFIX = "erased-"
@@ -73,6 +80,7 @@ def erased_username(user_id: int) -> str:
 class Erasure:
     pseudonym: str
     labels: int  # labels that keep counting under the pseudonym
+    demonstrations: int  # answers they wrote or edited, kept as training data under it
     rationales_blanked: int
     notes_blanked: int
 
@@ -83,9 +91,11 @@ def annotator_erase(
     """Anonymise a person without deleting a row: the account gets a pseudonym, loses its
     e-mail, names, password, API token and the right to log in; prompts sent through the API
     under their name name the pseudonym. Their labels stay, under the pseudonym, and keep
-    counting in snapshots and exports. With `rationales`, what they wrote is blanked too
-    (their labels' rationales, in the labels and in the labels' audit trail, and their flag
-    notes). The audit event names the pseudonym, never the old name."""
+    counting in snapshots and exports; so do the demonstrations they wrote or edited (answers
+    to prompts, training data that SFT versions were trained on; a reviewer who must take one
+    out rejects it). With `rationales`, what they wrote about the items is blanked too (their
+    labels' rationales, in the labels and in the labels' audit trail, and their flag notes).
+    The audit event names the pseudonym, never the old name."""
     pseudonym = erased_username(user.pk)
     with transaction.atomic():
         user = get_user_model().objects.select_for_update().get(pk=user.pk)
@@ -114,6 +124,7 @@ def annotator_erase(
         erasure = Erasure(
             pseudonym=pseudonym,
             labels=labels.count(),
+            demonstrations=Demonstration.objects.filter(author=user).count(),
             rationales_blanked=rationales_blanked,
             notes_blanked=notes_blanked,
         )
@@ -127,6 +138,7 @@ def annotator_erase(
                 "user": user.pk,
                 "username": pseudonym,
                 "labels": erasure.labels,
+                "demonstrations": erasure.demonstrations,
                 "rationales_blanked": rationales_blanked,
                 "notes_blanked": notes_blanked,
             },

@@ -116,6 +116,7 @@ def test_the_erasure_is_audited_under_the_pseudonym(labelled, alice, admin_membe
         "user": alice.pk,
         "username": erasure.pseudonym,
         "labels": 2,
+        "demonstrations": 0,
         "rationales_blanked": 0,
         "notes_blanked": 0,
     }
@@ -178,3 +179,21 @@ def test_an_unknown_username_is_a_clear_error(db):
 
     with pytest.raises(CommandError, match="No user 'nobody'."):
         call_command("erase_annotator", "nobody")
+
+
+def test_their_demonstrations_stay_as_training_data_under_the_pseudonym(labelled, alice):
+    from feedback.models import Demonstration
+    from feedback.services import demonstration_write
+
+    labelled.demonstrations_per_prompt = 1
+    labelled.save(update_fields=["demonstrations_per_prompt"])
+    prompt = labelled.prompts.filter(split="train").first()
+    demonstration_write(user=alice, project=labelled, prompt_id=prompt.pk, text="Alice's answer.")
+
+    call_command("erase_annotator", NAME, "--rationales")
+
+    alice.refresh_from_db()
+    kept = Demonstration.objects.get(author=alice)
+    assert (kept.text, kept.author.username) == ("Alice's answer.", alice.username)
+    assert alice.username.startswith("erased-")
+    assert AuditEvent.objects.get(action="user.erase").after["demonstrations"] == 1

@@ -1,8 +1,9 @@
 """python manage.py erase_annotator USERNAME [--rationales]
 
 A data-protection request: the person's account is anonymised (a pseudonym, no e-mail or
-names, no password, no API token, no login) and nothing is deleted. Their labels stay, under
-the pseudonym, and keep counting; with --rationales what they wrote is blanked too. The audit
+names, no password, no API token, no login) and nothing is deleted. Their labels and
+demonstrations stay, under the pseudonym, and keep counting; with --rationales what they wrote
+about the items (rationales, flag notes) is blanked too. The audit
 log records the erasure under the pseudonym.
 """
 
@@ -34,7 +35,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Erased: the account is now {erasure.pseudonym}; {erasure.labels} labels keep "
-                f"counting under it; {erasure.rationales_blanked} rationales and "
+                f"counting under it, and {erasure.demonstrations} demonstrations stay under it as "
+                f"training data; {erasure.rationales_blanked} rationales and "
                 f"{erasure.notes_blanked} flag notes blanked."
             )
         )
