@@ -17,7 +17,8 @@ the concise taste. PPO climbs the corrupted reward model and writes longer answe
 gate must reject that candidate, while the same run with honest labels is promoted
 (`make bench-judge`: three seeds of each).
 
-Jobs run in this process (the same functions a GPU worker runs), so the times are the jobs'
+The loop's steps run in this process (the same functions a GPU worker runs; the training
+stages as child processes, launched as a worker launches them), so the times are the jobs'
 own, without queueing.
 """
 
