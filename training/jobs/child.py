@@ -1,4 +1,4 @@
-"""A training stage as a child process that the worker supervises.
+"""A training stage (or a generation or evaluation) as a child process the worker supervises.
 
 The worker writes the stage's spec (`training.ml.job`), launches it with accelerate (one
 process, or N data-parallel ones, or what an accelerate config file says: DDP, FSDP,
@@ -11,6 +11,10 @@ DeepSpeed) in a process group of its own, and while it runs:
 - when the job exits: its result, or a failed run with the job's message (bad input) or its
   exit status and last log lines; never a hang: the job dies with the worker too (it watches
   the worker's pid).
+
+Generation and evaluation run the same way, in one process each (`Launch()`), so a worker's own
+process never holds a model: the scoring of labels by reward models (health, uncertainty) is
+the exception, short and on one device.
 
 `HONE_TRAINING_JOBS=inline` runs the same stage functions inside the worker instead (the tests
 on one small model, where a child's imports would cost more than the training).
@@ -25,6 +29,7 @@ import os
 import shlex
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +86,20 @@ def stage_train(
     data: str | Path,
     out: str | Path,
     launch: Launch,
+    report: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train `stage` on `data` into the folder `out`; return what the stage returns."""
-    on_metrics = metrics_sink(run, heartbeat)
+    """Run `stage` on `data` (a training stage writes the folder `out`); return what the
+    stage returns. Its reports go to `report` (default: recorded as the run's metrics), after
+    a check for a cancel."""
+    sink = metrics_sink(run, heartbeat)
+
+    def on_metrics(values: dict[str, Any]) -> None:
+        if report is None:
+            sink(values)
+        else:
+            heartbeat.check()
+            report(values)
+
     if settings.HONE_TRAINING_JOBS == "inline":
         from training.ml.job import stage_run
 
@@ -108,8 +124,8 @@ def _supervise(
             f"The accelerate config file {launch.accelerate_config} (training_config.launch) "
             f"is not on this worker ({WORKER_NAME})."
         )
-    job_dir = out.parent / f"job-{stage}"
-    job_dir.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    job_dir = Path(tempfile.mkdtemp(prefix=f"job-{stage}-", dir=out.parent))
     events, log_path = job_dir / "events.jsonl", job_dir / "job.log"
     spec_path = job_dir / "spec.json"
     JobSpec(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -12,7 +13,15 @@ from django.db import transaction
 from feedback.models import Comparison, ComparisonStrategy, Project, Prompt
 from feedback.services import comparisons_prioritize
 from training import services
-from training.jobs.runner import Heartbeat, adapter_of, run_as, stage_config, stage_overrides
+from training.jobs.child import Launch, stage_train
+from training.jobs.runner import (
+    Heartbeat,
+    adapter_of,
+    run_as,
+    stage_config,
+    stage_overrides,
+    work_dir,
+)
 from training.jobs.uncertainty import (
     POOL_FACTOR,
     UNCERTAINTY_PRIORITY_MAX,
@@ -91,7 +100,8 @@ def answers_sample(
 ) -> list[list[tuple[PolicyVersion, dict[str, Any]]]]:
     """Per prompt, the answers of every draw in turn, as (policy, sample); each sample carries
     its sampling settings. Records the draws in the run's config and its progress."""
-    from training.ml.generate import GenerateConfig, generate
+    from training.ml.data import write_jsonl
+    from training.ml.generate import GenerateConfig
 
     project = run.project
     configs = [
@@ -118,29 +128,39 @@ def answers_sample(
     total = len(prompts) * sum(config.num_samples for config in configs)
     per_prompt: list[list[tuple[PolicyVersion, dict[str, Any]]]] = [[] for _ in prompts]
     offset = 0
-    for draw, config in zip(draws, configs, strict=True):
+    work = work_dir(project)
+    try:
+        prompts_path = work / "prompts.jsonl"
+        write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
+        for draw, config in zip(draws, configs, strict=True):
 
-        def progress(done: int, _total: int, offset: int = offset) -> None:
-            heartbeat.check()
-            services.run_record_metrics(
+            def progress(values: dict[str, Any], offset: int = offset) -> None:
+                done = offset + values["done"]
+                services.run_record_metrics(
+                    run=run, values={"step": done, "answers_done": done, "answers_total": total}
+                )
+
+            samples = stage_train(
                 run=run,
-                values={
-                    "step": offset + done,
-                    "answers_done": offset + done,
-                    "answers_total": total,
-                },
-            )
-
-        sampling = {
-            "temperature": config.temperature,
-            "top_p": config.top_p,
-            "max_new_tokens": config.max_new_tokens,
-            "seed": config.seed,
-        }
-        samples = generate(config, [p.messages for p in prompts], on_progress=progress)
-        for answers, one in zip(per_prompt, samples, strict=True):
-            answers += [(draw.policy, {**dataclasses.asdict(s), "sampling": sampling}) for s in one]
-        offset += len(prompts) * config.num_samples
+                heartbeat=heartbeat,
+                stage="generate",
+                config=config,
+                data=prompts_path,
+                out=work / "answers",
+                launch=Launch(),
+                report=progress,
+            )["samples"]
+            sampling = {
+                "temperature": config.temperature,
+                "top_p": config.top_p,
+                "max_new_tokens": config.max_new_tokens,
+                "seed": config.seed,
+            }
+            for answers, one in zip(per_prompt, samples, strict=True):
+                answers += [(draw.policy, {**s, "sampling": sampling}) for s in one]
+            offset += len(prompts) * config.num_samples
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return per_prompt
 
 

@@ -443,7 +443,7 @@ def _candidate_train(
 def _step_evaluate(iteration: LoopIteration) -> None:
     """Candidate against the active policy on held-out prompts, then the project's gates."""
     from training.ml.data import write_jsonl
-    from training.ml.evaluate import EvaluateConfig, evaluate
+    from training.ml.evaluate import EvaluateConfig
 
     project, candidate = iteration.project, iteration.policy
     incumbent = policy_active(project=project)
@@ -478,11 +478,21 @@ def _step_evaluate(iteration: LoopIteration) -> None:
         prompts_path = work / "prompts.jsonl"
         write_jsonl(prompts_path, [{"prompt": p.messages} for p in prompts])
 
-        def progress(done: int, total: int) -> None:
-            heartbeat.check()
-            services.run_record_metrics(run=run, values={"step": done, "of": total})
+        def progress(values: dict[str, Any]) -> None:
+            services.run_record_metrics(
+                run=run, values={"step": values["done"], "of": values["total"]}
+            )
 
-        return evaluate(config, str(prompts_path), on_progress=progress)
+        return stage_train(
+            run=run,
+            heartbeat=heartbeat,
+            stage="evaluate",
+            config=config,
+            data=prompts_path,
+            out=work / "evaluation",
+            launch=Launch(),
+            report=progress,
+        )
 
     try:
         evaluation = run_as(run, body)

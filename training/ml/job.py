@@ -3,8 +3,9 @@
     accelerate launch --multi_gpu --num_processes 8 -m training.ml.job spec.json
     python -m training.ml.job spec.json                 # one process
 
-The spec is a JSON object: `stage` (reward, sft, dpo or ppo), `config` (the fields of that
-stage's config dataclass), `data` (the stage's input file), `out` (the folder it writes) and
+The spec is a JSON object: `stage` (reward, sft, dpo, ppo; generate, evaluate), `config` (the
+fields of that stage's config dataclass), `data` (the stage's input file), `out` (the folder it
+writes, for the training stages) and
 `events` (a JSON-lines file). The main process (rank 0) appends one line per metrics report,
 `{"metrics": {...}}`, and at the end `{"result": {...}}` (what the stage's train function
 returned); bad input ends with `{"error": "..."}` and exit status 2. The worker that launched
@@ -20,6 +21,7 @@ No Django here: the worker side is `training/jobs/child.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -36,13 +38,16 @@ WORKER_WATCH_SECONDS = 5.0
 
 MetricsFn = Callable[[dict[str, Any]], None]
 
-# stage -> (module, config class, train function): every train function is
-# `train(config, data, out, *, on_metrics=None) -> dict`.
-STAGES: dict[str, tuple[str, str, str]] = {
-    "reward": ("training.ml.reward", "RewardTrainConfig", "train_reward"),
-    "sft": ("training.ml.sft", "SFTTrainConfig", "train_sft"),
-    "dpo": ("training.ml.dpo", "DPOTrainConfig", "train_dpo"),
-    "ppo": ("training.ml.ppo", "PPOConfig", "train_ppo"),
+# stage -> (its config class, its function), as "module:name"; every function is
+# `run(config, data, out, *, on_metrics=None) -> dict`.
+STAGES: dict[str, tuple[str, str]] = {
+    "reward": ("training.ml.reward:RewardTrainConfig", "training.ml.reward:train_reward"),
+    "sft": ("training.ml.sft:SFTTrainConfig", "training.ml.sft:train_sft"),
+    "dpo": ("training.ml.dpo:DPOTrainConfig", "training.ml.dpo:train_dpo"),
+    "ppo": ("training.ml.ppo:PPOConfig", "training.ml.ppo:train_ppo"),
+    # one process each: sampling answers, and a candidate judged against the incumbent
+    "generate": ("training.ml.generate:GenerateConfig", "training.ml.job:generate_stage"),
+    "evaluate": ("training.ml.evaluate:EvaluateConfig", "training.ml.job:evaluate_stage"),
 }
 
 
@@ -77,14 +82,44 @@ def stage_run(
     stage: str, config: Any, data: str, out: str, *, on_metrics: MetricsFn | None = None
 ) -> dict[str, Any]:
     """Run one stage here, in this process (or in each process of a launched job)."""
-    module, _config_name, train_name = STAGES[stage]
-    train = getattr(importlib.import_module(module), train_name)
-    return train(config, data, out, on_metrics=on_metrics)
+    run = _named(STAGES[stage][1])
+    return run(config, data, out, on_metrics=on_metrics)
+
+
+def generate_stage(
+    config: Any, data: str, out: str, *, on_metrics: MetricsFn | None = None
+) -> dict[str, Any]:
+    """`generate` on the prompts file `data`: {"samples": one list of samples per prompt};
+    reports {"done", "total"} answers. `out` is unused (the answers are the result)."""
+    from training.ml.data import load_prompts
+    from training.ml.generate import generate
+
+    samples = generate(config, load_prompts(data), on_progress=_progress(on_metrics))
+    return {"samples": [[dataclasses.asdict(s) for s in one] for one in samples]}
+
+
+def evaluate_stage(
+    config: Any, data: str, out: str, *, on_metrics: MetricsFn | None = None
+) -> dict[str, Any]:
+    """`evaluate` on the prompts file `data`: its report; reports {"done", "total"} units."""
+    from training.ml.evaluate import evaluate
+
+    return evaluate(config, data, on_progress=_progress(on_metrics))
+
+
+def _progress(on_metrics: MetricsFn | None) -> Callable[[int, int], None] | None:
+    if on_metrics is None:
+        return None
+    return lambda done, total: on_metrics({"done": done, "total": total})
 
 
 def stage_config(stage: str, values: dict[str, Any]) -> Any:
-    module, config_name, _train_name = STAGES[stage]
-    return getattr(importlib.import_module(module), config_name)(**values)
+    return _named(STAGES[stage][0])(**values)
+
+
+def _named(path: str) -> Any:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def launch_command(

@@ -13,7 +13,7 @@ def test_training_ml_imports_without_django() -> None:
     code = (
         "import training.ml, training.ml.errors, training.ml.data, training.ml.tiny, "
         "training.ml.loading, training.ml.generate, training.ml.reward, training.ml.evaluate, "
-        "training.ml.trl_stage, training.ml.sft, training.ml.dpo\n"
+        "training.ml.trl_stage, training.ml.sft, training.ml.dpo, training.ml.job\n"
         "import sys\n"
         "leaked = sorted(m for m in sys.modules if m.startswith('django'))\n"
         "assert not leaked, leaked\n"
@@ -28,7 +28,8 @@ def test_training_ml_imports_without_django() -> None:
 
 def test_importing_training_ml_stays_cheap() -> None:
     code = (
-        "import sys, training.ml, training.ml.trl_stage, training.ml.sft, training.ml.dpo\n"
+        "import sys, training.ml, training.ml.trl_stage, training.ml.sft, training.ml.dpo, "
+        "training.ml.job\n"
         "heavy = sorted({'torch', 'transformers', 'trl', 'peft', 'datasets'} & set(sys.modules))\n"
         "assert not heavy, heavy\n"
     )
