@@ -44,10 +44,10 @@ test-embedded: venv
 test-browser: venv
 	DATABASE_URL=$(TEST_DB) HONE_TEST_REDIS_URL=$(TEST_REDIS) $(PY) -m pytest tests/browser
 
-# docs/screenshots/labeling.png and arena.png, taken by the browser tests.
+# docs/screenshots/labeling.png, arena.png and run.png, taken by the browser tests.
 screenshots: venv
 	HONE_SCREENSHOTS=1 DATABASE_URL=$(TEST_DB) HONE_TEST_REDIS_URL=$(TEST_REDIS) \
-		$(PY) -m pytest tests/browser -k "keyboard_only or arena"
+		$(PY) -m pytest tests/browser -k "keyboard_only or arena or grow_live"
 
 lint: venv
 	$(VENV)/bin/ruff check .

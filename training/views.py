@@ -18,6 +18,7 @@ from training.forms import ProjectGatesForm, ProjectTrainingForm
 from training.health import agreement_series, heldout_report, reward_model_health
 from training.leaderboard import leaderboard
 from training.models import LoopIteration, PolicyVersion, TrainingRun
+from training.run_report import key_value_rows, run_curves
 from training.selectors import (
     iteration_series,
     iterations_for_project,
@@ -236,7 +237,7 @@ def generation_start(request: HttpRequest, slug: str) -> HttpResponse:
 def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     project = project_for_member(user=request.user, slug=slug, roles=STAFF)
     run = get_object_or_404(TrainingRun, pk=run_id, project=project)
-    metrics = list(run_metrics(run=run))
+    rows = [{"step": m.step, **m.values} for m in run_metrics(run=run)]
     reward = run.kind == TrainingRun.Kind.REWARD and bool(run.summary)
     return render(
         request,
@@ -245,8 +246,10 @@ def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
             "project": project,
             "run": run,
             "heldout": heldout_report(run.summary) if reward else None,
-            "metrics": metrics,
-            "metrics_data": [{"step": m.step, **m.values} for m in metrics],
+            "metrics_data": rows,
+            "curves": run_curves(kind=run.kind, rows=rows),
+            "config_rows": key_value_rows(run.config),
+            "summary_rows": key_value_rows(run.summary),
             "is_admin": project.memberships.filter(
                 user=request.user, role=Membership.Role.ADMIN
             ).exists(),
