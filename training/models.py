@@ -285,12 +285,12 @@ class TrainingRun(models.Model):
     """A job on a worker. The row is the source of truth; the queue carries only its id."""
 
     class Kind(models.TextChoices):
-        GENERATE = "generate"
-        SFT = "sft"
-        REWARD = "reward"
-        PPO = "ppo"
-        DPO = "dpo"
-        EVALUATE = "evaluate"
+        GENERATE = "generate", "Generation"
+        SFT = "sft", "SFT"
+        REWARD = "reward", "Reward"
+        PPO = "ppo", "PPO"
+        DPO = "dpo", "DPO"
+        EVALUATE = "evaluate", "Evaluation"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
