@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import F, Max, Prefetch, QuerySet
+from django.utils import timezone
 
 from feedback.models import Comparison, Demonstration, PreferenceLabel, Project, Prompt
 from training.models import (
@@ -294,6 +296,20 @@ def sft_versions_for_project(*, project: Project) -> QuerySet[SFTVersion]:
 
 def runs_for_project(*, project: Project) -> QuerySet[TrainingRun]:
     return TrainingRun.objects.filter(project=project).order_by("-queued_at")
+
+
+def run_live(*, iteration: LoopIteration, beat_within_seconds: float = 60.0) -> TrainingRun | None:
+    """A run of the iteration that is running on a worker heard from lately (heartbeats come
+    every 15 s): while there is one, the iteration's step is in that worker's hands."""
+    return (
+        TrainingRun.objects.filter(
+            iteration=iteration,
+            status=TrainingRun.Status.RUNNING,
+            heartbeat_at__gte=timezone.now() - timedelta(seconds=beat_within_seconds),
+        )
+        .order_by("-pk")
+        .first()
+    )
 
 
 def run_metrics(*, run: TrainingRun) -> QuerySet[RunMetric]:

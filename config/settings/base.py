@@ -181,6 +181,12 @@ CELERY_BEAT_SCHEDULE = {
 # Queue the scoring of fresh labels (docs/judgement.md) after every this many new labels.
 HONE_HEALTH_EVERY_LABELS = env.int("HONE_HEALTH_EVERY_LABELS", default=20)
 CELERY_TASK_ACKS_LATE = True
+# Redis hands a message that was delivered but not acknowledged out again after the visibility
+# timeout (kombu's default: 1 hour). With acks_late a job's message stays unacknowledged while
+# the job runs, so the timeout must outlast the longest job (an iteration: 12 hours,
+# training/tasks.py), or a second GPU worker would start the same step while the first still
+# runs it. A dead worker's work is failed or sent again by the recovery, not by this timeout.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 13 * 3600}
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True  # the TrainingRun row is the source of truth

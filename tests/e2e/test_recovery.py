@@ -127,7 +127,7 @@ def test_an_iteration_whose_message_was_lost_resumes_on_a_new_worker(
 
     wait_for(
         lambda: not LoopIteration.objects.get(pk=iteration.pk).is_running,
-        420,
+        900,  # generous: four child processes on a loaded CI machine
         "the iteration to finish",
     )
     iteration.refresh_from_db()

@@ -85,3 +85,32 @@ def test_a_row_that_cannot_be_written_takes_its_adapter_away(project, settings, 
 
     assert not services.artifact_path("projects/1/policies/iteration-9").exists()
     assert PolicyVersion.objects.count() == 1  # version 0 only
+
+
+def test_a_second_delivery_leaves_a_step_running_elsewhere_alone(
+    project, annotator, iteration, tiny_model_dir
+):
+    from django.utils import timezone
+
+    one_label_to_train_on(project, annotator, tiny_model_dir)
+    services.iteration_advance(iteration=iteration, status="reward", expected="collecting")
+    elsewhere = TrainingRun.objects.create(
+        project=project,
+        iteration=iteration,
+        kind="reward",
+        status="running",
+        worker="gpu-box-2:4242",
+        heartbeat_at=timezone.now(),
+    )
+
+    jobs.iteration_run(iteration=iteration)
+
+    iteration.refresh_from_db()
+    assert iteration.status == "reward"
+    assert list(TrainingRun.objects.filter(iteration=iteration)) == [elsewhere]
+
+
+def test_the_broker_keeps_a_running_job_s_message_longer_than_any_job_runs(settings):
+    from training.tasks import ITERATION_TIME_LIMIT
+
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > ITERATION_TIME_LIMIT

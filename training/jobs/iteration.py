@@ -47,6 +47,7 @@ from training.models import (
 from training.selectors import (
     demonstrations_new_to_sft,
     policy_active,
+    run_live,
     sft_latest,
     versus_generated,
 )
@@ -81,6 +82,16 @@ def iteration_run(*, iteration: LoopIteration) -> None:
         step = steps.get(iteration.status)
         if step is None:
             return  # done, failed, rejected, cancelled, or waiting for an admin
+        live = run_live(iteration=iteration)
+        if live is not None:  # a message delivered twice: the step is in other hands
+            logger.warning(
+                "Iteration %s of %s: run %s is running on %s; this delivery leaves it be",
+                iteration.number,
+                iteration.project,
+                live.pk,
+                live.worker,
+            )
+            return
         try:
             step(iteration)
         except (services.IterationMoved, RunCancelled, WaitingForHumans):
