@@ -41,15 +41,11 @@ from django.core.exceptions import ValidationError
 from feedback.models import Project
 from feedback.training_config import LAUNCH_STAGES, launch_errors
 from training import services
-from training.jobs.runner import WORKER_NAME, Heartbeat, metrics_sink
+from training.jobs.runner import WORKER_NAME, Heartbeat, JobFailed, metrics_sink
 from training.models import TrainingRun
 
 POLL_SECONDS = 0.5
 LOG_TAIL_LINES = 30
-
-
-class JobFailed(Exception):
-    """The stage's process ended without a result."""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ class RunCancelled(Exception):
     """Someone asked this run to stop."""
 
 
+class JobFailed(Exception):
+    """A job's process ended without a result (training/jobs/child.py): its message says how
+    and ends with the job's last log lines."""
+
+
 class WaitingForHumans(Exception):
     """The human gate waits for labels: the worker is free; a label or the beat goes on."""
 
@@ -140,7 +145,7 @@ def run_as(run: TrainingRun, body: Callable[[Heartbeat], dict[str, Any]]) -> dic
 
 
 def error_text(error: Exception) -> str:
-    if isinstance(error, (ValidationError, ValueError, services.ArtifactStoreError)):
+    if isinstance(error, (ValidationError, ValueError, JobFailed, services.ArtifactStoreError)):
         return f"{type(error).__name__}: {'; '.join(getattr(error, 'messages', [str(error)]))}"
     return "".join(traceback.format_exception(error))[-4000:]
 
