@@ -9,6 +9,8 @@ Rules applied here once, so that generate, reward, PPO and evaluate agree:
 - device: CUDA when available, else CPU; dtype: bf16 on a CUDA device that supports it,
   float32 otherwise.
 - prompts are rendered to text by one function, `render_prompt`, everywhere.
+- data parallel: a stage's `batch_size` is global, divided among the processes
+  (`check_global_batch`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,28 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+# ---- processes: data parallel ----
+
+
+def process_count() -> int:
+    """How many processes train together: 1 alone, N under `accelerate launch` (one per GPU,
+    or CPU processes that talk over gloo)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).num_processes
+
+
+def check_global_batch(batch_size: int, processes: int) -> None:
+    """A stage's `batch_size` is the global batch: N processes take batch_size / N each, so
+    that they train as one process does with batch_size. ValueError unless it divides."""
+    if batch_size % processes:
+        raise ValueError(
+            f"batch_size is the global batch, shared by the {processes} processes: it must be "
+            f"a multiple of {processes}, got {batch_size}"
+        )
 
 
 # ---- tokenizer ----

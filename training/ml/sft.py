@@ -42,12 +42,13 @@ from training.ml.data import (
     split_by_prompt,
 )
 from training.ml.errors import DataError
-from training.ml.loading import check_model_path
+from training.ml.loading import check_global_batch, check_model_path, process_count
 from training.ml.trl_stage import (
     MetricsLog,
     OnMetrics,
     StageConfig,
     answer_logprobs,
+    check_last_batch,
     check_out_dir,
     quiet,
     run_command,
@@ -158,6 +159,8 @@ def train_sft(
     )
     if not train:
         raise DataError(data_path, "no demonstrations left for training after the held-out split")
+    processes = process_count()  # this process alone, or one of `accelerate launch`'s
+    check_global_batch(config.batch_size, processes)
     started = time.monotonic()
 
     from training.ml.loading import load_tokenizer
@@ -187,8 +190,10 @@ def train_sft(
             callbacks=[log.callback()],
             progress_bar=progress_bar,
         )
+        check_last_batch(len(train_rows), config.batch_size, processes)
         is_main = trainer.accelerator.is_main_process
         pad_id = tokenizer.pad_token_id
+        # held-out loss: every process on every held-out row (the same numbers in each)
         before = heldout_loss(trainer.model, heldout_rows, pad_id, config.batch_size)
         if is_main and before is not None:
             log({"step": 0, **heldout_metrics(before)})
