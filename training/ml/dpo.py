@@ -244,6 +244,7 @@ def build_dpo_trainer(
         trainable=True,
         device=trainer_device(),
         dtype="float32",  # float32 master weights; bf16 comes from autocast on CUDA
+        load_in_4bit=config.load_in_4bit,
     )
     args = DPOConfig(
         **trainer_arguments(config, output_dir, progress_bar),

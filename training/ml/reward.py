@@ -62,6 +62,7 @@ from training.ml.loading import (
     LoraSettings,
     check_adapter_path,
     check_global_batch,
+    check_load_in_4bit,
     check_model_path,
 )
 from training.ml.packed_pairs import (
@@ -137,7 +138,8 @@ class RewardTrainConfig:
         default=None, metadata={"help": "bf16 autocast; default on for CUDA with bf16, off on CPU"}
     )
     load_in_4bit: bool = field(
-        default=False, metadata={"help": "QLoRA: 4-bit base via bitsandbytes (CUDA only)"}
+        default=False,
+        metadata={"help": "QLoRA: the base model in 4-bit NF4 (CUDA and bitsandbytes only)"},
     )
     length_control: bool = field(
         default=False,
@@ -152,6 +154,7 @@ class RewardTrainConfig:
 
     def validate(self) -> None:
         self.lora_settings().validate()
+        check_load_in_4bit(self.load_in_4bit)
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.epochs <= 0:

@@ -256,7 +256,12 @@ def build_sft_trainer(
             "completion_mask": [[0] * n + [1] * (len(ids) - n) for ids, n in rows],
         }
     )
-    model, _ = load_causal_lm(config.base_model, device=trainer_device(), dtype="float32")
+    model, _ = load_causal_lm(
+        config.base_model,
+        device=trainer_device(),
+        dtype="float32",  # float32 master weights; bf16 comes from autocast on CUDA
+        load_in_4bit=config.load_in_4bit,
+    )
     args = SFTConfig(
         **trainer_arguments(config, output_dir, progress_bar),
         max_length=config.max_length,  # checked: no demonstration is cut

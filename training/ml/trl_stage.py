@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from training.ml.data import add_config_arguments, config_from_arguments, write_jsonl
-from training.ml.loading import LoraSettings
+from training.ml.loading import LoraSettings, check_load_in_4bit
 
 OnMetrics = Callable[[dict[str, Any]], None]
 
@@ -81,6 +81,10 @@ class StageConfig:
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 autocast; default on for CUDA with bf16, off on CPU"}
     )
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={"help": "QLoRA: the base model in 4-bit NF4 (CUDA and bitsandbytes only)"},
+    )
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that breaks an invariant (and its class)."""
@@ -98,6 +102,7 @@ class StageConfig:
             raise ValueError(f"{name}.max_length must be >= 8, got {self.max_length}")
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"{name}.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        check_load_in_4bit(self.load_in_4bit)
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(
