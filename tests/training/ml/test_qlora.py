@@ -12,6 +12,7 @@ import torch
 
 from training.ml.dpo import DPOTrainConfig, train_dpo
 from training.ml.loading import LOAD_IN_4BIT_NEEDS, load_causal_lm, load_sequence_classifier
+from training.ml.ppo import PPOConfig, train_ppo
 from training.ml.reward import RewardTrainConfig, train_reward
 from training.ml.sft import SFTTrainConfig, train_sft
 
@@ -24,6 +25,7 @@ STAGES = {
     "reward": (RewardTrainConfig, train_reward),
     "sft": (SFTTrainConfig, train_sft),
     "dpo": (DPOTrainConfig, train_dpo),
+    "ppo": (PPOConfig, train_ppo),
 }
 
 
