@@ -105,7 +105,8 @@ class RewardTrainConfig:
         metadata={
             "help": "most pairs per batch (fewer when max_batch_tokens is hit), over all "
             "processes: N data-parallel processes share each batch and train as one does "
-            "(a multiple of N)"
+            "(with max_batch_tokens=None, a multiple of N; packed batches are shared however "
+            "many pairs they hold, best with at least N)"
         },
     )
     max_batch_tokens: int | None = field(
@@ -385,7 +386,8 @@ def train_reward(
 
     # this process: alone, or one of `accelerate launch`'s (gloo between CPU processes)
     state = PartialState(cpu=not torch.cuda.is_available())
-    check_global_batch(config.batch_size, state.num_processes)
+    if config.max_batch_tokens is None:  # TRL splits each batch in equal shares
+        check_global_batch(config.batch_size, state.num_processes)
 
     from training.ml.loading import load_sequence_classifier, load_tokenizer
 

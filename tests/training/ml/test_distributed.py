@@ -141,7 +141,7 @@ def test_bad_input_ends_a_job_of_two_processes_with_status_2(
     tiny_model: str, data: dict[str, Path], tmp_path: Path
 ) -> None:
     """A global batch that 2 processes cannot share is bad input, as a bad data file is."""
-    config = {"base_model": tiny_model, "batch_size": 3}
+    config = {"base_model": tiny_model, "batch_size": 3, "max_batch_tokens": None}
     spec = JobSpec("reward", config, str(data["pairs"]), str(tmp_path / "rm"), str(tmp_path / "ev"))
 
     status, events, stderr = launch(spec, tmp_path / "spec.json", processes=2)
