@@ -564,16 +564,16 @@ def _train_packed(
         An empty share computes one pair of the batch at weight 0: every process takes part
         in each gradient sync."""
         share = process_share(global_batch, rank, processes)
-        rows = share or global_batch[:1]
+        pairs = share or global_batch[:1]
         batch = collate_packed_pairs(
-            [packed[i] for i in rows],
+            [packed[i] for i in pairs],
             pad_token_id=tokenizer.pad_token_id,
-            margins=None if margins is None else [margins[i] for i in rows],
+            margins=None if margins is None else [margins[i] for i in pairs],
             bool_mask=not eager,
         )
-        weight = torch.tensor([1.0 if weights is None else weights[i] for i in rows])
+        weight = torch.tensor([1.0 if weights is None else weights[i] for i in pairs])
         batch["weight"] = weight * (processes / len(global_batch)) * bool(share)
-        batch["counted"] = torch.full((len(rows),), bool(share))  # the pairs of the metrics
+        batch["counted"] = torch.full((len(pairs),), bool(share))  # the pairs of the metrics
         return {k: v.to(accelerator.device) for k, v in batch.items()}
 
     # ---- 3. optimizer over the LoRA weights and the head; the steps of the whole run ----
@@ -613,7 +613,9 @@ def _train_packed(
             counted = batch["counted"]
             window.append(
                 pair_sums(
-                    chosen[counted].detach(), rejected[counted].detach(), pair_losses[counted]
+                    chosen[counted].detach(),
+                    rejected[counted].detach(),
+                    pair_losses[counted].detach(),
                 )
             )
             every.append(window[-1])
