@@ -247,14 +247,12 @@ def _ppo(ctx: Context, out: Path, **overrides: Any) -> dict[str, Any]:
 
     if ctx.reward_model is None:
         raise RuntimeError("ppo needs the reward part's model: run the reward part first")
+    values = dict(total_episodes=128, rollout_batch_size=16, response_length=64)
     config = PPOConfig(
         base_model=ctx.base,
         reward_model=str(ctx.reward_model),
-        total_episodes=128,
-        rollout_batch_size=16,
-        response_length=64,
         num_ppo_epochs=PPO_EPOCHS,
-        **overrides,
+        **{**values, **overrides},
     )
     metrics: list[dict[str, Any]] = []
     summary = train_ppo(config, ctx.prompts, out, on_metrics=metrics.append)
