@@ -26,7 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >/
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 status=0
 echo "== training/ml on the GPU (bench/gpu_check.py) =="
-timeout 330 "$PYTHON" bench/gpu_check.py --base "$BASE" || status=$?
+timeout 300 "$PYTHON" bench/gpu_check.py --base "$BASE" || status=$?
 # DDP over gloo between CPU processes, as in CI: two processes cannot share one GPU with NCCL.
 echo "== 2-process data-parallel test (tests/training/ml/test_distributed.py) =="
 CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=1 timeout 150 \
