@@ -253,3 +253,40 @@ def config_from_arguments(config_cls: type, args: argparse.Namespace) -> Any:
     """Build the config dataclass from parsed arguments (see add_config_arguments)."""
     names = [f.name for f in dataclasses.fields(config_cls)]
     return config_cls(**{name: getattr(args, name) for name in names})
+
+
+def config_from_values(config_cls: type, values: dict[str, Any]) -> Any:
+    """Build the config dataclass from a JSON object (a job spec's `config`): ValueError naming
+    an unknown field, a missing required one, or a value of the wrong type."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{config_cls.__name__}: expected an object, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"unknown {config_cls.__name__} field(s): {', '.join(unknown)}; "
+            f"known: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(config_cls)
+    for name, f in fields.items():
+        if name not in values:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{config_cls.__name__}.{name} is required")
+            continue
+        kinds = typing.get_args(hints[name]) or (hints[name],)
+        if not any(_is_a(values[name], kind) for kind in kinds):
+            raise ValueError(
+                f"{config_cls.__name__}.{name} must be {' or '.join(k.__name__ for k in kinds)}, "
+                f"got {values[name]!r}"
+            )
+    return config_cls(**values)
+
+
+def _is_a(value: Any, kind: Any) -> bool:
+    if kind is type(None):
+        return value is None
+    if isinstance(value, bool):  # JSON true/false is not a number
+        return kind is bool
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, typing.get_origin(kind) or kind)

@@ -42,12 +42,18 @@ from typing import Any
 
 from training.ml.data import PreferencePair, load_preferences, prompt_key, split_by_prompt
 from training.ml.errors import DataError
-from training.ml.loading import check_adapter_path, check_model_path
+from training.ml.loading import (
+    check_adapter_path,
+    check_global_batch,
+    check_model_path,
+    process_count,
+)
 from training.ml.trl_stage import (
     MetricsLog,
     OnMetrics,
     StageConfig,
     answer_logprobs,
+    check_last_batch,
     check_out_dir,
     quiet,
     run_command,
@@ -128,6 +134,8 @@ def train_dpo(
     )
     if not train_pairs:
         raise DataError(data_path, "no pairs left for training after the held-out split")
+    processes = process_count()  # this process alone, or one of `accelerate launch`'s
+    check_global_batch(config.batch_size, processes)
     started = time.monotonic()
 
     from training.ml.loading import load_tokenizer
@@ -151,6 +159,8 @@ def train_dpo(
             raise DataError(
                 data_path, f"every training pair's prompt fills max_length ({config.max_length})"
             )
+        check_last_batch(len(trainer.train_dataset), config.batch_size, processes)
+        # held-out pairs: every process scores every one (the same numbers in each)
         heldout = [] if trainer.eval_dataset is None else trainer.eval_dataset
         reference = pair_logprobs(trainer, heldout, config.batch_size)
 
@@ -234,6 +244,7 @@ def build_dpo_trainer(
         trainable=True,
         device=trainer_device(),
         dtype="float32",  # float32 master weights; bf16 comes from autocast on CUDA
+        load_in_4bit=config.load_in_4bit,
     )
     args = DPOConfig(
         **trainer_arguments(config, output_dir, progress_bar),

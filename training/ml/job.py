@@ -1,31 +1,42 @@
 """One training stage as a process of its own: what a worker launches, with accelerate.
 
-    accelerate launch --multi_gpu --num_processes 8 -m training.ml.job spec.json
-    python -m training.ml.job spec.json                 # one process
+    python -m training.ml.job spec.json                                 # one process
+    python -m training.ml.job --processes 8 spec.json                   # 8, through accelerate
+    python -m training.ml.job --processes 8 --config-file fsdp.yaml spec.json
 
 The spec is a JSON object: `stage` (reward, sft, dpo, ppo; generate, evaluate), `config` (the
 fields of that stage's config dataclass), `data` (the stage's input file), `out` (the folder it
 writes, for the training stages) and
 `events` (a JSON-lines file). The main process (rank 0) appends one line per metrics report,
 `{"metrics": {...}}`, and at the end `{"result": {...}}` (what the stage's train function
-returned); bad input ends with `{"error": "..."}` and exit status 2. The worker that launched
-the job reads the file as it grows; stdout and stderr are the job's log.
+returned). Bad input (a spec, config or data file that is wrong) ends with an
+`{"error": "..."}` line and exit status 2, whatever the number of processes: each process
+that meets it writes the line (they are the same; with several processes the launcher stops
+the others as soon as one has failed, so rank 0 alone might not get to write it). The worker
+that launched the job reads the file as it grows; stdout and stderr are the job's log.
 
-`launch_command` builds the command line: accelerate's launcher (torchrun underneath) with a
-number of processes and, optionally, an accelerate config file (DDP, FSDP, DeepSpeed). On a
-machine without a GPU, `--multi_gpu` starts CPU processes that talk over gloo: the same code
-path, which is how the tests check data-parallel training.
+With `--processes N` (or `--config-file`) this module is the parent of accelerate's launcher
+(torchrun underneath), which starts the N processes, each running this module on the spec;
+the parent passes SIGTERM and SIGINT on, and turns the launcher's exit status into 2 when the
+job ended on bad input. `launch_command` builds the command line. A stage's `batch_size` is the
+global batch: N processes share each batch and train as one process does (`training.ml.loading
+.check_global_batch`). On a machine without a GPU, `--multi_gpu` starts CPU processes that talk
+over gloo: the same code path, which is how the tests check data-parallel training.
 
 No Django here: the worker side is `training/jobs/child.py`.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -37,6 +48,8 @@ from typing import Any
 WORKER_WATCH_SECONDS = 5.0
 
 MetricsFn = Callable[[dict[str, Any]], None]
+
+BAD_INPUT = 2  # the exit status of a job that ended on bad input
 
 # stage -> (its config class, its function), as "module:name"; every function is
 # `run(config, data, out, *, on_metrics=None) -> dict`.
@@ -65,6 +78,8 @@ class JobSpec:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot read the job spec {path}: {error}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"the job spec {path} is not a JSON object")
         missing = [k for k in ("stage", "config", "data", "out", "events") if k not in raw]
         if missing:
             raise ValueError(f"the job spec {path} lacks {', '.join(missing)}")
@@ -114,7 +129,11 @@ def _progress(on_metrics: MetricsFn | None) -> Callable[[int, int], None] | None
 
 
 def stage_config(stage: str, values: dict[str, Any]) -> Any:
-    return _named(STAGES[stage][0])(**values)
+    """The stage's config dataclass from the spec's `config`: ValueError naming an unknown
+    field, a missing required one or a value of the wrong type."""
+    from training.ml.data import config_from_values
+
+    return config_from_values(_named(STAGES[stage][0]), values)
 
 
 def _named(path: str) -> Any:
@@ -130,11 +149,27 @@ def launch_command(
     port: int | None = None,
     python: str = sys.executable,
 ) -> list[str]:
-    """The command line that runs a job: plain Python for one process without a config file,
-    accelerate's launcher otherwise (each process gets the spec; rank 0 writes events)."""
-    job = ["-m", "training.ml.job", str(spec_path)]
-    if num_processes == 1 and config_file is None:
-        return [python, *job]
+    """The command line that runs a job: this module on the spec, with `--processes` (and the
+    rest) when accelerate's launcher is to start several processes or read a config file."""
+    command = [python, "-m", "training.ml.job"]
+    if num_processes != 1 or config_file is not None:
+        command += ["--processes", str(num_processes)]
+        if config_file is not None:
+            command += ["--config-file", config_file]
+        if port is not None:
+            command += ["--port", str(port)]
+    return [*command, str(spec_path)]
+
+
+def accelerate_command(
+    spec_path: str | Path,
+    *,
+    num_processes: int,
+    config_file: str | None = None,
+    port: int | None = None,
+    python: str = sys.executable,
+) -> list[str]:
+    """accelerate's launcher starting `num_processes` processes, each running the spec."""
     command = [python, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes)]
     if config_file is not None:
         command += ["--config_file", config_file]
@@ -142,7 +177,7 @@ def launch_command(
         command += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no"]
         command += ["--dynamo_backend", "no"]
     command += ["--main_process_port", str(port or free_port())]
-    return [*command, *job]
+    return [*command, "-m", "training.ml.job", str(spec_path)]
 
 
 def free_port() -> int:
@@ -172,16 +207,68 @@ def _exit_with_worker(pid: str | None) -> None:
     threading.Thread(target=watch, daemon=True, name="worker-watch").start()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m training.ml.job SPEC.json", file=sys.stderr)
-        raise SystemExit(2)
+def ended_on_error(events: str | Path) -> bool:
+    """Whether the events file holds an `{"error": ...}` line."""
     try:
-        spec = JobSpec.read(args[0])
+        lines = Path(events).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    return any(line.startswith('{"error":') for line in lines)
+
+
+def write_event(events: str | Path, kind: str, value: Any) -> None:
+    """Append one line to the events file in a single write (lines of several processes do
+    not interleave)."""
+    line = (json.dumps({kind: value}) + "\n").encode()
+    fd = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def _events_of(spec_path: str) -> str | None:
+    """The events path of a spec that is otherwise wrong, where it names one."""
+    try:
+        raw = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    events = raw.get("events") if isinstance(raw, dict) else None
+    return events if isinstance(events, str) else None
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Run accelerate's launcher as a child; its exit status, or 2 after bad input."""
+    try:
+        spec = JobSpec.read(args.spec)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return _bad_input(error, _events_of(args.spec))
+    child = subprocess.Popen(
+        accelerate_command(
+            args.spec,
+            num_processes=args.processes,
+            config_file=args.config_file,
+            port=args.port,
+        )
+    )
+
+    def forward(signum: int, _frame: Any) -> None:
+        child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    status = child.wait()
+    if status != 0 and ended_on_error(spec.events):
+        return BAD_INPUT
+    return status
+
+
+def run(spec_path: str) -> int:
+    """Run the spec in this process (alone, or as one of the launcher's processes)."""
+    try:
+        spec = JobSpec.read(spec_path)
+    except ValueError as error:
+        return _bad_input(error, _events_of(spec_path))
     import torch
 
     if not torch.cuda.is_available():
@@ -189,32 +276,47 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     main_process = int(os.environ.get("RANK", "0")) == 0  # set by the launcher, per process
     _exit_with_worker(os.environ.get("HONE_WORKER_PID"))
-    events = None
+
+    def on_metrics(metrics: dict[str, Any]) -> None:
+        if main_process:
+            write_event(spec.events, "metrics", metrics)
+
     try:
-        events = open(spec.events, "a", encoding="utf-8") if main_process else None  # noqa: SIM115
+        config = stage_config(spec.stage, spec.config)
+        result = stage_run(spec.stage, config, spec.data, spec.out, on_metrics=on_metrics)
+    except ValueError as error:  # bad input: one clear line, no traceback
+        return _bad_input(error, spec.events)
+    if main_process:
+        write_event(spec.events, "result", result)
+    return 0
 
-        def emit(kind: str, value: Any) -> None:
-            if events is not None:
-                events.write(json.dumps({kind: value}) + "\n")
-                events.flush()
 
-        try:
-            config = stage_config(spec.stage, spec.config)
-            result = stage_run(
-                spec.stage,
-                config,
-                spec.data,
-                spec.out,
-                on_metrics=lambda metrics: emit("metrics", metrics),
-            )
-        except ValueError as error:  # bad input: one clear line, no traceback
-            emit("error", f"{type(error).__name__}: {error}")
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
-        emit("result", result)
-    finally:
-        if events is not None:
-            events.close()
+def _bad_input(error: ValueError, events: str | None) -> int:
+    message = f"{type(error).__name__}: {error}"
+    if events is not None:
+        with contextlib.suppress(OSError):  # the events path itself is wrong: stderr says it
+            write_event(events, "error", message)
+    print(f"error: {message}", file=sys.stderr)
+    return BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ml.job", description="Run one training stage from a job spec."
+    )
+    parser.add_argument("spec", help="the job spec (JSON)")
+    parser.add_argument(
+        "--processes", type=int, help="start this many processes with accelerate's launcher"
+    )
+    parser.add_argument("--config-file", help="accelerate config file (DDP, FSDP, DeepSpeed)")
+    parser.add_argument("--port", type=int, help="rendezvous port (default: a free one)")
+    args = parser.parse_args(argv)
+    if args.processes is not None and args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.processes is not None or args.config_file is not None:
+        args.processes = args.processes or 1
+        raise SystemExit(launch(args))
+    raise SystemExit(run(args.spec))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ Rules applied here once, so that generate, reward, PPO and evaluate agree:
 - device: CUDA when available, else CPU; dtype: bf16 on a CUDA device that supports it,
   float32 otherwise.
 - prompts are rendered to text by one function, `render_prompt`, everywhere.
+- every base model is read by one function, `load_pretrained` (4-bit QLoRA included).
+- data parallel: a stage's `batch_size` is global, divided among the processes
+  (`check_global_batch`).
 """
 
 from __future__ import annotations
@@ -80,6 +83,28 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+# ---- processes: data parallel ----
+
+
+def process_count() -> int:
+    """How many processes train together: 1 alone, N under `accelerate launch` (one per GPU,
+    or CPU processes that talk over gloo)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).num_processes
+
+
+def check_global_batch(batch_size: int, processes: int) -> None:
+    """A stage's `batch_size` is the global batch: N processes take batch_size / N each, so
+    that they train as one process does with batch_size. ValueError unless it divides."""
+    if batch_size % processes:
+        raise ValueError(
+            f"batch_size is the global batch, shared by the {processes} processes: it must be "
+            f"a multiple of {processes}, got {batch_size}"
+        )
 
 
 # ---- tokenizer ----
@@ -164,18 +189,9 @@ def load_causal_lm(
     path = check_model_path(path)
     if adapter is not None:
         adapter = check_adapter_path(adapter)
-    tokenizer = load_tokenizer(path)
-    torch_device = pick_device(device)
-    torch_dtype = pick_dtype(torch_device, dtype)
-
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
-    if load_in_4bit:
-        kwargs["quantization_config"] = bnb_4bit_config(torch_device, torch_dtype)
-        kwargs["device_map"] = {"": torch_device.index or 0}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if not load_in_4bit:
-        model.to(torch_device)
-    _set_pad(model, tokenizer)
+    model, tokenizer = load_pretrained(
+        AutoModelForCausalLM, path, device=device, dtype=dtype, load_in_4bit=load_in_4bit
+    )
 
     if adapter is not None:
         model = load_adapter(model, adapter, trainable=trainable)
@@ -196,16 +212,45 @@ def load_sequence_classifier(
     """
     from transformers import AutoModelForSequenceClassification
 
+    with _quiet_new_score_head():
+        return load_pretrained(
+            AutoModelForSequenceClassification,
+            path,
+            device=device,
+            dtype=dtype,
+            load_in_4bit=load_in_4bit,
+            num_labels=1,
+        )
+
+
+def load_pretrained(
+    model_class: Any,
+    path: str | Path,
+    *,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    load_in_4bit: bool = False,
+    **kwargs: Any,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The one place a base model is read: `model_class.from_pretrained` (an AutoModel class)
+    on the device and dtype of `pick_device`/`pick_dtype`, with the pad rule applied.
+
+    `load_in_4bit` loads the linear layers' weights in 4-bit NF4 through bitsandbytes (QLoRA:
+    a LoRA adapter trains on top, in `dtype`); it needs a CUDA GPU and is checked before
+    anything is read (`check_load_in_4bit`).
+    """
+    check_load_in_4bit(load_in_4bit)
     path = check_model_path(path)
     tokenizer = load_tokenizer(path)
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(torch_device, dtype)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "num_labels": 1}
     if load_in_4bit:
-        kwargs["quantization_config"] = bnb_4bit_config(torch_device, torch_dtype)
-        kwargs["device_map"] = {"": torch_device.index or 0}
-    with _quiet_new_score_head():
-        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        import torch
+
+        kwargs["quantization_config"] = bnb_4bit_config()
+        index = torch.cuda.current_device() if torch_device.index is None else torch_device.index
+        kwargs["device_map"] = {"": index}  # bitsandbytes places the weights itself
+    model = model_class.from_pretrained(path, dtype=torch_dtype, **kwargs)
     if not load_in_4bit:
         model.to(torch_device)
     _set_pad(model, tokenizer)
@@ -230,23 +275,45 @@ def _set_pad(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None
         model.generation_config.pad_token_id = tokenizer.pad_token_id
 
 
-def bnb_4bit_config(device: torch.device, compute_dtype: torch.dtype) -> Any:
-    """BitsAndBytesConfig for QLoRA (NF4, double quantization). CUDA and bitsandbytes only."""
-    if device.type != "cuda":
-        raise ValueError(f"4-bit loading needs a CUDA device, not {device}")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise ImportError(
-            "4-bit loading (QLoRA) needs the bitsandbytes package: pip install bitsandbytes"
-        ) from None
+LOAD_IN_4BIT_NEEDS = (
+    "load_in_4bit needs a CUDA GPU and bitsandbytes: pip install -r requirements-gpu.txt"
+)
+
+
+def check_load_in_4bit(load_in_4bit: bool) -> None:
+    """ValueError (LOAD_IN_4BIT_NEEDS, and what is missing) when `load_in_4bit` is asked for
+    on a machine without a CUDA GPU or without bitsandbytes. Reads no model; every stage
+    config's `validate()` calls it, so the error comes before any work."""
+    if not load_in_4bit:
+        return
+    import importlib.util
+
+    import torch
+
+    missing = [
+        what
+        for what, ok in (
+            ("no CUDA GPU here", torch.cuda.is_available()),
+            ("bitsandbytes is not installed", importlib.util.find_spec("bitsandbytes")),
+        )
+        if not ok
+    ]
+    if missing:
+        raise ValueError(f"{LOAD_IN_4BIT_NEEDS} ({'; '.join(missing)})")
+
+
+def bnb_4bit_config() -> Any:
+    """BitsAndBytesConfig for QLoRA: NF4 with double quantization (Dettmers et al., 2023,
+    https://arxiv.org/abs/2305.14314), computing in bf16 where the GPU has it."""
+    import torch
     from transformers import BitsAndBytesConfig
 
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_compute_dtype=compute,
     )
 
 

@@ -51,6 +51,7 @@ from torch import nn
 
 from training.ml.data import PromptInput, add_config_arguments, config_from_arguments, load_prompts
 from training.ml.errors import ModelNotFound
+from training.ml.loading import check_load_in_4bit
 
 RewardFn = Callable[[list[PromptInput], list[str]], list[float]]
 MetricsFn = Callable[[dict[str, Any]], None]
@@ -127,11 +128,16 @@ class PPOConfig:
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha of a new adapter"})
     bf16: bool = field(default=True, metadata={"help": "bf16 weights and autocast (CUDA only)"})
     seed: int = field(default=0, metadata={"help": "random seed (same seed, same run on CPU)"})
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={"help": "QLoRA: the base model in 4-bit NF4 (CUDA and bitsandbytes only)"},
+    )
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that breaks an invariant."""
         if not self.base_model:
             raise ValueError("PPOConfig.base_model is required")
+        check_load_in_4bit(self.load_in_4bit)
         for name in (
             "total_episodes",
             "rollout_batch_size",
@@ -330,7 +336,9 @@ def build_policy_and_value(
 
     from training.ml.loading import LoraSettings, attach_lora, load_adapter, load_causal_lm
 
-    base, tokenizer = load_causal_lm(config.base_model, device=device, dtype=dtype)
+    base, tokenizer = load_causal_lm(
+        config.base_model, device=device, dtype=dtype, load_in_4bit=config.load_in_4bit
+    )
     base.requires_grad_(False)
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=0.0)
 

@@ -1,7 +1,7 @@
 """Reward model: train a LoRA reward head on preference pairs, and score answers with it.
 
     python -m training.ml.reward --base var/models/smollm2 --data prefs.jsonl --out var/rm/4
-    accelerate launch -m training.ml.reward ...   # several GPUs: each process takes its batches
+    accelerate launch -m training.ml.reward ...   # several GPUs: each takes a share of a batch
 
 The model is a sequence-classification view of the base model with a peft LoRA adapter; the
 `score` head is trained in full and saved with the adapter (peft modules_to_save), so the output
@@ -58,7 +58,13 @@ from training.ml.data import (
     split_by_prompt,
 )
 from training.ml.errors import DataError
-from training.ml.loading import LoraSettings, check_adapter_path, check_model_path
+from training.ml.loading import (
+    LoraSettings,
+    check_adapter_path,
+    check_global_batch,
+    check_load_in_4bit,
+    check_model_path,
+)
 from training.ml.packed_pairs import (
     TokenBudgetBatchSampler,
     collate_packed_pairs,
@@ -95,12 +101,19 @@ class RewardTrainConfig:
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the training pairs"})
     batch_size: int = field(
-        default=4, metadata={"help": "most pairs per step (fewer when max_batch_tokens is hit)"}
+        default=4,
+        metadata={
+            "help": "most pairs per batch (fewer when max_batch_tokens is hit), over all "
+            "processes: N data-parallel processes share each batch and train as one does "
+            "(with max_batch_tokens=None, a multiple of N; packed batches are shared however "
+            "many pairs they hold, best with at least N)"
+        },
     )
     max_batch_tokens: int | None = field(
         default=2048,
         metadata={
-            "help": "token budget per batch: pairs x longest packed pair in the batch, padding "
+            "help": "token budget per batch (over all processes, like batch_size): pairs x "
+            "longest packed pair in the batch, padding "
             "included (a pair is packed as shared prompt + chosen + rejected, the prompt "
             "computed once); pairs are sorted by length and grouped under it (none: TRL's "
             "RewardTrainer as it is: fixed batch_size, random order, padded pairs). Memory "
@@ -126,7 +139,8 @@ class RewardTrainConfig:
         default=None, metadata={"help": "bf16 autocast; default on for CUDA with bf16, off on CPU"}
     )
     load_in_4bit: bool = field(
-        default=False, metadata={"help": "QLoRA: 4-bit base via bitsandbytes (CUDA only)"}
+        default=False,
+        metadata={"help": "QLoRA: the base model in 4-bit NF4 (CUDA and bitsandbytes only)"},
     )
     length_control: bool = field(
         default=False,
@@ -141,6 +155,7 @@ class RewardTrainConfig:
 
     def validate(self) -> None:
         self.lora_settings().validate()
+        check_load_in_4bit(self.load_in_4bit)
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.epochs <= 0:
@@ -369,6 +384,11 @@ def train_reward(
     from accelerate import PartialState
     from transformers import set_seed
 
+    # this process: alone, or one of `accelerate launch`'s (gloo between CPU processes)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if config.max_batch_tokens is None:  # TRL splits each batch in equal shares
+        check_global_batch(config.batch_size, state.num_processes)
+
     from training.ml.loading import load_sequence_classifier, load_tokenizer
 
     # ---- 1. tokenize: prompts cut from the left, cuts counted ----
@@ -410,8 +430,6 @@ def train_reward(
         length["length_effective_pairs"] = round(effective_pairs(weights), 1)
 
     # ---- 2. model: base as a 1-label classifier; the seed fixes the new score head ----
-    # this process: alone, or one of `accelerate launch`'s (gloo between CPU processes)
-    state = PartialState(cpu=not torch.cuda.is_available())
     set_seed(config.seed)
     model, tokenizer = load_sequence_classifier(
         config.base_model,
@@ -430,7 +448,8 @@ def train_reward(
             config, model, tokenizer, train_rows, margins, weights, on_metrics, progress_bar
         )
 
-    # ---- 4. held-out accuracy, scored exactly as RewardScorer will ----
+    # ---- 4. held-out accuracy, scored exactly as RewardScorer will (by every process, on
+    # every held-out pair: the same report from any of them) ----
     scorer = RewardScorer(model, tokenizer, max_length=config.max_length)
     heldout = _heldout_report(
         scorer, heldout_pairs, heldout_rows, heldout_lengths, config.batch_size
@@ -500,19 +519,24 @@ def _train_packed(
     pair's loss is multiplied by its weight before the batch mean; the metrics stay those of
     the unweighted pairs, comparable with and without. Returns (the trained peft model, mean
     loss, optimizer steps).
+
+    Data parallel (N processes): every process cuts the same global batches and takes its
+    share of each (`process_share`); each pair's loss is scaled by N / (pairs in the global
+    batch), so that DDP's mean of the processes' gradients is the gradient of the global
+    batch's mean loss, and the metrics are those of the global batches: N processes train
+    as one does, on the same batches.
     """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import gather_object, set_seed
-    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
     from training.ml.loading import attach_lora
 
-    accelerator = Accelerator(
-        mixed_precision="bf16" if _use_bf16(config) else "no",
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-    )
+    # gradient accumulation is counted here, per epoch (see 4.), not by accelerate
+    accelerator = Accelerator(mixed_precision="bf16" if _use_bf16(config) else "no")
+    rank, processes = accelerator.process_index, accelerator.num_processes
+    accumulate = config.gradient_accumulation_steps
 
     # ---- 1. LoRA on the body, the score head trained in full, dropout off ----
     if config.gradient_checkpointing:
@@ -526,7 +550,7 @@ def _train_packed(
     # ---- 2. batches: packed pairs, sorted by length, cut under the token budget ----
     assert config.max_batch_tokens is not None  # None goes to _train_with_trl
     packed = [pack_pair(c, r) for c, r in rows]
-    sampler = TokenBudgetBatchSampler(
+    sampler = TokenBudgetBatchSampler(  # the global batches: the same in every process
         [len(p.input_ids) for p in packed],
         max_pairs=config.batch_size,
         max_tokens=config.max_batch_tokens,
@@ -535,63 +559,78 @@ def _train_packed(
     # eager attention adds the mask to the scores (0 / -inf); sdpa and the others take booleans
     eager = getattr(model.config, "_attn_implementation", "sdpa") == "eager"
 
-    def collate(indices: list[int]) -> dict[str, Any]:
+    def collate(global_batch: list[int]) -> dict[str, Any]:
+        """This process's share of a global batch, on its device, with each pair's loss weight.
+        An empty share computes one pair of the batch at weight 0: every process takes part
+        in each gradient sync."""
+        share = process_share(global_batch, rank, processes)
+        pairs = share or global_batch[:1]
         batch = collate_packed_pairs(
-            [packed[i] for i in indices],
+            [packed[i] for i in pairs],
             pad_token_id=tokenizer.pad_token_id,
-            margins=None if margins is None else [margins[i] for i in indices],
+            margins=None if margins is None else [margins[i] for i in pairs],
             bool_mask=not eager,
         )
-        if weights is not None:
-            batch["weight"] = torch.tensor([weights[i] for i in indices])
-        return batch
-
-    loader = DataLoader(range(len(packed)), batch_sampler=sampler, collate_fn=collate)
+        weight = torch.tensor([1.0 if weights is None else weights[i] for i in pairs])
+        batch["weight"] = weight * (processes / len(global_batch)) * bool(share)
+        batch["counted"] = torch.full((len(pairs),), bool(share))  # the pairs of the metrics
+        return {k: v.to(accelerator.device) for k, v in batch.items()}
 
     # ---- 3. optimizer over the LoRA weights and the head; the steps of the whole run ----
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    steps_per_epoch = math.ceil(len(sampler) / accumulate)
     total_steps = math.ceil(config.epochs * steps_per_epoch)
 
-    # ---- 4. the loop: one optimizer step every `gradient_accumulation_steps` batches ----
+    # ---- 4. the loop: one optimizer step every `accumulate` batches and at an epoch's end ----
     model.train()
     step, tokens, grad_norm = 0, 0, float("nan")
-    window: list[dict[str, float]] = []  # each batch's metrics since the last log
-    batch_losses: list[float] = []  # each batch's mean loss, for the run's mean
+    window: list[dict[str, float]] = []  # this process's sums per batch since the last log
+    every: list[dict[str, float]] = []  # and over the run, for its mean loss
     bar = tqdm(
         total=total_steps, unit="step", disable=not (progress_bar and accelerator.is_main_process)
     )
     started = time.monotonic()
     while step < total_steps:
-        for batch in loader:
+        epoch = list(sampler)  # a new order on each pass
+        for i, global_batch in enumerate(epoch):
             lr = config.learning_rate * (1 - step / total_steps)  # linear decay to 0
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with accelerator.accumulate(model):
+            sync = (i + 1) % accumulate == 0 or i + 1 == len(epoch)
+            batch = collate(global_batch)
+            # the gradients are summed between processes on the last batch of a step only
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                 chosen, rejected = packed_pair_rewards(model, batch)  # (B,), (B,)
                 diff = chosen.float() - rejected.float()
                 if "margin" in batch:
                     diff = diff - batch["margin"]
                 pair_losses = -torch.nn.functional.logsigmoid(diff)  # Bradley-Terry, (B,)
-                weighted = pair_losses * batch["weight"] if "weight" in batch else pair_losses
-                accelerator.backward(weighted.mean())
-                if accelerator.sync_gradients:
-                    grad_norm = accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM).item()
-                optimizer.step()  # skipped by accelerate until the last batch of the step
-                optimizer.zero_grad()
-            window.append(pair_metrics(chosen.detach(), rejected.detach(), pair_losses.detach()))
-            batch_losses.append(window[-1]["loss"])
-            tokens += int(batch["real_tokens"])
-            if not accelerator.sync_gradients:
+                # (sum of weighted losses) x N / pairs of the global batch: DDP's mean over
+                # the N processes makes it the global batch's mean
+                accelerator.backward((pair_losses * batch["weight"]).sum() / accumulate)
+            counted = batch["counted"]
+            window.append(
+                pair_sums(
+                    chosen[counted].detach(),
+                    rejected[counted].detach(),
+                    pair_losses[counted].detach(),
+                )
+            )
+            every.append(window[-1])
+            tokens += int(batch["real_tokens"]) if counted.any() else 0
+            if not sync:
                 continue
+            grad_norm = accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM).item()
+            optimizer.step()
+            optimizer.zero_grad()
             step += 1
             bar.update()
 
-            # ---- 5. metrics: the mean over the batches since the last log, of all processes ----
+            # ---- 5. metrics: the mean over the global batches since the last log ----
             if step % config.logging_steps == 0:
-                batches = gather_object(window)
+                batches = global_batches(gather_object(window), processes)
                 metrics = {
                     "step": step,
                     **{k: statistics.fmean(b[k] for b in batches) for k in batches[0]},
@@ -607,27 +646,62 @@ def _train_packed(
             if step == total_steps:
                 break
     bar.close()
-    train_loss = statistics.fmean(gather_object(batch_losses))
+    train_loss = statistics.fmean(
+        b["loss"] for b in global_batches(gather_object(every), processes)
+    )
     if on_metrics is not None and accelerator.is_main_process:
         runtime = round(time.monotonic() - started, 2)
         on_metrics(_finite({"step": step, "train_runtime": runtime, "train_loss": train_loss}))
     return accelerator.unwrap_model(model, keep_fp32_wrapper=False), train_loss, step
 
 
-def pair_metrics(chosen: Any, rejected: Any, losses: Any) -> dict[str, float]:
-    """Metrics of one batch of pairs, named and averaged as TRL's RewardTrainer logs them (the
-    mean over the batches since the last log); each argument is (B,)."""
+def process_share(batch: Sequence[int], rank: int, processes: int) -> list[int]:
+    """Process `rank`'s contiguous share of a global batch: the shares of the `processes`
+    differ by one pair at most, and a batch of fewer pairs than processes leaves some empty."""
+    size, extra = divmod(len(batch), processes)
+    start = rank * size + min(rank, extra)
+    return list(batch[start : start + size + (rank < extra)])
+
+
+def pair_sums(chosen: Any, rejected: Any, losses: Any) -> dict[str, float]:
+    """What one process's share of a batch adds to the batch's metrics (`pair_metrics`);
+    each argument is (B,), B >= 0."""
     import torch
 
-    both = torch.cat([chosen, rejected])
+    both = torch.cat([chosen, rejected]).float()
     return {
-        "loss": losses.mean().item(),
-        "accuracy": (chosen > rejected).float().mean().item(),
-        "margin": (chosen - rejected).mean().item(),
-        "min_reward": both.min().item(),
-        "mean_reward": both.mean().item(),
-        "max_reward": both.max().item(),
+        "pairs": len(chosen),
+        "loss": losses.float().sum().item(),
+        "correct": (chosen > rejected).sum().item(),
+        "margin": (chosen - rejected).float().sum().item(),
+        "reward": both.sum().item(),
+        "min_reward": both.min().item() if len(chosen) else math.inf,
+        "max_reward": both.max().item() if len(chosen) else -math.inf,
     }
+
+
+def pair_metrics(shares: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Metrics of one batch of pairs from its shares' `pair_sums`, named and averaged as TRL's
+    RewardTrainer logs them (then averaged over the batches since the last log)."""
+    pairs = sum(s["pairs"] for s in shares)
+    return {
+        "loss": sum(s["loss"] for s in shares) / pairs,
+        "accuracy": sum(s["correct"] for s in shares) / pairs,
+        "margin": sum(s["margin"] for s in shares) / pairs,
+        "min_reward": min(s["min_reward"] for s in shares),
+        "mean_reward": sum(s["reward"] for s in shares) / (2 * pairs),
+        "max_reward": max(s["max_reward"] for s in shares),
+    }
+
+
+def global_batches(gathered: Sequence[dict[str, float]], processes: int) -> list[dict[str, float]]:
+    """`pair_metrics` of each global batch, from the processes' `pair_sums` lists gathered end
+    to end (every process has one entry per batch, in the same order)."""
+    per_process = len(gathered) // processes
+    return [
+        pair_metrics([gathered[p * per_process + j] for p in range(processes)])
+        for j in range(per_process)
+    ]
 
 
 def _train_with_trl(
@@ -647,6 +721,8 @@ def _train_with_trl(
     from transformers import PrinterCallback, TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
+    from training.ml.trl_stage import check_last_batch
+
     columns: dict[str, list[Any]] = {
         "chosen_ids": [c for c, _ in rows],
         "rejected_ids": [r for _, r in rows],
@@ -656,7 +732,7 @@ def _train_with_trl(
 
     class MetricsCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]  # noqa: ANN001, ANN201
-            if logs and on_metrics is not None:
+            if logs and on_metrics is not None and state.is_world_process_zero:
                 on_metrics({"step": state.global_step, **_finite(logs)})
 
     with tempfile.TemporaryDirectory() as output_dir:
@@ -664,7 +740,9 @@ def _train_with_trl(
             output_dir=output_dir,
             learning_rate=config.learning_rate,
             num_train_epochs=config.epochs,
+            # the global batch, each process taking its share of it (`split_batches`)
             per_device_train_batch_size=config.batch_size,
+            accelerator_config={"split_batches": True},
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             # TRL defaults gradient_checkpointing to True; transformers 5 renamed the field to
             # activation_checkpointing (the old name still works, with a FutureWarning).
@@ -690,6 +768,7 @@ def _train_with_trl(
         )
         if not progress_bar:
             trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+        check_last_batch(len(rows), config.batch_size, trainer.accelerator.num_processes)
         output = trainer.train()
     return trainer.model, output.training_loss, output.global_step
 

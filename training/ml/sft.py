@@ -42,12 +42,13 @@ from training.ml.data import (
     split_by_prompt,
 )
 from training.ml.errors import DataError
-from training.ml.loading import check_model_path
+from training.ml.loading import check_global_batch, check_model_path, process_count
 from training.ml.trl_stage import (
     MetricsLog,
     OnMetrics,
     StageConfig,
     answer_logprobs,
+    check_last_batch,
     check_out_dir,
     quiet,
     run_command,
@@ -158,6 +159,8 @@ def train_sft(
     )
     if not train:
         raise DataError(data_path, "no demonstrations left for training after the held-out split")
+    processes = process_count()  # this process alone, or one of `accelerate launch`'s
+    check_global_batch(config.batch_size, processes)
     started = time.monotonic()
 
     from training.ml.loading import load_tokenizer
@@ -187,8 +190,10 @@ def train_sft(
             callbacks=[log.callback()],
             progress_bar=progress_bar,
         )
+        check_last_batch(len(train_rows), config.batch_size, processes)
         is_main = trainer.accelerator.is_main_process
         pad_id = tokenizer.pad_token_id
+        # held-out loss: every process on every held-out row (the same numbers in each)
         before = heldout_loss(trainer.model, heldout_rows, pad_id, config.batch_size)
         if is_main and before is not None:
             log({"step": 0, **heldout_metrics(before)})
@@ -251,7 +256,12 @@ def build_sft_trainer(
             "completion_mask": [[0] * n + [1] * (len(ids) - n) for ids, n in rows],
         }
     )
-    model, _ = load_causal_lm(config.base_model, device=trainer_device(), dtype="float32")
+    model, _ = load_causal_lm(
+        config.base_model,
+        device=trainer_device(),
+        dtype="float32",  # float32 master weights; bf16 comes from autocast on CUDA
+        load_in_4bit=config.load_in_4bit,
+    )
     args = SFTConfig(
         **trainer_arguments(config, output_dir, progress_bar),
         max_length=config.max_length,  # checked: no demonstration is cut

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -29,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from training.ml.data import add_config_arguments, config_from_arguments, write_jsonl
-from training.ml.loading import LoraSettings
+from training.ml.loading import LoraSettings, check_load_in_4bit
 
 OnMetrics = Callable[[dict[str, Any]], None]
+
+log = logging.getLogger(__name__)
 
 
 # ---- configs ----
@@ -56,7 +59,13 @@ class StageConfig:
     )
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the training data"})
-    batch_size: int = field(default=8, metadata={"help": "examples per batch"})
+    batch_size: int = field(
+        default=8,
+        metadata={
+            "help": "examples per batch over all processes: N data-parallel processes take "
+            "batch_size / N each and train as one does (a multiple of N)"
+        },
+    )
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "batches whose gradients are summed into one update"}
     )
@@ -71,6 +80,10 @@ class StageConfig:
     )
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 autocast; default on for CUDA with bf16, off on CPU"}
+    )
+    load_in_4bit: bool = field(
+        default=False,
+        metadata={"help": "QLoRA: the base model in 4-bit NF4 (CUDA and bitsandbytes only)"},
     )
 
     def validate(self) -> None:
@@ -89,6 +102,7 @@ class StageConfig:
             raise ValueError(f"{name}.max_length must be >= 8, got {self.max_length}")
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"{name}.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        check_load_in_4bit(self.load_in_4bit)
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(
@@ -128,7 +142,10 @@ def trainer_arguments(config: Any, output_dir: str | Path, progress_bar: bool) -
         output_dir=str(output_dir),  # a scratch folder: nothing is saved there
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
+        # the global batch, each process taking its share of it: the same batches for any
+        # number of processes (a per-device batch would change the length grouping of SFT)
         per_device_train_batch_size=config.batch_size,
+        accelerator_config={"split_batches": True},
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         # TRL defaults it to True; transformers 5 names it activation_checkpointing
@@ -143,6 +160,21 @@ def trainer_arguments(config: Any, output_dir: str | Path, progress_bar: bool) -
         disable_tqdm=not progress_bar,
         use_cpu=not torch.cuda.is_available(),
     )
+
+
+def check_last_batch(examples: int, batch_size: int, processes: int) -> None:
+    """Warn when N > 1 processes will not train exactly as one: the last batch of an epoch,
+    short of `batch_size`, is filled up by accelerate with the epoch's first examples so that
+    each process gets its share (one process trains on the short batch as it is). Every other
+    batch is the same; `examples` a multiple of `batch_size` makes them all the same."""
+    if processes > 1 and examples % batch_size:
+        log.warning(
+            "%d training examples are not a multiple of batch_size %d: with %d processes the "
+            "last batch of each epoch is filled up with the epoch's first examples",
+            examples,
+            batch_size,
+            processes,
+        )
 
 
 class MetricsLog:

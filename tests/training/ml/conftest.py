@@ -49,6 +49,29 @@ def write_preferences(path: Path, *, pairs: int, seed: int, long_prompts: int = 
     return path
 
 
+def write_demonstrations(path: Path, count: int, *, seed: int = 0) -> Path:
+    """A planted pattern: the answer names the prompt's topic in a fixed sentence. Half the
+    lines in the messages format, half as prompt/completion."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        topic = rng.choice(TOPICS)
+        question, answer = f"Question {i}: tell me about the {topic}.", f"The {topic} is good."
+        if i % 2:
+            rows.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": question},
+                        {"role": "assistant", "content": answer},
+                    ]
+                }
+            )
+        else:
+            rows.append({"prompt": question, "completion": answer})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
 def write_prompts(path: Path, prompts: list[object]) -> Path:
     path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
     return path

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.training.ml.conftest import TOPICS
+from tests.training.ml.conftest import write_demonstrations
 from training.ml.data import write_jsonl
 from training.ml.errors import DataError
 from training.ml.loading import encode_prompt, encode_response, load_causal_lm, load_tokenizer
@@ -25,29 +24,6 @@ from training.ml.sft import (
     main,
     train_sft,
 )
-
-
-def write_demonstrations(path: Path, count: int, *, seed: int = 0) -> Path:
-    """A planted pattern: the answer names the prompt's topic in a fixed sentence. Half the
-    lines in the messages format, half as prompt/completion."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(count):
-        topic = rng.choice(TOPICS)
-        question, answer = f"Question {i}: tell me about the {topic}.", f"The {topic} is good."
-        if i % 2:
-            rows.append(
-                {
-                    "messages": [
-                        {"role": "user", "content": question},
-                        {"role": "assistant", "content": answer},
-                    ]
-                }
-            )
-        else:
-            rows.append({"prompt": question, "completion": answer})
-    write_jsonl(path, rows)
-    return path
 
 
 def small_config(base: str, **overrides: object) -> SFTTrainConfig:
