@@ -125,8 +125,9 @@ def run_job(spec: JobSpec, root: Path, num_processes: int) -> list[dict]:
     return [e["metrics"] for e in events if "metrics" in e]
 
 
+@pytest.mark.parametrize("value_model", ["shared", "separate"])
 def test_two_processes_train_as_one(
-    tiny_model: str, trained_reward, prompts_file_8: Path, tmp_path: Path
+    tiny_model: str, trained_reward, prompts_file_8: Path, tmp_path: Path, value_model: str
 ) -> None:
     reward_dir = trained_reward[0]
     runs = {}
@@ -144,6 +145,7 @@ def test_two_processes_train_as_one(
             learning_rate=1e-3,
             temperature=1.0,
             seed=0,
+            value_model=value_model,
         )
         out = tmp_path / f"out-{processes}"
         spec = JobSpec(
