@@ -16,10 +16,14 @@ in 1.13), with choices of our own:
   shares the frozen base weights with the policy (one copy of the base weights serves policy,
   reference and value); it starts from the reward model's adapter and head when there is one,
   and costs a second backbone pass per micro-batch, in the rollout and in every PPO epoch.
-  "shared" is the default because it measured as learning the same within noise at fewer CPU
-  seconds per episode (docs/benchmarks.md, "PPO: Hone's trainer and TRL 1.12's"); its head
-  starts at zero (the reward model's head reads the reward adapter's hidden states, not the
-  policy's);
+  "shared" is the default because it measured at 0.57x TRL 1.12's CPU seconds per episode
+  (the separate adapter: 0.97x) and 3.4 against 5.3 GB, learning the same as both within noise
+  on the demo task (docs/benchmarks.md, "PPO: Hone's trainer and TRL 1.12's"). Its head starts
+  at zero (the reward model's head reads the reward adapter's hidden states, not the
+  policy's), so while the values are far off the value loss steers the shared LoRA: with large
+  returns (a reward of up to 25 in the tiny learning test) it learned less at `vf_coef` 0.1
+  and as much as a separate value model at 0.01 (16 seeds each); lower `vf_coef` when scores
+  run large;
 - answers are sampled by a loop of our own with the KV cache (`sample_answers`), which records
   each sampled token's log-prob at the sampling temperature (and, when shared, its value): the
   old log-probs of PPO's ratio come from sampling, not from a second forward over the answers.
@@ -708,7 +712,7 @@ def train_ppo(
             ref_logprobs = torch.cat(ref_logprobs) * mask
             values = (values if values is not None else torch.cat(separate_values)) * mask
 
-            # ---- 5. score the answer texts (stop token excluded, as generate() returns them) ----
+            # ---- 5. score the answer texts (stop token excluded, as generation returns them) ----
             texts = [
                 decode(tokenizer, row[: n + 1 - e])
                 for row, n, e in zip(
