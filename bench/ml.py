@@ -25,7 +25,8 @@ see the same load (with 2 cores, give each 1 thread). Parts, in order:
 - demo-reward-trl / demo-reward-hone: held-out accuracy of both batchings on the demo pairs
   (`--seed` sets the split, the head and the order, the same for both); the Hone one of seed 0
   is kept as the reward model for PPO (and merged for TRL's PPO).
-- ppo-hone: training.ml.ppo on the demo prompts with that reward model, `--episodes` answers.
+- ppo-hone: training.ml.ppo on the demo prompts with that reward model, `--episodes` answers;
+  ppo-hone-separate: the same with `value_model="separate"` (a value adapter of its own).
 - ppo-trl: the same task with TRL 1.12's `trl.experimental.ppo.PPOTrainer`, run by
   bench/trl_ppo.py in the benchmark-only environment var/bench-trl112 (see docs/benchmarks.md).
 - ppo-reference-base / ppo-reference-sft: PPO's models built from an SFT-sized adapter (LoRA
@@ -71,6 +72,7 @@ PARTS = [
     "demo-data",
     "demo-reward-hone",
     "ppo-hone",
+    "ppo-hone-separate",
     "ppo-trl",
     "demo-reward-trl",
     "ppo-reference-base",
@@ -408,10 +410,11 @@ def merge_reward_model(base: str, reward_dir: Path, out: Path) -> None:
     scorer.tokenizer.save_pretrained(out)
 
 
-def part_ppo_hone(base: str) -> dict[str, Any]:
+def part_ppo_hone(base: str, **overrides: Any) -> dict[str, Any]:
     from training.ml.ppo import PPOConfig, train_ppo
 
-    out = OUT / f"ppo-hone{seed_suffix()}"
+    name = "ppo-hone" + "".join(f"-{v}" for v in overrides.values())
+    out = OUT / f"{name}{seed_suffix()}"
     if out.exists():
         import shutil
 
@@ -421,7 +424,12 @@ def part_ppo_hone(base: str) -> dict[str, Any]:
     def on_metrics(m: dict[str, Any]) -> None:
         # the clock and the load at each update: the two trainers run side by side are compared
         # over the same stretch of time
-        m = {**m, "time": round(time.time(), 2), "load1": round(os.getloadavg()[0], 2)}
+        m = {
+            **m,
+            "time": round(time.time(), 2),
+            "cpu": round(time.process_time(), 2),  # this process's user + system seconds
+            "load1": round(os.getloadavg()[0], 2),
+        }
         history.append(m)
         print(
             {k: m[k] for k in ("episode", "objective/scores", "objective/kl", "eps", "load1")},
@@ -429,7 +437,8 @@ def part_ppo_hone(base: str) -> dict[str, Any]:
             flush=True,
         )
 
-    config = PPOConfig(base_model=base, reward_model=str(OUT / "rm-demo"), **{**PPO, "seed": SEED})
+    settings = {**PPO, "seed": SEED, **overrides}
+    config = PPOConfig(base_model=base, reward_model=str(OUT / "rm-demo"), **settings)
     summary = train_ppo(config, OUT / "demo_prompts.jsonl", out, on_metrics=on_metrics)
     return {"summary": summary, **ppo_figures(history)}
 
@@ -461,6 +470,15 @@ def ppo_figures(history: list[dict[str, Any]]) -> dict[str, Any]:
     if all("time" in m for m in history):
         figures["update_times"] = [m["time"] for m in history]
         figures["update_load1"] = [m["load1"] for m in history]
+    if all("cpu" in m for m in history) and len(history) >= 2:
+        # CPU seconds per episode over the second half of the updates (loading and the first
+        # updates' warm-up left out): from the end of update n//2 to the end of the last
+        h = len(history) // 2
+        cpu = history[-1]["cpu"] - history[h - 1]["cpu"]
+        episodes = history[-1]["episode"] - history[h - 1]["episode"]
+        figures["update_cpu"] = [m["cpu"] for m in history]
+        figures["cpu_per_episode_second_half"] = round(cpu / episodes, 3)
+        figures["cpu_per_episode_updates"] = f"{h + 1}-{len(history)}"
     return figures
 
 
@@ -574,6 +592,8 @@ def run_part(name: str, base: str) -> dict[str, Any]:
         figures = part_demo_reward(base, hone=True)
     elif name == "ppo-hone":
         figures = part_ppo_hone(base)
+    elif name == "ppo-hone-separate":
+        figures = part_ppo_hone(base, value_model="separate")
     elif name == "ppo-trl":
         figures = part_ppo_trl(base)
     elif name in ("ppo-reference-base", "ppo-reference-sft"):
@@ -655,6 +675,7 @@ PER_STEP_KEYS = (
     "result",
     "update_times",
     "update_load1",
+    "update_cpu",
 )
 
 

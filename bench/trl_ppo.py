@@ -104,6 +104,7 @@ def main() -> None:
                 record = {
                     **logs,
                     "time": round(time.time(), 2),
+                    "cpu": round(time.process_time(), 2),
                     "load1": round(os.getloadavg()[0], 2),
                 }
                 history.append(record)

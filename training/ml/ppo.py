@@ -2,26 +2,50 @@
 
 Follows "The N Implementation Details of RLHF with PPO" (Huang et al., 2024,
 https://arxiv.org/abs/2403.17031) and the structure of TRL 1.12's `PPOTrainer` (deleted from TRL
-in 1.13), with three choices of our own:
+in 1.13), with choices of our own:
 
 - the policy is the base model plus a LoRA adapter, and the reference policy is the same model
   with the adapter switched off (`disable_adapter()`): no second copy for the reference; or,
   with `reference_adapter` (an SFT adapter), the same model with that adapter loaded frozen
   beside the policy's and switched on for the reference pass (a second LoRA adapter, not a
   second model);
-- the value model is a second LoRA adapter plus a scalar head on a module tree that shares the
-  frozen base weights with the policy (one copy of the base weights serves policy, reference
-  and value); it starts from the reward model's adapter and head when there is one;
+- the value function (`value_model`): "shared" (the default) is a scalar head on the policy's
+  last hidden states, the classic shared-trunk PPO: one backbone pass per micro-batch gives
+  both the log-probs and the values, and the value loss (weighted by `vf_coef`) trains the
+  policy's LoRA too. "separate" is a second LoRA adapter plus a head on a module tree that
+  shares the frozen base weights with the policy (one copy of the base weights serves policy,
+  reference and value); it starts from the reward model's adapter and head when there is one,
+  and costs a second backbone pass per micro-batch, in the rollout and in every PPO epoch.
+  "shared" is the default because it measured at 0.57x TRL 1.12's CPU seconds per episode
+  (the separate adapter: 0.97x) and 3.4 against 5.3 GB, learning the same as both within noise
+  on the demo task (docs/benchmarks.md, "PPO: Hone's trainer and TRL 1.12's"). Its head starts
+  at zero (the reward model's head reads the reward adapter's hidden states, not the
+  policy's), so while the values are far off the value loss steers the shared LoRA: with large
+  returns (a reward of up to 25 in the tiny learning test) it learned less at `vf_coef` 0.1
+  and as much as a separate value model at 0.01 (16 seeds each); lower `vf_coef` when scores
+  run large;
+- answers are sampled by a loop of our own with the KV cache (`sample_answers`), which records
+  each sampled token's log-prob at the sampling temperature (and, when shared, its value): the
+  old log-probs of PPO's ratio come from sampling, not from a second forward over the answers.
+  Each row's tokens come from a generator seeded by (seed, update, row index in the global
+  batch), so the answers do not depend on how the rows are split across processes. Caveat: a
+  cached, token-by-token forward and a full forward over the whole answer are the same sums in
+  another order: they agree to about 1e-6 in float32, less closely in bf16, so PPO's first
+  ratio is about 1, not exactly 1 (and a fresh adapter's first KL is about 0, not exactly 0);
+- data-parallel runs (`accelerate launch`, `training.ml.job`) whiten the advantages over the
+  global batch (sums reduced across processes) and average the metrics over processes, so that
+  N processes with rollout_batch_size B/N train as one process with B (up to float rounding,
+  with 1-row micro-batches: tested);
 - the reward is read through `RewardScorer` (or a plain `reward_fn` in tests) on the decoded
   answer text, so it is read exactly as the reward model was trained to read it.
 
-One update = sample a batch of answers, score them, per-token rewards (KL penalty to the
-reference everywhere, score at the last token), advantages by GAE, then a few epochs of
-clipped policy and value losses over minibatches.
+One update = sample a batch of answers (with their log-probs), score them, the reference's
+log-probs, per-token rewards (KL penalty to the reference everywhere, score at the last token),
+advantages by GAE, then a few epochs of clipped policy and value losses over minibatches.
 
     python -m training.ml.ppo --base var/models/tiny --prompts prompts.jsonl \\
         --reward-model var/reward/3 --out var/policy/4 --total-episodes 256
-    accelerate launch -m training.ml.ppo ...   # several GPUs: each process samples its share
+    accelerate launch -m training.ml.ppo ...   # several processes: each samples its share
 
 Importing this module imports torch (the policy/value module is an nn.Module); transformers,
 peft and accelerate are imported when training starts.
@@ -33,6 +57,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -58,6 +83,7 @@ MetricsFn = Callable[[dict[str, Any]], None]
 
 METRICS_FILE = "metrics.jsonl"
 POLICY_FILE = "hone_policy.json"
+VALUE_MODELS = ("shared", "separate")
 
 
 @dataclass
@@ -124,6 +150,14 @@ class PPOConfig:
     cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip range"})
     cliprange_value: float = field(default=0.2, metadata={"help": "value prediction clip range"})
     vf_coef: float = field(default=0.1, metadata={"help": "value loss weight"})
+    value_model: str = field(
+        default="shared",
+        metadata={
+            "help": "shared: a value head on the policy's hidden states (one backbone pass, the "
+            "value loss trains the policy's LoRA too); separate: a value adapter of its own "
+            "(started from the reward model's), a second backbone pass"
+        },
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank of a new policy/value adapter"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha of a new adapter"})
     bf16: bool = field(default=True, metadata={"help": "bf16 weights and autocast (CUDA only)"})
@@ -173,6 +207,11 @@ class PPOConfig:
                 "base model, which is then its reference (set init_adapter to where the policy "
                 "starts, e.g. the same SFT adapter)"
             )
+        if self.value_model not in VALUE_MODELS:
+            raise ValueError(
+                f"PPOConfig.value_model must be one of {', '.join(VALUE_MODELS)}, "
+                f"got {self.value_model!r}"
+            )
         if self.kl_target is not None and not self.kl_target > 0:
             raise ValueError(f"PPOConfig.kl_target must be > 0 when set, got {self.kl_target}")
         steps = self.num_mini_batches * self.gradient_accumulation_steps
@@ -197,10 +236,21 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance over the unmasked entries; masked entries become 0."""
-    mean = masked_mean(values, mask)
-    var = masked_mean((values - mean) ** 2, mask)
+def masked_whiten(
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    total: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Zero mean, unit variance over the unmasked entries; masked entries become 0.
+
+    `total` sums a scalar over processes (data-parallel: the mean and the variance are those of
+    the global batch, not of this process's share); None: this batch alone.
+    """
+    if total is None:
+        total = lambda t: t  # noqa: E731
+    count = total(mask.sum()).clamp(min=1)
+    mean = total((values * mask).sum()) / count
+    var = total(((values - mean) ** 2 * mask).sum()) / count
     return (values - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
@@ -256,34 +306,71 @@ REFERENCE = "reference"  # the peft adapter name of `reference_adapter`
 
 class PolicyAndValue(nn.Module):
     """Policy and value model as one module, so that `accelerator.prepare` wraps both (DDP)
-    and one forward trains both (the layout of TRL's and MOSS-RLHF's PPO)."""
+    and one forward trains both (the layout of TRL's and MOSS-RLHF's PPO).
 
-    def __init__(self, policy: nn.Module, value: nn.Module) -> None:
+    `value_model="shared"`: `value_head` reads the policy's last hidden states (`value` is
+    None); "separate": `value` is a sequence classifier with its own LoRA (`value_head` None).
+    """
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        value: nn.Module | None = None,
+        value_head: nn.Linear | None = None,
+    ) -> None:
         super().__init__()
+        if (value is None) == (value_head is None):
+            raise ValueError("PolicyAndValue needs exactly one of value and value_head")
         self.policy = policy  # peft: causal LM + LoRA
-        self.value = value  # peft: sequence-classification model + LoRA + `score` head
+        self.value = value  # separate: sequence-classification model + LoRA + `score` head
+        self.value_head = value_head  # shared: Linear(hidden, 1) on the policy's hidden states
+
+    @property
+    def shared(self) -> bool:
+        return self.value_head is not None
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            self.policy_logits(input_ids, attention_mask, context_length),
-            self.values(input_ids, attention_mask, context_length),
-        )
+        """(logits that predict each answer token (B, R, V), values (B, R)): one backbone pass
+        when shared, two when separate."""
+        if not self.shared:
+            return (
+                self.policy_logits(input_ids, attention_mask, context_length),
+                self.values(input_ids, attention_mask, context_length),
+            )
+        out = self._policy_forward(input_ids, attention_mask, context_length, hidden=True)
+        hidden = out.hidden_states[-1][:, context_length - 1 : -1]  # (B, R, H), final norm in
+        return out.logits[:, :-1], self.head_values(hidden)
+
+    def head_values(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The shared value head on last hidden states: (..., H) -> (...), float32."""
+        assert self.value_head is not None
+        return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
 
     def policy_logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int
     ) -> torch.Tensor:
         """Logits that predict each answer token: (B, P+R) ids -> (B, R, V)."""
+        return self._policy_forward(input_ids, attention_mask, context_length).logits[:, :-1]
+
+    def _policy_forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        context_length: int,
+        *,
+        hidden: bool = False,
+    ) -> Any:
         answer_length = input_ids.shape[1] - context_length
-        out = self.policy(
+        return self.policy(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=_position_ids(attention_mask),
             logits_to_keep=answer_length + 1,  # (B, R+1, V) instead of (B, P+R, V)
+            output_hidden_states=hidden,
             use_cache=False,
         )
-        return out.logits[:, :-1]
 
     @contextlib.contextmanager
     def as_reference(self) -> Iterator[None]:
@@ -304,6 +391,9 @@ class PolicyAndValue(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int
     ) -> torch.Tensor:
         """Value of each state that precedes an answer token: (B, P+R) ids -> (B, R)."""
+        if self.shared:
+            return self(input_ids, attention_mask, context_length)[1]
+        assert self.value is not None
         classifier = self.value.base_model.model  # under peft's wrappers
         backbone = getattr(classifier, classifier.base_model_prefix)
         hidden = backbone(
@@ -313,6 +403,77 @@ class PolicyAndValue(nn.Module):
             use_cache=False,
         ).last_hidden_state[:, context_length - 1 : -1]  # (B, R, H)
         return classifier.score(hidden).squeeze(-1).float()
+
+
+@torch.no_grad()
+def sample_answers(
+    model: PolicyAndValue,
+    queries: torch.Tensor,
+    query_mask: torch.Tensor,
+    generators: list[torch.Generator],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    stop_ids: torch.Tensor,
+    pad_id: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Sample answers from the policy with the KV cache; row i draws from `generators[i]`.
+
+    Left-padded prompts (B, P) -> (tokens (B, R), log-probs (B, R), values (B, R) or None).
+    Each token is a Gumbel-max draw from softmax(logits / temperature) with noise from its
+    row's own generator, so a row's answer depends on its prompt and its generator only, not on
+    the other rows of the batch. Its log-prob is taken under that same distribution; values
+    come from the shared head on the same hidden states (None for a separate value model). A
+    row that drew a stop token gets `pad_id` after it (log-prob and value 0 there); the loop
+    ends when every row has stopped or after `max_new_tokens`: R <= max_new_tokens.
+    """
+    batch = queries.shape[0]
+    device = queries.device
+    ended = torch.zeros(batch, dtype=torch.bool, device=device)
+    attention_mask = query_mask
+    position_ids = _position_ids(query_mask)
+    input_ids, past = queries, None
+    tokens, logprobs, values = [], [], []
+    for _ in range(max_new_tokens):
+        out = model.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past,
+            use_cache=True,
+            logits_to_keep=1,
+            output_hidden_states=model.shared,
+        )
+        past = out.past_key_values
+        logp = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)  # (B, V)
+        uniform = torch.stack(
+            [torch.rand(logp.shape[1], generator=g, device=device) for g in generators]
+        )
+        gumbel = -torch.log(-torch.log(uniform))  # u = 0 gives -inf: never drawn
+        token = (logp + gumbel).argmax(-1)
+        picked = logp.gather(1, token.unsqueeze(1)).squeeze(1)
+        tokens.append(token.masked_fill(ended, pad_id))
+        logprobs.append(picked.masked_fill(ended, 0.0))
+        if model.shared:
+            values.append(model.head_values(out.hidden_states[-1][:, -1]).masked_fill(ended, 0.0))
+        ended = ended | torch.isin(token, stop_ids)
+        if bool(ended.all()):
+            break
+        input_ids = tokens[-1].unsqueeze(1)
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], 1)
+        position_ids = position_ids[:, -1:] + 1
+    return (
+        torch.stack(tokens, 1),
+        torch.stack(logprobs, 1),
+        torch.stack(values, 1) if values else None,
+    )
+
+
+def row_generator(seed: int, update: int, row: int, device: Any = "cpu") -> torch.Generator:
+    """The sampling generator of one answer: row `row` of the global batch of update `update`
+    (the same on every process, whatever the split)."""
+    digest = hashlib.sha256(f"hone-ppo:{seed}:{update}:{row}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -327,10 +488,11 @@ def build_policy_and_value(
 
     Memory: ONE copy of the frozen base weights. The policy is base + LoRA; the reference is
     the policy with its adapter disabled, or with `reference_adapter` active instead of its
-    own (a frozen LoRA adapter beside the policy's, `as_reference`); the value model is a second module tree whose frozen
-    tensors ARE the policy's (`copy.deepcopy` with those tensors pre-seeded in the memo), with
-    its own LoRA and a `score` head. Only LoRA weights and the head are trainable. The reward
-    model, when there is one, is held separately by `RewardScorer`.
+    own (a frozen LoRA adapter beside the policy's, `as_reference`). The value model is a
+    head on the policy's last hidden states (`value_model="shared"`), or a second module tree
+    whose frozen tensors ARE the policy's (`copy.deepcopy` with those tensors pre-seeded in the
+    memo), with its own LoRA and a `score` head ("separate"). Only LoRA weights and the head
+    are trainable. The reward model, when there is one, is held separately by `RewardScorer`.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -342,26 +504,32 @@ def build_policy_and_value(
     base.requires_grad_(False)
     lora = LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=0.0)
 
-    # ---- value model: a sequence classifier around a weight-sharing copy of the backbone ----
-    backbone = getattr(base, base.base_model_prefix)
-    shared = {id(t): t for t in itertools.chain(backbone.parameters(), backbone.buffers())}
-    value_backbone = copy.deepcopy(backbone, memo=shared)  # new modules, same tensors
-    value_config = copy.deepcopy(base.config)
-    value_config.num_labels = 1
-    with torch.device("meta"):  # the classifier's skeleton, allocating no second base
-        classifier = AutoModelForSequenceClassification.from_config(value_config)
-    setattr(classifier, classifier.base_model_prefix, value_backbone)
-    classifier.score = nn.Linear(value_config.hidden_size, 1, bias=False, device=device)
-    nn.init.zeros_(classifier.score.weight)  # a fresh head predicts 0; kept in float32
-    classifier.requires_grad_(False)
-    unallocated = [name for name, t in classifier.state_dict().items() if t.is_meta]
-    assert not unallocated, f"value model parts left on the meta device: {unallocated}"
-    if config.reward_model:
-        # Start the value function from the reward model (adapter + score head): it already
-        # judges whole answers (N implementation details, "value model initialization").
-        value = load_adapter(classifier, config.reward_model, trainable=True)
+    # ---- value: a head on the policy's hidden states, or a classifier of its own ----
+    value, value_head = None, None
+    if config.value_model == "shared":
+        value_head = nn.Linear(base.config.hidden_size, 1, bias=False, device=device)
+        nn.init.zeros_(value_head.weight)  # a fresh head predicts 0; kept in float32
     else:
-        value = attach_lora(classifier, lora, task_type="SEQ_CLS")
+        # a sequence classifier around a weight-sharing copy of the backbone
+        backbone = getattr(base, base.base_model_prefix)
+        shared = {id(t): t for t in itertools.chain(backbone.parameters(), backbone.buffers())}
+        value_backbone = copy.deepcopy(backbone, memo=shared)  # new modules, same tensors
+        value_config = copy.deepcopy(base.config)
+        value_config.num_labels = 1
+        with torch.device("meta"):  # the classifier's skeleton, allocating no second base
+            classifier = AutoModelForSequenceClassification.from_config(value_config)
+        setattr(classifier, classifier.base_model_prefix, value_backbone)
+        classifier.score = nn.Linear(value_config.hidden_size, 1, bias=False, device=device)
+        nn.init.zeros_(classifier.score.weight)  # a fresh head predicts 0; kept in float32
+        classifier.requires_grad_(False)
+        unallocated = [name for name, t in classifier.state_dict().items() if t.is_meta]
+        assert not unallocated, f"value model parts left on the meta device: {unallocated}"
+        if config.reward_model:
+            # Start the value function from the reward model (adapter + score head): it already
+            # judges whole answers (N implementation details, "value model initialization").
+            value = load_adapter(classifier, config.reward_model, trainable=True)
+        else:
+            value = attach_lora(classifier, lora, task_type="SEQ_CLS")
 
     # ---- policy: base + LoRA (a new adapter, or the one we continue from) ----
     if config.init_adapter:
@@ -372,9 +540,9 @@ def build_policy_and_value(
     if config.reference_adapter:
         policy.load_adapter(config.reference_adapter, adapter_name=REFERENCE, is_trainable=False)
 
-    model = PolicyAndValue(policy, value)
-    # PPO's first importance ratio must be exactly 1: no dropout anywhere (also in adapters
-    # trained with dropout, like an SFT or reward adapter).
+    model = PolicyAndValue(policy, value, value_head)
+    # Sampling and training must compute the same function (PPO's first ratio about 1): no
+    # dropout anywhere (also in adapters trained with dropout, like an SFT or reward adapter).
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
@@ -408,7 +576,6 @@ def train_ppo(
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from transformers import GenerationConfig
 
     from training.ml.generate import _stop_token_ids, decode
     from training.ml.loading import check_adapter_path, check_model_path, encode_prompt
@@ -457,25 +624,20 @@ def train_ppo(
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, eps=1e-5)  # eps: N details
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped: PolicyAndValue = accelerator.unwrap_model(model)
-    # Sampling differs per process (each samples its own share); the prompt order is the same
-    # on all of them (one seeded generator) and each takes its slice of the global batch.
+    # The prompt order is the same on all processes (one seeded generator) and each takes its
+    # slice of the global batch; each answer is sampled from a generator of its own, seeded by
+    # its row in the global batch (`row_generator`). The global generator, seeded per process,
+    # only shuffles the micro-batches of the PPO epochs.
     set_seed(config.seed + accelerator.process_index * 100003)
     prompt_order = torch.Generator().manual_seed(config.seed)
 
     kl_ctl = AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
-    generation_config = GenerationConfig(
-        max_new_tokens=config.response_length,
-        do_sample=True,
-        temperature=config.temperature,
-        top_k=0,
-        top_p=1.0,
-        eos_token_id=stop_ids.tolist(),
-        pad_token_id=pad_id,
-    )
     global_batch = config.rollout_batch_size * accelerator.num_processes
     num_updates = math.ceil(config.total_episodes / global_batch)
     micro = config.micro_batch_size
     queue: list[int] = []
+    # this process's rows of every global batch
+    rows_here = list(range(accelerator.process_index, global_batch, accelerator.num_processes))
 
     history: list[dict[str, Any]] = []
     start = time.time()
@@ -483,25 +645,46 @@ def train_ppo(
     def mean(t: torch.Tensor) -> float:  # a metric: the mean here, averaged over processes
         return accelerator.reduce(t.float().mean(), reduction="mean").item()
 
+    def total(t: torch.Tensor) -> torch.Tensor:  # a sum over processes
+        return accelerator.reduce(t.float(), reduction="sum")
+
     for update in range(1, num_updates + 1):
         # ---- 1. prompts: this process's slice of the next global batch ----
         while len(queue) < global_batch:
             queue += torch.randperm(len(prompt_ids), generator=prompt_order).tolist()
-        batch = queue[:global_batch][accelerator.process_index :: accelerator.num_processes]
+        global_prompts = queue[:global_batch]
         del queue[:global_batch]
-        queries, query_mask = _left_pad([prompt_ids[i] for i in batch], pad_id, device)
+        batch = [global_prompts[row] for row in rows_here]
+        # Padded to the longest prompt of the global batch: every process, whatever its share,
+        # computes on sequences of the same shape.
+        width = max(len(prompt_ids[i]) for i in global_prompts)
+        queries, query_mask = _left_pad([prompt_ids[i] for i in batch], pad_id, device, width)
         context_length = queries.shape[1]  # P
         B = len(batch)  # noqa: N806
 
         with torch.no_grad():
-            # ---- 2. rollouts: sample answers from the policy (adapter on) ----
+            # ---- 2. rollouts: sample answers from the policy, with their log-probs ----
+            generators = [row_generator(config.seed, update, row, device) for row in rows_here]
             with accelerator.autocast():
-                query_responses = unwrapped.policy.generate(
-                    input_ids=queries,
-                    attention_mask=query_mask,
-                    generation_config=generation_config,
-                )  # (B, P+R), R <= response_length (generate stops when every row has ended)
-            responses = query_responses[:, context_length:]  # (B, R)
+                responses, logprobs, values = sample_answers(
+                    unwrapped,
+                    queries,
+                    query_mask,
+                    generators,
+                    max_new_tokens=config.response_length,
+                    temperature=config.temperature,
+                    stop_ids=stop_ids,
+                    pad_id=pad_id,
+                )  # (B, R): R <= response_length (sampling stops when every row has ended)
+            # The same R on every process: the longest answer of the global batch.
+            longest = int(
+                accelerator.gather(torch.tensor([responses.shape[1]], device=device)).max()
+            )
+            extra = longest - responses.shape[1]
+            responses = nn.functional.pad(responses, (0, extra), value=pad_id)
+            logprobs = nn.functional.pad(logprobs, (0, extra))
+            if values is not None:
+                values = nn.functional.pad(values, (0, extra))
 
             # ---- 3. truncate at the first stop token (kept: it is the answer's last token) ----
             is_stop = torch.isin(responses, stop_ids)
@@ -514,29 +697,30 @@ def train_ppo(
             # Tokens after the end sit after everything that matters (causal attention).
             attention_mask = torch.cat([query_mask, torch.ones_like(responses)], 1)
 
-            # ---- 4. log-probs of policy and reference, values; micro-batch by micro-batch ----
-            logprobs, ref_logprobs, values = [], [], []
+            # ---- 4. the reference's log-probs (and a separate value model's values) ----
+            ref_logprobs, separate_values = [], []
             for i in range(0, B, micro):
                 rows = slice(i, i + micro)
                 with accelerator.autocast():
-                    logits, value = model(
-                        query_responses[rows], attention_mask[rows], context_length
-                    )
                     with unwrapped.as_reference():  # base (adapter off) or reference adapter
                         ref_logits = unwrapped.policy_logits(
                             query_responses[rows], attention_mask[rows], context_length
                         )
-                logprobs.append(token_logprobs(logits / config.temperature, responses[rows]))
+                    if not unwrapped.shared:
+                        separate_values.append(
+                            unwrapped.values(
+                                query_responses[rows], attention_mask[rows], context_length
+                            )
+                        )
                 ref_logprobs.append(
                     token_logprobs(ref_logits / config.temperature, responses[rows])
                 )
-                values.append(value)
-                del logits, ref_logits
-            logprobs = torch.cat(logprobs) * mask  # (B, R)
+                del ref_logits
+            logprobs = logprobs * mask  # (B, R), from sampling
             ref_logprobs = torch.cat(ref_logprobs) * mask
-            values = torch.cat(values) * mask
+            values = (values if values is not None else torch.cat(separate_values)) * mask
 
-            # ---- 5. score the answer texts (stop token excluded, as generate() returns them) ----
+            # ---- 5. score the answer texts (stop token excluded, as generation returns them) ----
             texts = [
                 decode(tokenizer, row[: n + 1 - e])
                 for row, n, e in zip(
@@ -553,9 +737,9 @@ def train_ppo(
             rewards = non_score_reward.clone()
             rewards[torch.arange(B, device=device), last] += scores
 
-            # ---- 7. advantages (GAE, whitened over the batch) and returns ----
+            # ---- 7. advantages (GAE, whitened over the global batch) and returns ----
             advantages, returns = gae(rewards, values, mask, config.gamma, config.lam)
-            advantages = masked_whiten(advantages, mask)
+            advantages = masked_whiten(advantages, mask, total)
 
         # ---- 8. PPO epochs: shuffled micro-batches, one optimizer step per minibatch ----
         stats: dict[str, list[torch.Tensor]] = {}
@@ -675,9 +859,12 @@ def train_ppo(
     return summary
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token lists -> left-padded (ids, attention_mask), both (B, P)."""
-    width = max(len(r) for r in rows)
+def _left_pad(
+    rows: list[list[int]], pad_id: int, device: Any, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> left-padded (ids, attention_mask), both (B, P); P = `width` or the
+    longest row."""
+    width = max(len(r) for r in rows) if width is None else width
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
