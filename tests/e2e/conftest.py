@@ -75,6 +75,20 @@ def broker(transactional_db, redis_url, settings, tmp_path):
     channel_layers.backends.clear()
 
 
+def celery_environment(broker: str, settings, **environment: str) -> dict[str, str]:
+    """The environment of a Celery process (worker, beat) against the test database, the test
+    Redis and the test's artifacts, with the production settings module."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DEBUG": "1",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": broker,
+        "HONE_ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
+        **environment,
+    }
+
+
 @pytest.fixture
 def start_worker(broker, settings, tmp_path):
     """Start a real worker process (`start_worker(**environment)`), returned once it answers
@@ -82,16 +96,7 @@ def start_worker(broker, settings, tmp_path):
     started: list[tuple[subprocess.Popen, Path]] = []
 
     def start(**environment: str) -> subprocess.Popen:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.base",
-            "DEBUG": "1",
-            "DATABASE_URL": database_url(),
-            "REDIS_URL": broker,
-            "HONE_ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
-            "OMP_NUM_THREADS": "2",
-            **environment,
-        }
+        env = celery_environment(broker, settings, OMP_NUM_THREADS="2", **environment)
         log_path = tmp_path / f"worker-{len(started)}.log"
         with open(log_path, "w") as log:
             process = subprocess.Popen(

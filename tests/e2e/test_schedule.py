@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from feedback.models import AuditEvent
-from tests.e2e.conftest import ROOT, database_url
+from tests.e2e.conftest import ROOT, celery_environment
 from tests.e2e.test_loop import wait_for
 from training import services
 from training.broker import broker_messages_held
@@ -40,15 +40,7 @@ def celery_processes(broker, settings, tmp_path):
     and the test Redis; every one is stopped (SIGTERM, then SIGKILL after 15 s) at the end of
     the test, and its log printed."""
     started: list[tuple[subprocess.Popen, Path]] = []
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DEBUG": "1",
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": broker,
-        "HONE_ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT),
-        "OMP_NUM_THREADS": "1",
-    }
+    env = celery_environment(broker, settings, OMP_NUM_THREADS="1")
 
     def start(*arguments: str) -> subprocess.Popen:
         log_path = tmp_path / f"celery-{len(started)}-{arguments[0]}.log"
