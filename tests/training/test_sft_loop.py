@@ -52,6 +52,7 @@ def evaluate_config(iteration: LoopIteration) -> dict:
 
 
 def first_kl(run: TrainingRun) -> float:
+    """The KL to the reference at PPO's first update."""
     return RunMetric.objects.filter(run=run).order_by("step", "id").first().values["objective/kl"]
 
 
@@ -119,7 +120,9 @@ def test_sft_runs_first_then_ppo_starts_from_it_held_to_it_and_the_line_goes_on(
     ppo = first.runs.get(kind="ppo")
     assert (ppo.config["start"], ppo.config["sft"], ppo.config["parent"]) == ("sft", 1, 0)
     assert ppo.config["init_adapter"] == ppo.config["reference_adapter"] == sft_adapter
-    assert first_kl(ppo) == 0.0
+    # 0 up to float rounding: the policy's log-probs come from sampling with the KV cache,
+    # the reference's from a full forward (training/ml/ppo.py)
+    assert abs(first_kl(ppo)) < 1e-4
     v1 = PolicyVersion.objects.get(project=loop_project, status="active")
     assert (v1.number, v1.sft_id, v1.training_run_id) == (1, s1.pk, ppo.pk)
     # Evaluated against its SFT version too, and the KL gate holds it to that.
@@ -145,7 +148,7 @@ def test_sft_runs_first_then_ppo_starts_from_it_held_to_it_and_the_line_goes_on(
     assert (ppo.config["start"], ppo.config["sft"], ppo.config["parent"]) == ("parent", 1, 1)
     assert ppo.config["init_adapter"] == str(artifact_path(v1.adapter_path))
     assert ppo.config["reference_adapter"] == sft_adapter
-    assert first_kl(ppo) > 0.0  # v1 has moved from SFT1 already
+    assert first_kl(ppo) > 1e-4  # v1 has moved from SFT1 already
     v2 = second.policy
     assert (v2.number, v2.parent_id, v2.sft_id) == (2, v1.pk, s1.pk)
 
@@ -234,7 +237,9 @@ def test_restart_from_base_starts_a_new_line_from_the_latest_sft_version(
     sft_adapter = str(artifact_path(first.sft.adapter_path))
     assert (ppo.config["start"], ppo.config["sft"], ppo.config["parent"]) == ("sft", 1, 1)
     assert ppo.config["init_adapter"] == ppo.config["reference_adapter"] == sft_adapter
-    assert first_kl(ppo) == 0.0
+    # 0 up to float rounding: the policy's log-probs come from sampling with the KV cache,
+    # the reference's from a full forward (training/ml/ppo.py)
+    assert abs(first_kl(ppo)) < 1e-4
     assert second.policy.sft_id == first.sft_id
 
 
