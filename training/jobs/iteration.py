@@ -150,16 +150,14 @@ def _step_sft(iteration: LoopIteration) -> None:
             **dataclasses.asdict(config),
         },
     )
-    work = work_dir(project)
-    holder: dict[str, Any] = {}
 
-    def body(heartbeat: Heartbeat) -> dict[str, Any]:
+    def train(work: Path, heartbeat: Heartbeat) -> dict[str, Any]:
         services.run_log(
             run=run,
             line=f"SFT on {snapshot.demonstration_count} demonstrations "
             f"({snapshot.counts['new']} new)",
         )
-        metrics = stage_train(
+        return stage_train(
             run=run,
             heartbeat=heartbeat,
             stage="sft",
@@ -168,26 +166,21 @@ def _step_sft(iteration: LoopIteration) -> None:
             out=work / "adapter",
             launch=launch,
         )
-        heartbeat.check()
-        holder["sft"] = artifact_publish(
-            work / "adapter",
-            f"projects/{project.pk}/sft/iteration-{iteration.number}",
-            lambda stored: services.sft_register(
-                project=project,
-                run=run,
-                snapshot=snapshot,
-                adapter_path=stored.key,
-                adapter_manifest_sha256=stored.manifest_sha256,
-                metrics=metrics,
-            ),
-        )
-        return metrics
 
-    try:
-        run_as(run, body)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    _advance(iteration, LoopIteration.Status.REWARD, sft=holder["sft"])
+    sft = _adapter_train(
+        run,
+        train,
+        f"projects/{project.pk}/sft/iteration-{iteration.number}",
+        lambda stored, metrics: services.sft_register(
+            project=project,
+            run=run,
+            snapshot=snapshot,
+            adapter_path=stored.key,
+            adapter_manifest_sha256=stored.manifest_sha256,
+            metrics=metrics,
+        ),
+    )
+    _advance(iteration, LoopIteration.Status.REWARD, sft=sft)
 
 
 def _step_reward(iteration: LoopIteration) -> None:
@@ -233,13 +226,11 @@ def _reward_train(
             **dataclasses.asdict(config),
         },
     )
-    work = work_dir(project)
-    holder: dict[str, Any] = {}
     folder = "reward" if role == RewardModelVersion.Role.POLICY else "judge"
 
-    def body(heartbeat: Heartbeat) -> dict[str, Any]:
+    def train(work: Path, heartbeat: Heartbeat) -> dict[str, Any]:
         services.run_log(run=run, line=f"Reward model ({role}) on {snapshot.pair_count} pairs")
-        metrics = stage_train(
+        return stage_train(
             run=run,
             heartbeat=heartbeat,
             stage="reward",
@@ -248,19 +239,40 @@ def _reward_train(
             out=work / "adapter",
             launch=launch,
         )
+
+    return _adapter_train(
+        run,
+        train,
+        f"projects/{project.pk}/{folder}/iteration-{iteration.number}",
+        lambda stored, metrics: services.reward_model_register(
+            project=project,
+            run=run,
+            snapshot=snapshot,
+            adapter_path=stored.key,
+            adapter_manifest_sha256=stored.manifest_sha256,
+            metrics=metrics,
+            role=role,
+        ),
+    )
+
+
+def _adapter_train(
+    run: TrainingRun,
+    train: Callable[[Path, Heartbeat], dict[str, Any]],
+    key: str,
+    register: Callable[[services.StoredArtifact, dict[str, Any]], Any],
+) -> Any:
+    """Run `train` as `run` in a work folder of its own, publish the adapter it writes to
+    `work/adapter` under `key` and register it with the run's metrics; returns the row
+    `register` made. The work folder goes, whatever happens."""
+    work = work_dir(run.project)
+    holder: dict[str, Any] = {}
+
+    def body(heartbeat: Heartbeat) -> dict[str, Any]:
+        metrics = train(work, heartbeat)
         heartbeat.check()
-        holder["model"] = artifact_publish(
-            work / "adapter",
-            f"projects/{project.pk}/{folder}/iteration-{iteration.number}",
-            lambda stored: services.reward_model_register(
-                project=project,
-                run=run,
-                snapshot=snapshot,
-                adapter_path=stored.key,
-                adapter_manifest_sha256=stored.manifest_sha256,
-                metrics=metrics,
-                role=role,
-            ),
+        holder["row"] = artifact_publish(
+            work / "adapter", key, lambda stored: register(stored, metrics)
         )
         return metrics
 
@@ -268,7 +280,7 @@ def _reward_train(
         run_as(run, body)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return holder["model"]
+    return holder["row"]
 
 
 def _step_ppo(iteration: LoopIteration) -> None:
@@ -422,33 +434,22 @@ def _candidate_train(
             **dataclasses.asdict(config),
         },
     )
-    work = work_dir(project)
-    holder: dict[str, Any] = {}
-
-    def body(heartbeat: Heartbeat) -> dict[str, Any]:
-        metrics = train(run, work, heartbeat)
-        heartbeat.check()
-        holder["policy"] = artifact_publish(
-            work / "adapter",
-            f"projects/{project.pk}/policies/iteration-{iteration.number}",
-            lambda stored: services.policy_register(
-                project=project,
-                parent=parent,
-                run=run,
-                reward_model=reward_model,
-                adapter_path=stored.key,
-                adapter_manifest_sha256=stored.manifest_sha256,
-                metrics=metrics,
-                sft=start.sft,
-            ),
-        )
-        return metrics
-
-    try:
-        run_as(run, body)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    _advance(iteration, LoopIteration.Status.EVALUATING, policy=holder["policy"])
+    policy = _adapter_train(
+        run,
+        lambda work, heartbeat: train(run, work, heartbeat),
+        f"projects/{project.pk}/policies/iteration-{iteration.number}",
+        lambda stored, metrics: services.policy_register(
+            project=project,
+            parent=parent,
+            run=run,
+            reward_model=reward_model,
+            adapter_path=stored.key,
+            adapter_manifest_sha256=stored.manifest_sha256,
+            metrics=metrics,
+            sft=start.sft,
+        ),
+    )
+    _advance(iteration, LoopIteration.Status.EVALUATING, policy=policy)
 
 
 def _step_evaluate(iteration: LoopIteration) -> None:
