@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.db.models import QuerySet
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import generics, status
@@ -101,6 +102,13 @@ class ProjectScopedView(generics.GenericAPIView):
         serializer = serializer_class(data=self.request.query_params)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
+
+    def filtered(self, queryset: QuerySet, serializer_class, lookups: dict[str, str]) -> QuerySet:
+        """`queryset` narrowed by the query string's filters that were given, each by its
+        lookup in `lookups` (parameter name -> field lookup)."""
+        filters = self.query(serializer_class)
+        given = {lookup: filters[name] for name, lookup in lookups.items() if name in filters}
+        return queryset.filter(**given)
 
 
 def conflict(error: ValidationError) -> Response:

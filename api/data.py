@@ -71,33 +71,45 @@ def _read_upload(upload) -> bytes:
 # --- Imports ----------------------------------------------------------------------------------
 
 
+class _FileImportApi(ProjectScopedView):
+    """A multipart upload, validated by `serializer_class`, imported all or nothing by
+    `imported`: 201 with the import's result, or 400 with every problem and nothing stored."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request, slug: str) -> Response:
+        project = self.get_project()
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            result = self.imported(project, data, _read_upload(data["file"]), request.user)
+        except FileRejected as error:
+            return rejected(error)
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+    def imported(self, project, data: dict, content: bytes, actor):
+        raise NotImplementedError
+
+
 @extend_schema(
     tags=["prompts"],
     summary="Import a prompt file (JSONL, CSV, JSON list), all or nothing (admin)",
     request={"multipart/form-data": PromptUploadSerializer},
     responses={201: PromptImportResultSerializer},
 )
-class PromptImportApi(ProjectScopedView):
-    parser_classes = [MultiPartParser, FormParser]
+class PromptImportApi(_FileImportApi):
     serializer_class = PromptUploadSerializer
 
-    def post(self, request, slug: str) -> Response:
-        project = self.get_project()
-        serializer = PromptUploadSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        upload = serializer.validated_data["file"]
-        try:
-            result = prompts_import_file(
-                project=project,
-                data=_read_upload(upload),
-                name=upload.name,
-                file_format=serializer.validated_data.get("file_format"),
-                duplicates=serializer.validated_data["duplicates"],
-                actor=request.user,
-            )
-        except FileRejected as error:
-            return rejected(error)
-        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+    def imported(self, project, data: dict, content: bytes, actor):
+        return prompts_import_file(
+            project=project,
+            data=content,
+            name=data["file"].name,
+            file_format=data.get("file_format"),
+            duplicates=data["duplicates"],
+            actor=actor,
+        )
 
 
 @extend_schema(
@@ -106,30 +118,21 @@ class PromptImportApi(ProjectScopedView):
     request={"multipart/form-data": LabelUploadSerializer},
     responses={201: LabelImportResultSerializer},
 )
-class LabelImportApi(ProjectScopedView):
-    parser_classes = [MultiPartParser, FormParser]
+class LabelImportApi(_FileImportApi):
     serializer_class = LabelUploadSerializer
 
-    def post(self, request, slug: str) -> Response:
-        project = self.get_project()
-        serializer = LabelUploadSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        try:
-            result = labels_import_file(
-                project=project,
-                data=_read_upload(data["file"]),
-                name=data["file"].name,
-                actor=request.user,
-                mapping=LabelStudioMapping(
-                    prompt=data["prompt_field"],
-                    answer_a=data["answer_a_field"],
-                    answer_b=data["answer_b_field"],
-                ),
-            )
-        except FileRejected as error:
-            return rejected(error)
-        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+    def imported(self, project, data: dict, content: bytes, actor):
+        return labels_import_file(
+            project=project,
+            data=content,
+            name=data["file"].name,
+            actor=actor,
+            mapping=LabelStudioMapping(
+                prompt=data["prompt_field"],
+                answer_a=data["answer_a_field"],
+                answer_b=data["answer_b_field"],
+            ),
+        )
 
 
 @extend_schema(
@@ -141,27 +144,18 @@ class LabelImportApi(ProjectScopedView):
     request={"multipart/form-data": DemonstrationUploadSerializer},
     responses={201: DemonstrationImportResultSerializer},
 )
-class DemonstrationImportApi(ProjectScopedView):
-    parser_classes = [MultiPartParser, FormParser]
+class DemonstrationImportApi(_FileImportApi):
     serializer_class = DemonstrationUploadSerializer
 
-    def post(self, request, slug: str) -> Response:
-        project = self.get_project()
-        serializer = DemonstrationUploadSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        upload = serializer.validated_data["file"]
-        try:
-            result = demonstrations_import_file(
-                project=project,
-                data=_read_upload(upload),
-                name=upload.name,
-                file_format=serializer.validated_data.get("file_format"),
-                duplicates=serializer.validated_data["duplicates"],
-                actor=request.user,
-            )
-        except FileRejected as error:
-            return rejected(error)
-        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+    def imported(self, project, data: dict, content: bytes, actor):
+        return demonstrations_import_file(
+            project=project,
+            data=content,
+            name=data["file"].name,
+            file_format=data.get("file_format"),
+            duplicates=data["duplicates"],
+            actor=actor,
+        )
 
 
 # --- Snapshots --------------------------------------------------------------------------------

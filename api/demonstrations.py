@@ -70,17 +70,16 @@ class DemonstrationListApi(ProjectScopedView, generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Demonstration]:
         if self.is_schema:
             return Demonstration.objects.none()
-        demonstrations = _visible(self)
-        filters = self.query(DemonstrationFilterSerializer)
-        if "status" in filters:
-            demonstrations = demonstrations.filter(review_status=filters["status"])
-        if "origin" in filters:
-            demonstrations = demonstrations.filter(origin=filters["origin"])
-        if "author" in filters:
-            demonstrations = demonstrations.filter(author__username=filters["author"])
-        if "prompt" in filters:
-            demonstrations = demonstrations.filter(prompt_id=filters["prompt"])
-        return demonstrations
+        return self.filtered(
+            _visible(self),
+            DemonstrationFilterSerializer,
+            {
+                "status": "review_status",
+                "origin": "origin",
+                "author": "author__username",
+                "prompt": "prompt_id",
+            },
+        )
 
     def post(self, request, slug: str) -> Response:
         serializer = DemonstrationCreateSerializer(data=request.data)

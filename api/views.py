@@ -339,21 +339,18 @@ class LabelListApi(ProjectScopedView, generics.ListAPIView):
     def get_queryset(self) -> QuerySet[PreferenceLabel]:
         if self.is_schema:
             return PreferenceLabel.objects.none()
-        labels = _labels(self)
-        filters = self.query(LabelFilterSerializer)
-        if "annotator" in filters:
-            labels = labels.filter(annotator__username=filters["annotator"])
-        if "status" in filters:
-            labels = labels.filter(review_status=filters["status"])
-        if "choice" in filters:
-            labels = labels.filter(choice=filters["choice"])
-        if "comparison" in filters:
-            labels = labels.filter(comparison_id=filters["comparison"])
-        if "created_after" in filters:
-            labels = labels.filter(created_at__gte=filters["created_after"])
-        if "created_before" in filters:
-            labels = labels.filter(created_at__lt=filters["created_before"])
-        return labels
+        return self.filtered(
+            _labels(self),
+            LabelFilterSerializer,
+            {
+                "annotator": "annotator__username",
+                "status": "review_status",
+                "choice": "choice",
+                "comparison": "comparison_id",
+                "created_after": "created_at__gte",
+                "created_before": "created_at__lt",
+            },
+        )
 
 
 @extend_schema(tags=["labels"], summary="One label (reviewer, admin; annotator: your own)")
