@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -28,10 +27,12 @@ from django.db import transaction
 from feedback.imports.files import (
     DUPLICATES,
     IMPORTABLE_SPLITS,
+    Duplicates,
     FileRejected,
     Problem,
     detect_format,
     records_from_bytes,
+    records_limit,
 )
 from feedback.imports.prompts import has_nul, prompt_key, prompt_messages
 from feedback.models import (
@@ -223,11 +224,7 @@ def demonstrations_import_records(
             [Problem(0, "duplicates", f"Unknown choice {duplicates!r}; use {list(DUPLICATES)}.")],
             source,
         )
-    max_records = settings.HONE_IMPORT_MAX_RECORDS
-    if len(records) > max_records:
-        raise FileRejected(
-            [Problem(0, "file", f"{len(records)} records; the limit is {max_records}.")], source
-        )
+    records_limit(records, source)
     prompts = {
         prompt_key(p.messages): p
         for p in Prompt.objects.filter(project=project).only("id", "messages", "split")
@@ -240,10 +237,9 @@ def demonstrations_import_records(
                 project=project, withdrawn_at__isnull=True
             ).values_list("prompt__messages", "text")
         }
+    checked = Duplicates(duplicates, existing, "record", "a demonstration the project already has")
     problems: list[Problem] = []
     rows: list[_Row] = []
-    skipped: list[dict[str, Any]] = []
-    seen: dict[tuple[str, str], int] = {}
     for line, record in records:
         row, found = _row(line, record)
         if row is None:
@@ -260,32 +256,13 @@ def demonstrations_import_records(
                 )
             )
             continue
-        if duplicates != "keep":
-            pair = (key, row.text)
-            duplicate_of = (
-                {"duplicate_of_line": seen[pair]}
-                if pair in seen
-                else {"duplicate_of": "project"}
-                if pair in existing
-                else None
-            )
-            if duplicate_of is not None:
-                if duplicates == "skip":
-                    skipped.append({"line": line, **duplicate_of})
-                    continue
-                where = (
-                    f"line {duplicate_of['duplicate_of_line']} of this file"
-                    if "duplicate_of_line" in duplicate_of
-                    else "a demonstration the project already has"
-                )
-                problems.append(Problem(line, "record", f"Duplicate of {where}."))
-                continue
-            seen[pair] = line
+        if not checked.admits((key, row.text), line, problems):
+            continue
         rows.append(row)
     if problems:
         raise FileRejected(problems, source)
     return _write(project=project, rows=rows, prompts=prompts, source=source,
-                  skipped=skipped, duplicates=duplicates, actor=actor)  # fmt: skip
+                  skipped=checked.skipped, duplicates=duplicates, actor=actor)  # fmt: skip
 
 
 def _write(

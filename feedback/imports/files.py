@@ -110,6 +110,45 @@ class FileRejected(ValidationError):
         super().__init__([f"{prefix}{p}" for p in problems])
 
 
+class Duplicates:
+    """A file's duplicates policy over its records, in order: "keep" takes every record;
+    "skip" leaves out a record whose key came earlier in the file or is already in `existing`
+    (noted in `skipped`); "error" makes it a problem of `field`, naming the earlier line or
+    `described` (what the project already has)."""
+
+    def __init__(self, policy: str, existing: set, field: str, described: str) -> None:
+        self.policy, self.existing, self.field, self.described = policy, existing, field, described
+        self.seen: dict[Any, int] = {}
+        self.skipped: list[dict[str, Any]] = []
+
+    def admits(self, key: Any, line: int, problems: list[Problem]) -> bool:
+        """Whether the record of `line` goes in (a duplicate is skipped or made a problem)."""
+        if self.policy == "keep":
+            return True
+        if key in self.seen:
+            duplicate_of: dict[str, Any] = {"duplicate_of_line": self.seen[key]}
+            where = f"line {self.seen[key]} of this file"
+        elif key in self.existing:
+            duplicate_of, where = {"duplicate_of": "project"}, self.described
+        else:
+            self.seen[key] = line
+            return True
+        if self.policy == "skip":
+            self.skipped.append({"line": line, **duplicate_of})
+        else:
+            problems.append(Problem(line, self.field, f"Duplicate of {where}."))
+        return False
+
+
+def records_limit(records: list, source: str) -> None:
+    """Reject a file of more records than HONE_IMPORT_MAX_RECORDS."""
+    max_records = settings.HONE_IMPORT_MAX_RECORDS
+    if len(records) > max_records:
+        raise FileRejected(
+            [Problem(0, "file", f"{len(records)} records; the limit is {max_records}.")], source
+        )
+
+
 # --- Files into records ---------------------------------------------------------------------
 
 

@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -17,9 +16,11 @@ from feedback.imports.files import (
     IMPORTABLE_SPLITS,
     MAX_PROMPT_CHARS,
     VALID_ROLES,
+    Duplicates,
     FileRejected,
     Problem,
     records_from_bytes,
+    records_limit,
 )
 from feedback.models import (
     AuditEvent,
@@ -121,15 +122,10 @@ def prompts_import_records(
             prompt_key(m)
             for m in Prompt.objects.filter(project=project).values_list("messages", flat=True)
         }
-    max_records = settings.HONE_IMPORT_MAX_RECORDS
-    if len(records) > max_records:
-        raise FileRejected(
-            [Problem(0, "file", f"{len(records)} records; the limit is {max_records}.")], source
-        )
-    seen: dict[str, int] = {}
+    records_limit(records, source)
+    checked = Duplicates(duplicates, existing, "prompt", "a prompt the project already has")
     problems: list[Problem] = []
     prompts: list[Prompt] = []
-    skipped: list[dict[str, Any]] = []
     for line, record in records:
         if not isinstance(record, dict):
             problems.append(Problem(line, "record", "Expected an object with a 'prompt' field."))
@@ -152,27 +148,8 @@ def prompts_import_records(
         if found:
             problems.extend(found)
             continue
-        if duplicates != "keep":
-            key = prompt_key(messages)
-            duplicate_of = (
-                {"duplicate_of_line": seen[key]}
-                if key in seen
-                else {"duplicate_of": "project"}
-                if key in existing
-                else None
-            )
-            if duplicate_of is not None:
-                if duplicates == "skip":
-                    skipped.append({"line": line, **duplicate_of})
-                    continue
-                where = (
-                    f"line {duplicate_of['duplicate_of_line']} of this file"
-                    if "duplicate_of_line" in duplicate_of
-                    else "a prompt the project already has"
-                )
-                problems.append(Problem(line, "prompt", f"Duplicate of {where}."))
-                continue
-            seen[key] = line
+        if not checked.admits(prompt_key(messages), line, problems):
+            continue
         prompts.append(
             Prompt(
                 project=project,
@@ -186,7 +163,7 @@ def prompts_import_records(
         raise FileRejected(problems, source)
     with transaction.atomic():
         created = Prompt.objects.bulk_create(prompts)
-        after = {"prompts": len(created), "skipped": len(skipped), "duplicates": duplicates}
+        after = {"prompts": len(created), "skipped": len(checked.skipped), "duplicates": duplicates}
         audit_record(
             actor=actor,
             project=project,
@@ -195,7 +172,7 @@ def prompts_import_records(
             before=None,
             after=after,
         )
-    return PromptImportResult(prompts=created, skipped=skipped)
+    return PromptImportResult(prompts=created, skipped=checked.skipped)
 
 
 def prompts_import_file(
