@@ -34,10 +34,6 @@ TINY_TRAINING = {
 LOOP_ANSWERS = [("ok", "a much longer and wordier answer")] * 6
 
 
-# The labelled answers of the loop's test project (tests/training/conftest.py, loop_project).
-LOOP_ANSWERS = [("ok", "a much longer and wordier answer")] * 6
-
-
 def make_comparisons(
     project: Project, texts: list[tuple[str, str]], split: str = "train"
 ) -> list[Comparison]:
