@@ -171,14 +171,8 @@ def _step_sft(iteration: LoopIteration) -> None:
         run,
         train,
         f"projects/{project.pk}/sft/iteration-{iteration.number}",
-        lambda stored, metrics: services.sft_register(
-            project=project,
-            run=run,
-            snapshot=snapshot,
-            adapter_path=stored.key,
-            adapter_manifest_sha256=stored.manifest_sha256,
-            metrics=metrics,
-        ),
+        services.sft_register,
+        snapshot=snapshot,
     )
     _advance(iteration, LoopIteration.Status.REWARD, sft=sft)
 
@@ -244,15 +238,9 @@ def _reward_train(
         run,
         train,
         f"projects/{project.pk}/{folder}/iteration-{iteration.number}",
-        lambda stored, metrics: services.reward_model_register(
-            project=project,
-            run=run,
-            snapshot=snapshot,
-            adapter_path=stored.key,
-            adapter_manifest_sha256=stored.manifest_sha256,
-            metrics=metrics,
-            role=role,
-        ),
+        services.reward_model_register,
+        snapshot=snapshot,
+        role=role,
     )
 
 
@@ -260,11 +248,13 @@ def _adapter_train(
     run: TrainingRun,
     train: Callable[[Path, Heartbeat], dict[str, Any]],
     key: str,
-    register: Callable[[services.StoredArtifact, dict[str, Any]], Any],
+    register: Callable[..., Any],
+    **fields: Any,
 ) -> Any:
     """Run `train` as `run` in a work folder of its own, publish the adapter it writes to
-    `work/adapter` under `key` and register it with the run's metrics; returns the row
-    `register` made. The work folder goes, whatever happens."""
+    `work/adapter` under `key` and register it (`register` gets the project, the run, the
+    stored adapter, the run's metrics and `fields`); returns the row `register` made. The
+    work folder goes, whatever happens."""
     work = work_dir(run.project)
     holder: dict[str, Any] = {}
 
@@ -272,7 +262,16 @@ def _adapter_train(
         metrics = train(work, heartbeat)
         heartbeat.check()
         holder["row"] = artifact_publish(
-            work / "adapter", key, lambda stored: register(stored, metrics)
+            work / "adapter",
+            key,
+            lambda stored: register(
+                project=run.project,
+                run=run,
+                adapter_path=stored.key,
+                adapter_manifest_sha256=stored.manifest_sha256,
+                metrics=metrics,
+                **fields,
+            ),
         )
         return metrics
 
@@ -438,16 +437,10 @@ def _candidate_train(
         run,
         lambda work, heartbeat: train(run, work, heartbeat),
         f"projects/{project.pk}/policies/iteration-{iteration.number}",
-        lambda stored, metrics: services.policy_register(
-            project=project,
-            parent=parent,
-            run=run,
-            reward_model=reward_model,
-            adapter_path=stored.key,
-            adapter_manifest_sha256=stored.manifest_sha256,
-            metrics=metrics,
-            sft=start.sft,
-        ),
+        services.policy_register,
+        parent=parent,
+        reward_model=reward_model,
+        sft=start.sft,
     )
     _advance(iteration, LoopIteration.Status.EVALUATING, policy=policy)
 
