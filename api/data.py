@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -73,9 +74,11 @@ def _read_upload(upload) -> bytes:
 
 class _FileImportApi(ProjectScopedView):
     """A multipart upload, validated by `serializer_class`, imported all or nothing by
-    `imported`: 201 with the import's result, or 400 with every problem and nothing stored."""
+    `imported` (by default `importer` with the file's format and duplicates policy): 201 with
+    the import's result, or 400 with every problem and nothing stored."""
 
     parser_classes = [MultiPartParser, FormParser]
+    importer: Any = None
 
     def post(self, request, slug: str) -> Response:
         project = self.get_project()
@@ -89,7 +92,14 @@ class _FileImportApi(ProjectScopedView):
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)
 
     def imported(self, project, data: dict, content: bytes, actor):
-        raise NotImplementedError
+        return type(self).importer(
+            project=project,
+            data=content,
+            name=data["file"].name,
+            file_format=data.get("file_format"),
+            duplicates=data["duplicates"],
+            actor=actor,
+        )
 
 
 @extend_schema(
@@ -100,16 +110,7 @@ class _FileImportApi(ProjectScopedView):
 )
 class PromptImportApi(_FileImportApi):
     serializer_class = PromptUploadSerializer
-
-    def imported(self, project, data: dict, content: bytes, actor):
-        return prompts_import_file(
-            project=project,
-            data=content,
-            name=data["file"].name,
-            file_format=data.get("file_format"),
-            duplicates=data["duplicates"],
-            actor=actor,
-        )
+    importer = prompts_import_file
 
 
 @extend_schema(
@@ -146,16 +147,7 @@ class LabelImportApi(_FileImportApi):
 )
 class DemonstrationImportApi(_FileImportApi):
     serializer_class = DemonstrationUploadSerializer
-
-    def imported(self, project, data: dict, content: bytes, actor):
-        return demonstrations_import_file(
-            project=project,
-            data=content,
-            name=data["file"].name,
-            file_format=data.get("file_format"),
-            duplicates=data["duplicates"],
-            actor=actor,
-        )
+    importer = demonstrations_import_file
 
 
 # --- Snapshots --------------------------------------------------------------------------------
