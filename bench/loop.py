@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from feedback.preferences import PREFERENCES  # noqa: E402  (no Django: plain functions)
+
 
 def wilson(wins: float, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
@@ -126,14 +128,12 @@ def final_judgement(
     total_s: float,
     name: str = "loop.json",
     version: int | None = None,
+    sft: dict | None = None,
 ) -> None:
     """The simulated annotator judges the active policy (or `version`) against the base on
     held-out prompts."""
-    from feedback.models import Prompt
-    from feedback.preferences import judge
     from training.jobs.runner import adapter_of
     from training.leaderboard import leaderboard
-    from training.ml.generate import GenerateConfig, generate
     from training.models import PolicyVersion
 
     final = (
@@ -141,38 +141,12 @@ def final_judgement(
         if version is not None
         else PolicyVersion.objects.get(project=project, status="active")
     )
-    eval_prompts = [p.messages for p in Prompt.objects.filter(project=project, split="eval")]
-
-    def answers(adapter: str | None) -> list[str]:
-        config = GenerateConfig(
-            base_model=args.base,
-            adapter=adapter,
-            num_samples=args.judge_samples,
-            max_new_tokens=64,
-            batch_size=8,
-            seed=12345,
-        )
-        return [s.text for per in generate(config, eval_prompts) for s in per]
-
-    final_answers = answers(adapter_of(final))
-    base_answers = answers(None)
-    score = {"a": 1.0, "b": 0.0, "tie": 0.5}
-    outcomes = [
-        score[judge("concise", a, b)[0]] for a, b in zip(final_answers, base_answers, strict=True)
-    ]
-    wins = sum(outcomes)
-    low, high = wilson(wins, len(outcomes))
     summary = {
         "optimizer": project.optimizer,
         "final_version": final.number,
-        "judged_pairs": len(outcomes),
-        "win_rate_vs_base": round(wins / len(outcomes), 3),
-        "win_rate_95ci": [round(low, 3), round(high, 3)],
-        "mean_chars_final": round(sum(map(len, final_answers)) / len(final_answers), 1),
-        "mean_chars_base": round(sum(map(len, base_answers)) / len(base_answers), 1),
-        "exclamations_final": sum(a.count("!") for a in final_answers),
-        "exclamations_base": sum(a.count("!") for a in base_answers),
+        **against_base(args, project, adapter_of(final), "final"),
         "iterations": iterations,
+        **({"sft_alone": sft} if sft else {}),
         "leaderboard_from_simulated_labels": [
             {
                 "version": r.version,
@@ -189,6 +163,96 @@ def final_judgement(
     out.mkdir(parents=True, exist_ok=True)
     (out / name).write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
+
+
+def against_base(args, project, adapter: str | None, name: str) -> dict:
+    """The simulated annotator's concise taste on the held-out prompts: answers of `adapter`
+    against the base's (the same seeds), its win rate with a Wilson 95% interval."""
+    from feedback.models import Prompt
+    from feedback.preferences import judge
+    from training.ml.generate import GenerateConfig, generate
+
+    eval_prompts = [p.messages for p in Prompt.objects.filter(project=project, split="eval")]
+
+    def answers(adapter: str | None) -> list[str]:
+        config = GenerateConfig(
+            base_model=args.base,
+            adapter=adapter,
+            num_samples=args.judge_samples,
+            max_new_tokens=64,
+            batch_size=8,
+            seed=12345,
+        )
+        return [s.text for per in generate(config, eval_prompts) for s in per]
+
+    ours, base = answers(adapter), answers(None)
+    score = {"a": 1.0, "b": 0.0, "tie": 0.5}
+    outcomes = [score[judge("concise", a, b)[0]] for a, b in zip(ours, base, strict=True)]
+    wins = sum(outcomes)
+    low, high = wilson(wins, len(outcomes))
+    return {
+        "judged_pairs": len(outcomes),
+        "win_rate_vs_base": round(wins / len(outcomes), 3),
+        "win_rate_95ci": [round(low, 3), round(high, 3)],
+        f"mean_chars_{name}": round(sum(map(len, ours)) / len(ours), 1),
+        "mean_chars_base": round(sum(map(len, base)) / len(base), 1),
+        f"exclamations_{name}": sum(a.count("!") for a in ours),
+        "exclamations_base": sum(a.count("!") for a in base),
+    }
+
+
+def demonstration_of(answers: list[str]) -> str:
+    """What the simulated annotator writes for a prompt: the base answer its concise taste
+    likes best, cut to its first sentence, exclamation marks made full stops."""
+    best = max(answers, key=PREFERENCES["concise"]).strip()
+    cut = next((i + 1 for i, c in enumerate(best) if c in ".!?" and i > 20), len(best))
+    return best[:cut].replace("!", ".")
+
+
+def write_demonstrations(project, user, wanted: int) -> None:
+    """`wanted` demonstrations of the concise taste, on the train prompts that have the base's
+    answers (the generated pairs), accepted by a reviewer: enough new ones for an SFT stage."""
+    from django.contrib.auth import get_user_model
+
+    from feedback.models import Completion, Membership, Prompt
+    from feedback.services import demonstration_review, demonstration_write, membership_set
+
+    reviewer, _ = get_user_model().objects.get_or_create(username="sim-reviewer")
+    membership_set(project=project, user=reviewer, role=Membership.Role.REVIEWER)
+    project.demonstrations_per_prompt = 1
+    project.sft_min_demonstrations = wanted
+    project.save(update_fields=["demonstrations_per_prompt", "sft_min_demonstrations"])
+    prompts = Prompt.objects.filter(project=project, split="train").order_by("pk")
+    written = 0
+    for prompt in prompts:
+        answers = list(Completion.objects.filter(prompt=prompt).values_list("text", flat=True))
+        if not answers:
+            continue
+        demonstration = demonstration_write(
+            user=user, project=project, prompt_id=prompt.pk, text=demonstration_of(answers)
+        )
+        demonstration_review(
+            reviewer=reviewer, demonstration_id=demonstration.pk, decision="accepted"
+        )
+        written += 1
+        if written == wanted:
+            break
+    if written < wanted:
+        sys.exit(f"--sft-demonstrations {wanted}: only {written} train prompts have answers")
+    print(f"{written} demonstrations written and accepted", flush=True)
+
+
+def sft_judgement(args, project) -> dict:
+    """The first SFT version (trained on the demonstrations alone, before any label counted)
+    against the base."""
+    from training import services
+    from training.models import SFTVersion
+
+    sft = SFTVersion.objects.filter(project=project).order_by("number").first()
+    adapter = services.artifact_local(
+        key=sft.adapter_path, manifest_sha256=sft.adapter_manifest_sha256
+    )
+    return {"sft_version": sft.number, **against_base(args, project, str(adapter), "sft")}
 
 
 def django_in(work: Path) -> None:
@@ -262,6 +326,15 @@ def main() -> None:
         "label): saved there by the first run, started from by the next runs with the same "
         "--base, --first-comparisons and --comparisons (generation is seeded by run number, so "
         "they would sample the very same pairs)",
+    )
+    parser.add_argument(
+        "--sft-demonstrations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="SFT warm start: before any label, the simulated annotator writes N demonstrations "
+        "of its taste on train prompts, a reviewer accepts them, and iteration 1 starts with "
+        "SFT on them; the SFT version alone is judged against the base too",
     )
     parser.add_argument("--seed", type=int, default=0, help="PPO seed")
     parser.add_argument("--out", default="loop.json", help="file name under bench/out")
@@ -373,6 +446,8 @@ def main() -> None:
             with sqlite3.connect(work / "bench.sqlite3") as src, sqlite3.connect(cache) as dst:
                 src.backup(dst)  # the write-ahead log's pages too
             cache.with_suffix(".json").write_text(json.dumps(cache_key))
+    if args.sft_demonstrations:
+        write_demonstrations(project, user, args.sft_demonstrations)
     labels = label_everything()
     print(f"base comparisons: {labels} labels in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -397,6 +472,10 @@ def main() -> None:
             break
         label_everything()
 
+    sft = None
+    if args.sft_demonstrations and iterations:
+        sft = sft_judgement(args, project)
+        print(json.dumps({"sft_alone": sft}), flush=True)
     candidate = iterations[-1]["policy_version"] if iterations else None
     rejected = bool(iterations) and iterations[-1]["status"] == "rejected"
     final_judgement(
@@ -406,6 +485,7 @@ def main() -> None:
         time.monotonic() - started,
         name=args.out,
         version=candidate if rejected else None,
+        sft=sft,
     )
 
 
