@@ -17,6 +17,10 @@ the concise taste. PPO climbs the corrupted reward model and writes longer answe
 gate must reject that candidate, while the same run with honest labels is promoted
 (`make bench-judge`: three seeds of each).
 
+SFT warm start (`--sft-demonstrations 64`): before any label, the annotator writes demonstrations
+of its taste (`demonstration_of`), a reviewer accepts them, iteration 1 starts with SFT on them,
+and the SFT version alone is judged against the base as well.
+
 The loop's steps run in this process (the same functions a GPU worker runs; the training
 stages as child processes, launched as a worker launches them), so the times are the jobs'
 own, without queueing.
