@@ -3,8 +3,8 @@
 Each stage runs twice on the same data and global batch: here, in this process, and as a job
 of 2 CPU processes (`training.ml.job` under accelerate's launcher, DDP over gloo, as on 2
 GPUs). The per-step losses, the held-out report and the saved adapter (the reward model's
-score head included) must agree to TOLERANCE; only float summation order differs (measured
-differences: 1e-8 to 5e-7). A 2-process launch costs 10-20 s here, so the tests are few.
+score head included) must agree to TOLERANCE (weights: WEIGHT_TOLERANCE); only float
+summation order differs (measured differences: 1e-8 to 5e-7, weights up to 2e-5). A 2-process launch costs 10-20 s here, so the tests are few.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from safetensors.torch import load_file
 from tests.training.ml.conftest import write_demonstrations, write_preferences
 from training.ml.job import JobSpec, launch_command, stage_config, stage_run
 
-TOLERANCE = 1e-5  # max abs difference of any loss, held-out figure or adapter weight
+TOLERANCE = 1e-5  # max abs difference of any loss or held-out figure
+# Adapter weights: Adam divides each step by the root of its squared gradients, so where a
+# gradient is near zero a 1e-7 difference in summation order moves a weight by up to ~2e-5
+# after 10 steps at 5e-3 (seen in the packed reward loop). A data-parallel bug (unsynced
+# gradients, a process's half of the batch) moves weights by the size of the update, ~1e-2.
+WEIGHT_TOLERANCE = 5e-5
 ROOT = Path(__file__).resolve().parents[3]
 
 # 20 pairs or demonstrations, one prompt each: 4 held out, 16 to train (batches of 4 all full)
@@ -138,7 +143,7 @@ def test_two_processes_train_as_one(
         f"{run}: {one['steps']} steps, max difference loss {loss_difference:.1e}, "
         f"weights {weight_difference:.1e}"
     )
-    assert weight_difference < TOLERANCE
+    assert weight_difference < WEIGHT_TOLERANCE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "spec.json", "two", "two.jsonl"]
 
 
