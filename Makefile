@@ -91,17 +91,18 @@ bench-loop: venv base-model
 
 # Reward hacking and the judge gate: one iteration per seed with a planted exploit in the policy's reward
 # model (train labels reward length), and the same run with honest labels (docs/judgement.md).
+# Prompts that ask for a sentence, so that answers can grow within the 64-token limit.
 # The runs start from one cached database of the base policy's pairs (the same pairs each run
 # would sample); the pairs made after the judged iteration are never labelled, so few are made.
-JUDGE_EPISODES ?= 64
+JUDGE_EPISODES ?= 128
 JUDGE_SEEDS ?= 1 2 3
-JUDGE_CACHE := var/bench-judge-base.sqlite3
+JUDGE_CACHE := var/bench-judge-brief.sqlite3
 bench-judge: venv base-model
 	for seed in $(JUDGE_SEEDS); do \
-		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed \
+		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed --prompts brief \
 			--episodes $(JUDGE_EPISODES) --final-comparisons 8 --base-cache $(JUDGE_CACHE) \
 			--train-taste longer --out judge-exploit-$$seed.json || exit 1; \
-		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed \
+		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed --prompts brief \
 			--episodes $(JUDGE_EPISODES) --final-comparisons 8 --base-cache $(JUDGE_CACHE) \
 			--out judge-honest-$$seed.json || exit 1; \
 	done

@@ -25,3 +25,15 @@ def test_exclamation_marks_become_full_stops_and_a_short_opening_is_not_cut():
         "Yes. Bees are insects that make honey."
     )
     assert bench.demonstration_of(["  Tokyo  "]) == "Tokyo"
+
+
+def test_the_brief_prompts_hold_out_whole_topics_as_the_demo_set_does():
+    brief = bench.extra_prompts(bench.BRIEF_TEMPLATES)
+
+    assert len(brief) == len(bench.TOPICS) * 4 == 112
+    eval_texts = [r["prompt"][0]["content"] for r in brief if r["split"] == "eval"]
+    assert len(eval_texts) == 32
+    held_out = bench.TOPICS[-bench.EVAL_TOPICS :]
+    assert all(any(topic in text for topic in held_out) for text in eval_texts)
+    train_texts = [r["prompt"][0]["content"] for r in brief if r["split"] == "train"]
+    assert not any(topic in text for topic in held_out for text in train_texts)
