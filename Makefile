@@ -97,14 +97,12 @@ bench-loop: venv base-model
 JUDGE_EPISODES ?= 128
 JUDGE_SEEDS ?= 1 2 3
 JUDGE_CACHE := var/bench-judge-brief.sqlite3
+JUDGE_RUN = $(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --prompts brief \
+	--episodes $(JUDGE_EPISODES) --final-comparisons 8 --base-cache $(JUDGE_CACHE)
 bench-judge: venv base-model
 	for seed in $(JUDGE_SEEDS); do \
-		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed --prompts brief \
-			--episodes $(JUDGE_EPISODES) --final-comparisons 8 --base-cache $(JUDGE_CACHE) \
-			--train-taste longer --out judge-exploit-$$seed.json || exit 1; \
-		$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 1 --seed $$seed --prompts brief \
-			--episodes $(JUDGE_EPISODES) --final-comparisons 8 --base-cache $(JUDGE_CACHE) \
-			--out judge-honest-$$seed.json || exit 1; \
+		$(JUDGE_RUN) --seed $$seed --train-taste longer --out judge-exploit-$$seed.json || exit 1; \
+		$(JUDGE_RUN) --seed $$seed --out judge-honest-$$seed.json || exit 1; \
 	done
 
 # Shortcut control: reward models on an annotator whose taste goes with length (it likes
