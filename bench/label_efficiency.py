@@ -69,6 +69,7 @@ from training.ml.uncertainty import (  # noqa: E402
 )
 
 POOL = ROOT / "var" / "bench-pool" / "smollm2-base.jsonl"
+BRIEF_POOL = ROOT / "var" / "bench-pool" / "smollm2-brief.jsonl"
 OUT = ROOT / "bench" / "out"
 WORK_GLOB = "/tmp/hone-bench-loop-*/bench.sqlite3"
 MIN_POOL_ANSWERS = 64  # fewer base answers than this in a work folder: not a pool yet
@@ -138,17 +139,22 @@ def base_answers_in(database: str) -> int:
         return 0
 
 
-def pool_generate(base: str, seed: int) -> list[Answer]:
-    """Answers of the base model to bench/loop.py's prompts (the demo's and the templated ones)
-    at two temperatures."""
-    from bench.loop import extra_prompts
+def pool_generate(
+    base: str, seed: int, prompt_set: str, draws: Sequence[tuple[int, float]]
+) -> list[Answer]:
+    """Answers of the base model to bench/loop.py's prompts (`demo`: the demo's and the
+    templated ones; `brief`: the ones that ask for a sentence), `draws` (samples, temperature)."""
+    from bench.loop import BRIEF_TEMPLATES, extra_prompts
     from training.ml.data import load_prompts
     from training.ml.generate import GenerateConfig, generate
 
-    prompts = load_prompts(ROOT / "training/fixtures/demo_prompts.jsonl")
-    prompts += [record["prompt"] for record in extra_prompts()]
+    if prompt_set == "brief":
+        prompts = [record["prompt"] for record in extra_prompts(BRIEF_TEMPLATES)]
+    else:
+        prompts = load_prompts(ROOT / "training/fixtures/demo_prompts.jsonl")
+        prompts += [record["prompt"] for record in extra_prompts()]
     answers = []
-    for n, (num_samples, temperature) in enumerate(GENERATE_DRAWS):
+    for n, (num_samples, temperature) in enumerate(draws):
         config = GenerateConfig(
             base_model=base,
             num_samples=num_samples,
@@ -841,8 +847,9 @@ def format_savings(name: str, row: dict[str, Any]) -> str:
 def load_or_build_pool(args: argparse.Namespace) -> list[Answer]:
     if args.pool.is_file() and not args.from_work:
         return read_pool(args.pool)
-    if args.generate:
-        answers = pool_generate(args.base, seed=0)
+    if args.generate or args.prompts == "brief":
+        draws = ((args.samples, GENERATE_DRAWS[0][1]), *GENERATE_DRAWS[1:])
+        answers = pool_generate(args.base, seed=0, prompt_set=args.prompts, draws=draws)
     else:
         if args.from_work:
             database = Path(args.from_work) / "bench.sqlite3"
@@ -871,11 +878,30 @@ def load_or_build_pool(args: argparse.Namespace) -> list[Answer]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=str(ROOT / "var/models/smollm2-135m-instruct"))
-    parser.add_argument("--pool", type=Path, default=POOL, help="the pool's JSONL (cache)")
+    parser.add_argument(
+        "--pool",
+        type=Path,
+        help=f"the pool's JSONL (cache; default {POOL.relative_to(ROOT)}, with --prompts brief "
+        f"{BRIEF_POOL.relative_to(ROOT)})",
+    )
     parser.add_argument(
         "--from-work", metavar="DIR", help="(re)build the pool from this loop folder"
     )
     parser.add_argument("--generate", action="store_true", help="build the pool by sampling")
+    parser.add_argument(
+        "--prompts",
+        choices=["demo", "brief"],
+        default="demo",
+        help="the prompts of a generated pool: bench/loop.py's demo set, or its brief set (112 "
+        "prompts asking for a sentence, answers below the length limit; always generated)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=GENERATE_DRAWS[0][0],
+        help="answers per prompt at the project temperature in a generated pool (one more at "
+        "half of it): 2 as the product's uncertainty pool draws, more for more pairs",
+    )
     parser.add_argument("--taste", default="concise", choices=sorted(PREFERENCES))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
     parser.add_argument("--seed-labels", type=int, default=16, help="labels of the first round")
@@ -905,6 +931,10 @@ def main() -> None:
         print(report(args.report))
         return
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    if args.pool is None:
+        args.pool = BRIEF_POOL if args.prompts == "brief" else POOL
+    if args.samples < 1:
+        raise SystemExit(f"--samples must be at least 1, got {args.samples}")
     if not 0 < args.seed_labels <= args.budget or args.batch < 1:
         raise SystemExit("need 0 < --seed-labels <= --budget and --batch >= 1")
     answers = load_or_build_pool(args)
