@@ -206,6 +206,20 @@ def test_new_items_swap_in_while_the_queue_is_empty(login, asgi_server, project,
     assert current_assignment(page) == Assignment.objects.get(annotator=annotator).pk
 
 
+RECORD_ALERTS = """() => {
+  window.honeAlerts = [];
+  new MutationObserver((records) => {
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (node.nodeType === 1 && node.matches(".flash.error")) {
+          window.honeAlerts.push(node.textContent);
+        }
+      }
+    }
+  }).observe(document.body, { childList: true, subtree: true });
+}"""
+
+
 def test_a_lost_response_is_retried_and_stores_one_label(login, asgi_server, project, annotator):
     make_comparisons(project, ANSWERS[:2])
     page = login(annotator)
@@ -222,10 +236,13 @@ def test_a_lost_response_is_retried_and_stores_one_label(login, asgi_server, pro
             route.continue_()
 
     page.route("**/label/submit/", reach_server_then_drop_the_answer)
+    # the flash lives until the retry swaps the item (about a second): record every alert as it
+    # is added, so that a slow test process cannot miss it
+    page.evaluate(RECORD_ALERTS)
     page.keyboard.press("2")
     page.keyboard.press("Enter")
-    page.locator(".flash.error").wait_for()
-    assert page.locator(".flash.error").inner_text().startswith("Connection lost.")
+    page.wait_for_function("window.honeAlerts.length > 0")
+    assert page.evaluate("window.honeAlerts")[0].startswith("Connection lost.")
     second = wait_for_new_item(page, first)
 
     label = PreferenceLabel.objects.get()
