@@ -355,8 +355,9 @@ class LoraRewardModel:
     does. `target_modules` chooses the layers with adapters (the product's default:
     all-linear)."""
 
-    def __init__(self, *, base: str, max_length: int, target_modules: str) -> None:
+    def __init__(self, *, base: str, max_length: int, target_modules: str, epochs: int) -> None:
         self.base, self.max_length, self.target_modules = base, max_length, target_modules
+        self.epochs = epochs
         self.work = Path(tempfile.mkdtemp(prefix="hone-bench-labels-"))
 
     def fit_and_score(
@@ -372,7 +373,7 @@ class LoraRewardModel:
         config = RewardTrainConfig(
             base_model=self.base,
             lora_target_modules=self.target_modules,
-            epochs=float(EPOCHS),
+            epochs=float(self.epochs),
             batch_size=BATCH_PAIRS,
             learning_rate=LEARNING_RATE,
             max_length=self.max_length,
@@ -437,7 +438,7 @@ class TopLayersRewardModel:
     the kept inputs give the full model's hidden state at the reward token."""
 
     def __init__(
-        self, *, base: str, max_length: int, answers: Sequence[Answer], layers: int
+        self, *, base: str, max_length: int, answers: Sequence[Answer], layers: int, epochs: int
     ) -> None:
         import torch
 
@@ -473,7 +474,7 @@ class TopLayersRewardModel:
         body.layers = body.layers[depth - layers :]
         body.config.num_hidden_layers = layers
         body.embed_tokens = torch.nn.Embedding(1, body.config.hidden_size)
-        self.model = model
+        self.model, self.epochs = model, epochs
         self.feature_s = round(time.monotonic() - started, 1)
         self.feature_cpu_s = round(time.process_time() - cpu, 1)
         check = order[:: max(1, len(order) // 16)]
@@ -528,7 +529,7 @@ class TopLayersRewardModel:
         optimizer = torch.optim.AdamW(trainable, lr=LEARNING_RATE, weight_decay=0.0)
         batches = []
         rng = random.Random(seed)
-        for _ in range(EPOCHS):
+        for _ in range(self.epochs):
             shuffled = list(rows)
             rng.shuffle(shuffled)
             batches += [shuffled[n : n + BATCH_PAIRS] for n in range(0, len(shuffled), BATCH_PAIRS)]
@@ -617,6 +618,7 @@ def run(args: argparse.Namespace, answers: list[Answer]) -> Path:
         "batch": args.batch,
         "budget": args.budget,
         "max_length": args.max_length,
+        "epochs": args.epochs,
         "threads": args.threads,
         "load_1m": round(os.getloadavg()[0], 2),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -628,12 +630,19 @@ def run(args: argparse.Namespace, answers: list[Answer]) -> Path:
     started, cpu = time.monotonic(), time.process_time()
     if args.model == "top":
         model: Any = TopLayersRewardModel(
-            base=args.base, max_length=args.max_length, answers=answers, layers=args.top_layers
+            base=args.base,
+            max_length=args.max_length,
+            answers=answers,
+            layers=args.top_layers,
+            epochs=args.epochs,
         )
         setup.update(lower_layers_s=model.feature_s, lower_layers_cpu_s=model.feature_cpu_s)
     else:
         model = LoraRewardModel(
-            base=args.base, max_length=args.max_length, target_modules=args.lora_target_modules
+            base=args.base,
+            max_length=args.max_length,
+            target_modules=args.lora_target_modules,
+            epochs=args.epochs,
         )
     sink = out.open("w", encoding="utf-8")
 
@@ -761,7 +770,7 @@ def report(path: Path) -> str:
         f"{setup['candidate_prompts']} prompts; held out {setup['heldout_pairs']} judged pairs "
         f"on {setup['heldout_prompts']} prompts. Taste {setup['taste']}; first labels "
         f"{setup['seed_labels']}, {setup['batch']} per round, budget {budget}; reward model "
-        f"{setup['model']}.",
+        f"{setup['model']}, {setup.get('epochs', EPOCHS)} epochs.",
         "",
         "Held-out accuracy against labels:",
         "",
@@ -921,6 +930,13 @@ def main() -> None:
         help="with --model lora: the layers with adapters (RewardTrainConfig.lora_target_modules)",
     )
     parser.add_argument("--max-length", type=int, default=112, help="reward model max_length")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=EPOCHS,
+        help="epochs of each reward model (the product's recipe: 2); more, to see the strategies "
+        "when a model is not short of steps",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument(
         "--out", help="file under bench/out (default: label_efficiency-<model>.jsonl)"
@@ -933,6 +949,8 @@ def main() -> None:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     if args.pool is None:
         args.pool = BRIEF_POOL if args.prompts == "brief" else POOL
+    if args.epochs < 1:
+        raise SystemExit(f"--epochs must be at least 1, got {args.epochs}")
     if args.samples < 1:
         raise SystemExit(f"--samples must be at least 1, got {args.samples}")
     if not 0 < args.seed_labels <= args.budget or args.batch < 1:
