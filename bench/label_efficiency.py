@@ -355,9 +355,11 @@ class LoraRewardModel:
     does. `target_modules` chooses the layers with adapters (the product's default:
     all-linear)."""
 
-    def __init__(self, *, base: str, max_length: int, target_modules: str, epochs: int) -> None:
+    def __init__(
+        self, *, base: str, max_length: int, target_modules: str, epochs: int, learning_rate: float
+    ) -> None:
         self.base, self.max_length, self.target_modules = base, max_length, target_modules
-        self.epochs = epochs
+        self.epochs, self.learning_rate = epochs, learning_rate
         self.work = Path(tempfile.mkdtemp(prefix="hone-bench-labels-"))
 
     def fit_and_score(
@@ -375,7 +377,7 @@ class LoraRewardModel:
             lora_target_modules=self.target_modules,
             epochs=float(self.epochs),
             batch_size=BATCH_PAIRS,
-            learning_rate=LEARNING_RATE,
+            learning_rate=self.learning_rate,
             max_length=self.max_length,
             eval_fraction=0.0,  # the held-out pairs are the bench's own, fixed
             seed=seed,
@@ -438,7 +440,14 @@ class TopLayersRewardModel:
     the kept inputs give the full model's hidden state at the reward token."""
 
     def __init__(
-        self, *, base: str, max_length: int, answers: Sequence[Answer], layers: int, epochs: int
+        self,
+        *,
+        base: str,
+        max_length: int,
+        answers: Sequence[Answer],
+        layers: int,
+        epochs: int,
+        learning_rate: float,
     ) -> None:
         import torch
 
@@ -474,7 +483,7 @@ class TopLayersRewardModel:
         body.layers = body.layers[depth - layers :]
         body.config.num_hidden_layers = layers
         body.embed_tokens = torch.nn.Embedding(1, body.config.hidden_size)
-        self.model, self.epochs = model, epochs
+        self.model, self.epochs, self.learning_rate = model, epochs, learning_rate
         self.feature_s = round(time.monotonic() - started, 1)
         self.feature_cpu_s = round(time.process_time() - cpu, 1)
         check = order[:: max(1, len(order) // 16)]
@@ -526,7 +535,7 @@ class TopLayersRewardModel:
                 module.p = 0.0
         classifier = model.get_base_model()  # the adapters are inside it
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=LEARNING_RATE, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(trainable, lr=self.learning_rate, weight_decay=0.0)
         batches = []
         rng = random.Random(seed)
         for _ in range(self.epochs):
@@ -537,7 +546,7 @@ class TopLayersRewardModel:
         losses = []
         for step, batch in enumerate(batches):
             for group in optimizer.param_groups:
-                group["lr"] = LEARNING_RATE * (1 - step / len(batches))  # linear decay to 0
+                group["lr"] = self.learning_rate * (1 - step / len(batches))  # linear decay to 0
             rewards = classifier.score(
                 self._hidden(classifier, [c for c, _ in batch] + [r for _, r in batch])
             ).squeeze(-1)  # (2B,): chosen then rejected
@@ -619,6 +628,7 @@ def run(args: argparse.Namespace, answers: list[Answer]) -> Path:
         "budget": args.budget,
         "max_length": args.max_length,
         "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
         "threads": args.threads,
         "load_1m": round(os.getloadavg()[0], 2),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -635,6 +645,7 @@ def run(args: argparse.Namespace, answers: list[Answer]) -> Path:
             answers=answers,
             layers=args.top_layers,
             epochs=args.epochs,
+            learning_rate=args.learning_rate,
         )
         setup.update(lower_layers_s=model.feature_s, lower_layers_cpu_s=model.feature_cpu_s)
     else:
@@ -643,6 +654,7 @@ def run(args: argparse.Namespace, answers: list[Answer]) -> Path:
             max_length=args.max_length,
             target_modules=args.lora_target_modules,
             epochs=args.epochs,
+            learning_rate=args.learning_rate,
         )
     sink = out.open("w", encoding="utf-8")
 
@@ -770,7 +782,8 @@ def report(path: Path) -> str:
         f"{setup['candidate_prompts']} prompts; held out {setup['heldout_pairs']} judged pairs "
         f"on {setup['heldout_prompts']} prompts. Taste {setup['taste']}; first labels "
         f"{setup['seed_labels']}, {setup['batch']} per round, budget {budget}; reward model "
-        f"{setup['model']}, {setup.get('epochs', EPOCHS)} epochs.",
+        f"{setup['model']}, {setup.get('epochs', EPOCHS)} epochs, learning rate "
+        f"{setup.get('learning_rate', LEARNING_RATE):g}.",
         "",
         "Held-out accuracy against labels:",
         "",
@@ -931,6 +944,13 @@ def main() -> None:
     )
     parser.add_argument("--max-length", type=int, default=112, help="reward model max_length")
     parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=LEARNING_RATE,
+        help="of each reward model (the product's recipe: 1e-4); higher, to see the strategies "
+        "with a model that learns the taste within the budget",
+    )
+    parser.add_argument(
         "--epochs",
         type=int,
         default=EPOCHS,
@@ -949,6 +969,8 @@ def main() -> None:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     if args.pool is None:
         args.pool = BRIEF_POOL if args.prompts == "brief" else POOL
+    if not args.learning_rate > 0:
+        raise SystemExit(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.epochs < 1:
         raise SystemExit(f"--epochs must be at least 1, got {args.epochs}")
     if args.samples < 1:
