@@ -317,15 +317,18 @@ def mean_curve(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[fl
 
 
 def savings(
-    fifo: Sequence[tuple[float, float]], uncertainty: Sequence[tuple[float, float]]
+    fifo: Sequence[tuple[float, float]],
+    uncertainty: Sequence[tuple[float, float]],
+    target: float | None = None,
 ) -> dict[str, Any]:
-    """The accuracy fifo reaches with its whole budget (target), the labels each strategy needs
-    to first reach it, and the share uncertainty saves (negative: it needs more; None: it does
-    not reach the target within its budget)."""
-    target = max(fifo)[1]  # the point with the most labels (of a non-decreasing curve: the top)
+    """The labels each strategy needs to first reach `target` (by default the accuracy fifo
+    reaches with its whole budget), and the share uncertainty saves (negative: it needs more;
+    None: it does not reach the target within its budget)."""
+    if target is None:
+        target = max(fifo)[1]  # the point with the most labels (non-decreasing curve: the top)
     need_fifo = labels_to_reach(fifo, target)
     need_uncertainty = labels_to_reach(uncertainty, target)
-    assert need_fifo is not None  # fifo reaches its own last point
+    assert need_fifo is not None, f"fifo never reaches {target}"
     return {
         "target": target,
         "labels_fifo": need_fifo,
@@ -829,6 +832,17 @@ def report(path: Path) -> str:
         out.append(format_savings(f"{s}", row))
     mean_row = savings(isotonic(means["fifo"]), isotonic(means["uncertainty"]))
     out.append(format_savings("mean curves", mean_row))
+    fifo_mean, uncertainty_mean = isotonic(means["fifo"]), isotonic(means["uncertainty"])
+    out += [
+        "",
+        "The same on the mean curves at every level of 0.05 between fifo's first and last "
+        "accuracy:",
+        "",
+        "| target accuracy | fifo labels | uncertainty labels | saved |",
+        "|---:|---:|---:|---:|",
+    ]
+    for level in levels_between(min(fifo_mean)[1], max(fifo_mean)[1]):
+        out.append(format_savings(None, savings(fifo_mean, uncertainty_mean, level)))
     known = [x for x in saved if x is not None]
     # a seed where uncertainty never reaches the target saved least (-inf in the median)
     median = statistics.median(-math.inf if x is None else x for x in saved)
@@ -853,11 +867,21 @@ def report(path: Path) -> str:
     return "\n".join(out)
 
 
-def format_savings(name: str, row: dict[str, Any]) -> str:
+def levels_between(low: float, high: float, step: float = 0.05) -> list[float]:
+    """The multiples of `step` above `low` and at most `high`: accuracy levels at which to
+    compare the strategies, every one of them, so that no level is chosen after the fact."""
+    first = math.floor(round(low / step, 9)) + 1
+    last = math.floor(round(high / step, 9))
+    return [round(n * step, 4) for n in range(first, last + 1)]
+
+
+def format_savings(name: str | None, row: dict[str, Any]) -> str:
+    """A table row; without a name, the row starts at the target."""
     need = row["labels_uncertainty"]
     saved = row["saved"]
     return (
-        f"| {name} | {row['target']:.3f} | {row['labels_fifo']:.0f} | "
+        ("" if name is None else f"| {name} ")
+        + f"| {row['target']:.3f} | {row['labels_fifo']:.0f} | "
         f"{'not reached' if need is None else f'{need:.0f}'} | "
         f"{'-' if saved is None else f'{100 * saved:.0f}%'} |"
     )

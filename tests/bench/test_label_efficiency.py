@@ -41,6 +41,19 @@ def test_savings_compare_the_labels_each_strategy_needs_for_fifos_final_accuracy
     assert bench.savings(fifo, fifo)["saved"] == 0
 
 
+def test_savings_at_a_given_level_and_the_levels_between_two_accuracies():
+    fifo = [(32, 0.60), (64, 0.65), (96, 0.70), (128, 0.72)]
+    uncertainty = [(32, 0.60), (64, 0.72), (96, 0.75), (128, 0.74)]
+
+    row = bench.savings(fifo, uncertainty, 0.65)
+
+    assert (row["target"], row["labels_fifo"]) == (0.65, 64)
+    assert row["labels_uncertainty"] == pytest.approx(32 + 32 * 0.05 / 0.12)
+    assert bench.levels_between(0.60, 0.72) == [0.65, 0.70]  # above the first, up to the last
+    assert bench.levels_between(0.62, 0.70) == [0.65, 0.70]
+    assert bench.levels_between(0.71, 0.74) == []
+
+
 def test_mean_curve_keeps_the_label_counts_every_seed_has():
     mean = bench.mean_curve([[(32, 0.5), (64, 0.7)], [(32, 0.7), (64, 0.9), (96, 1.0)]])
 
