@@ -1,8 +1,9 @@
 """Labels saved by choosing comparisons by uncertainty: reward-model accuracy against labels,
 the `fifo` order against the `uncertainty` rule, with a simulated annotator (`make bench-labels`).
 
-    python bench/label_efficiency.py --base var/models/smollm2-135m-instruct --seeds 0,1,2
-    python bench/label_efficiency.py --model top --seeds 0          # the fast reward model
+    python bench/label_efficiency.py --prompts brief --samples 3 --model top --budget 256
+    python bench/label_efficiency.py --prompts brief --samples 3 --model lora   # the product's
+    python bench/label_efficiency.py --model top --learning-rate 1e-3 ...       # a faster learner
     python bench/label_efficiency.py --report bench/out/label_efficiency-lora.jsonl  # tables
 
 1. **Pool**: real answers of the base model, cached as JSONL under var/bench-pool/ (one line per
@@ -10,7 +11,10 @@ the `fifo` order against the `uncertainty` rule, with a simulated annotator (`ma
    policy's completions in the SQLite database of a `bench/loop.py` work folder
    (`--from-work DIR`, or the /tmp/hone-bench-loop-* folder holding the most of them), which
    costs no generation; or, with `--generate`, `training.ml.generate` on the loop's prompts at
-   two temperatures, as the product's uncertainty pool draws them.
+   two temperatures, as the product's uncertainty pool draws them (`--samples` answers at the
+   project temperature, one at half of it). `--prompts brief` (always generated, cached apart)
+   takes the loop's prompts that ask for a sentence: their answers are below the length limit,
+   so their lengths differ and the concise taste can be learnt from them.
 2. **Pairs**: every two different answers of one prompt, judged by the simulated annotator
    (`feedback.preferences.judge`, `--taste`, "concise" by default). A tie costs a label and
    teaches nothing (it never reaches the reward model, as in the product's default).
@@ -31,10 +35,12 @@ the `fifo` order against the `uncertainty` rule, with a simulated annotator (`ma
    as it is (`training.ml.reward.train_reward`, LoRA on every linear layer, 2 epochs, batches
    of 8), minutes per model on a CPU; `--model top` is the same recipe with adapters on the top
    `--top-layers` layers only, the layers below computed once per answer (seconds per model).
+   `--learning-rate` and `--epochs` change the recipe (1e-4 and 2 in the product).
 5. **Output**: one JSON line per round in bench/out/label_efficiency-<model>.jsonl (as it goes,
    so a cut run still gives curves) and, at the end or with `--report`, markdown tables: held-out
    accuracy against labels per strategy and seed, and the labels each strategy needs to reach
-   the accuracy `fifo` reaches with the whole budget (per seed, and on the mean curves).
+   the accuracy `fifo` reaches with the whole budget (per seed, and on the mean curves), and
+   on the mean curves at every level of 0.05 between `fifo`'s first and last accuracy.
 """
 
 from __future__ import annotations
