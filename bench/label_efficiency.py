@@ -770,21 +770,34 @@ def prompts_in_order(order: Sequence[int], pairs: Sequence[Pair]) -> list[str]:
 # ---- the report ----
 
 
-def report(path: Path) -> str:
-    """Markdown tables from a run's JSON lines (whole or cut short)."""
+Curves = dict[tuple[str, int], list[tuple[float, float]]]
+
+
+def read_run(path: Path) -> tuple[list[dict[str, Any]], Curves, list[int]]:
+    """A run's JSON lines, its curves of (labels, held-out accuracy) per (strategy, seed), and
+    the seeds that reached the budget with both strategies."""
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     setup = next(r for r in lines if r["kind"] == "setup")
-    rounds = [r for r in lines if r["kind"] == "round"]
-    curves: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
-    for r in rounds:
-        curves[(r["strategy"], r["seed"])].append((r["labels"], r["heldout_accuracy"]))
-    seeds = sorted({seed for _, seed in curves})
-    budget = setup["budget"]
+    curves: Curves = defaultdict(list)
+    for r in lines:
+        if r["kind"] == "round":
+            curves[(r["strategy"], r["seed"])].append((r["labels"], r["heldout_accuracy"]))
     complete = [
         s
-        for s in seeds
-        if all(curves.get((st, s)) and max(curves[(st, s)])[0] >= budget for st in STRATEGIES)
+        for s in sorted({seed for _, seed in curves})
+        if all(
+            curves.get((st, s)) and max(curves[(st, s)])[0] >= setup["budget"] for st in STRATEGIES
+        )
     ]
+    return lines, curves, complete
+
+
+def report(path: Path) -> str:
+    """Markdown tables from a run's JSON lines (whole or cut short)."""
+    lines, curves, complete = read_run(path)
+    setup = next(r for r in lines if r["kind"] == "setup")
+    seeds = sorted({seed for _, seed in curves})
+    budget = setup["budget"]
     out = [
         f"Pool: {setup['answers']} answers to {setup['prompts']} prompts, {setup['pairs']} pairs "
         f"({setup['ties']} ties); candidates {setup['candidate_pairs']} pairs on "
@@ -871,6 +884,81 @@ def report(path: Path) -> str:
             f"{setup['load_1m']} at the start, {done['load_1m']} at the end.",
         ]
     return "\n".join(out)
+
+
+COLOURS = {"fifo": "#7a7a7a", "uncertainty": "#1f6fb4"}
+
+
+def svg_curves(path: Path, width: int = 640, height: int = 360) -> str:
+    """The curves of a run as an SVG chart: held-out accuracy against labels, each seed a thin
+    line, the mean over the complete seeds a thick one, per strategy."""
+    lines, curves, complete = read_run(path)
+    setup = next(r for r in lines if r["kind"] == "setup")
+    left, right, top, bottom = 56, 16, 28, 44
+    points = [p for c in curves.values() for p in c]
+    if not points:
+        raise SystemExit(f"{path}: no rounds to draw")
+    x_max = max(setup["budget"], max(n for n, _ in points))
+    y_low = math.floor(min(a for _, a in points) * 20) / 20  # a multiple of 0.05 below all
+    y_high = math.ceil(max(a for _, a in points) * 20) / 20
+
+    def x(labels: float) -> float:
+        return left + labels / x_max * (width - left - right)
+
+    def y(accuracy: float) -> float:
+        return top + (y_high - accuracy) / (y_high - y_low) * (height - top - bottom)
+
+    def polyline(curve: Sequence[tuple[float, float]], colour: str, stroke: float) -> str:
+        coords = " ".join(f"{x(n):.1f},{y(a):.1f}" for n, a in sorted(curve))
+        opacity = 1 if stroke > 1 else 0.45  # the seeds' thin lines behind the means
+        return (
+            f'<polyline fill="none" stroke="{colour}" stroke-width="{stroke}" '
+            f'opacity="{opacity}" points="{coords}"/>'
+        )
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="16" font-size="12">Held-out reward-model accuracy against labels '
+        f"(taste {setup['taste']}, learning rate {setup.get('learning_rate', LEARNING_RATE):g})"
+        "</text>",
+    ]
+    for n in range(round(y_low * 20), round(y_high * 20) + 1):
+        level = n / 20
+        out.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(level):.1f}" y2="{y(level):.1f}" '
+            'stroke="#e4e4e4"/>'
+            f'<text x="{left - 6}" y="{y(level) + 4:.1f}" text-anchor="end">{level:.2f}</text>'
+        )
+    step = 32 if x_max <= 320 else 64
+    for labels in range(0, x_max + 1, step):
+        out.append(
+            f'<text x="{x(labels):.1f}" y="{height - bottom + 16}" '
+            f'text-anchor="middle">{labels}</text>'
+        )
+    out.append(
+        f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle">'
+        "labels</text>"
+    )
+    for strategy in STRATEGIES:
+        colour = COLOURS[strategy]
+        for (name, _), curve in sorted(curves.items()):
+            if name == strategy:
+                out.append(polyline(curve, colour, 0.8))
+        if complete:
+            mean = mean_curve([curves[(strategy, s)] for s in complete])
+            out.append(polyline(mean, colour, 2.5))
+    for n, strategy in enumerate(STRATEGIES):
+        row = top + 8 + 16 * n
+        out.append(
+            f'<line x1="{width - right - 150}" x2="{width - right - 126}" y1="{row}" y2="{row}" '
+            f'stroke="{COLOURS[strategy]}" stroke-width="2.5"/>'
+            f'<text x="{width - right - 120}" y="{row + 4}">{strategy} '
+            f"(mean of {len(complete)} seeds)</text>"
+        )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def levels_between(low: float, high: float, step: float = 0.05) -> list[float]:
@@ -992,10 +1080,18 @@ def main() -> None:
         "--out", help="file under bench/out (default: label_efficiency-<model>.jsonl)"
     )
     parser.add_argument("--report", type=Path, metavar="JSONL", help="only print the tables")
+    parser.add_argument(
+        "--svg", type=Path, metavar="FILE", help="with --report: also draw the curves in FILE"
+    )
     args = parser.parse_args()
     if args.report:
         print(report(args.report))
+        if args.svg:
+            args.svg.write_text(svg_curves(args.report), encoding="utf-8")
+            print(f"curves: {args.svg}")
         return
+    if args.svg:
+        raise SystemExit("--svg goes with --report")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     if args.pool is None:
         args.pool = BRIEF_POOL if args.prompts == "brief" else POOL

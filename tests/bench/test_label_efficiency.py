@@ -131,3 +131,33 @@ def test_isotonic_pools_the_dips_of_a_curve_into_their_neighbours():
     assert [labels for labels, _ in fitted] == [32, 64, 96, 128, 160, 192]
     assert [round(a, 4) for _, a in fitted] == [0.60, 0.68, 0.68, 0.78, 0.78, 0.78]
     assert bench.isotonic(fitted) == fitted
+
+
+def test_the_svg_draws_each_seed_and_the_mean_of_the_complete_seeds(tmp_path):
+    from xml.etree import ElementTree
+
+    run = tmp_path / "run.jsonl"
+    records = [{"kind": "setup", "budget": 64, "taste": "concise", "learning_rate": 1e-3}]
+    for seed, lift in ((0, 0.0), (1, 0.1)):
+        for strategy in ("fifo", "uncertainty"):
+            for labels, accuracy in ((16, 0.6), (32, 0.7), (64, 0.8)):
+                gain = 0.05 if strategy == "uncertainty" and labels > 16 else 0.0
+                records.append(
+                    {
+                        "kind": "round",
+                        "seed": seed,
+                        "strategy": strategy,
+                        "labels": labels,
+                        "heldout_accuracy": accuracy + lift + gain,
+                    }
+                )
+    run.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    svg = ElementTree.fromstring(bench.svg_curves(run))
+
+    lines = svg.findall("{http://www.w3.org/2000/svg}polyline")
+    thick = [line for line in lines if line.get("stroke-width") == "2.5"]
+    assert len(lines) == 6  # two seeds and one mean per strategy
+    assert len(thick) == 2
+    assert all(len(line.get("points").split()) == 3 for line in lines)
+    assert "mean of 2 seeds" in ElementTree.tostring(svg, encoding="unicode")
