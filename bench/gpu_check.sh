@@ -16,7 +16,9 @@ fail() { echo "gpu_check: $*" >&2; exit 2; }
 command -v nvidia-smi >/dev/null 2>&1 || fail "no NVIDIA GPU here (nvidia-smi not found): this check needs one"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >/dev/null 2>&1 \
   || fail "nvidia-smi finds no GPU it can use"
-[ -x "$PYTHON" ] || fail "no Python at $PYTHON (make venv, or set PYTHON)"
+# a path or a command name (PYTHON=python3)
+found=$(command -v "$PYTHON") || fail "no Python at $PYTHON (make venv, or set PYTHON)"
+PYTHON=$found
 "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
   || fail "torch sees no CUDA GPU (a CPU build of torch? pip install torch, the CUDA build)"
 [ -f "$BASE/config.json" ] || fail "no base model at $BASE (make base-model)"
