@@ -949,13 +949,13 @@ def svg_curves(path: Path, width: int = 640, height: int = 360) -> str:
         if complete:
             mean = mean_curve([curves[(strategy, s)] for s in complete])
             out.append(polyline(mean, colour, 2.5))
-    for n, strategy in enumerate(STRATEGIES):
-        row = top + 8 + 16 * n
+    seeds = f"{len(complete)} seed{'s' if len(complete) != 1 else ''}"
+    for n, strategy in enumerate(STRATEGIES):  # bottom right: the curves rise away from it
+        row = height - bottom - 12 - 16 * (len(STRATEGIES) - 1 - n)
         out.append(
-            f'<line x1="{width - right - 150}" x2="{width - right - 126}" y1="{row}" y2="{row}" '
+            f'<line x1="{width - right - 200}" x2="{width - right - 176}" y1="{row}" y2="{row}" '
             f'stroke="{COLOURS[strategy]}" stroke-width="2.5"/>'
-            f'<text x="{width - right - 120}" y="{row + 4}">{strategy} '
-            f"(mean of {len(complete)} seeds)</text>"
+            f'<text x="{width - right - 170}" y="{row + 4}">{strategy} (mean of {seeds})</text>'
         )
     out.append("</svg>")
     return "\n".join(out) + "\n"
