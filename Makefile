@@ -113,13 +113,13 @@ bench-length: venv base-model
 
 # Labels saved by choosing comparisons by uncertainty (docs/benchmarks.md): held-out reward-model
 # accuracy against labels, fifo against uncertainty, on a pool of the base model's answers to
-# the brief prompts (var/bench-pool/smollm2-brief.jsonl, sampled once: about 5 minutes).
-# The fast reward model (adapters on the top 2 layers): about 12 minutes per seed.
+# the brief prompts, six per prompt (var/bench-pool/smollm2-brief-6.jsonl, sampled once: about
+# 8 minutes). The fast reward model (adapters on the top 2 layers): about 11 minutes per seed.
 # LABELS_ARGS="--model lora" is the product's reward stage as it is (hours per seed on a CPU).
 LABELS_SEEDS ?= 0,1,2
 LABELS_ARGS ?= --model top
 bench-labels: venv base-model
-	$(PY) bench/label_efficiency.py --base $(BASE_MODEL_DIR) --prompts brief --samples 3 \
+	$(PY) bench/label_efficiency.py --base $(BASE_MODEL_DIR) --prompts brief --samples 5 \
 		--seeds $(LABELS_SEEDS) --seed-labels 16 --batch 16 --budget 256 $(LABELS_ARGS)
 
 # 64 annotators over HTTP against uvicorn + PostgreSQL (a fresh database on TEST_DB's server):

@@ -1,8 +1,8 @@
 """Labels saved by choosing comparisons by uncertainty: reward-model accuracy against labels,
 the `fifo` order against the `uncertainty` rule, with a simulated annotator (`make bench-labels`).
 
-    python bench/label_efficiency.py --prompts brief --samples 3 --model top --budget 256
-    python bench/label_efficiency.py --prompts brief --samples 3 --model lora   # the product's
+    python bench/label_efficiency.py --prompts brief --samples 5 --model top --budget 256
+    python bench/label_efficiency.py --prompts brief --samples 5 --model lora   # the product's
     python bench/label_efficiency.py --model top --learning-rate 1e-3 ...       # a faster learner
     python bench/label_efficiency.py --report bench/out/label_efficiency-lora.jsonl  # tables
 
@@ -75,7 +75,15 @@ from training.ml.uncertainty import (  # noqa: E402
 )
 
 POOL = ROOT / "var" / "bench-pool" / "smollm2-base.jsonl"
-BRIEF_POOL = ROOT / "var" / "bench-pool" / "smollm2-brief.jsonl"
+
+
+def brief_pool(samples: int) -> Path:
+    """The cached brief pool of `samples` answers per prompt at the project temperature and one
+    at half of it: one file per size, so that another --samples never reads a cache of another
+    size."""
+    return ROOT / "var" / "bench-pool" / f"smollm2-brief-{samples + 1}.jsonl"
+
+
 OUT = ROOT / "bench" / "out"
 WORK_GLOB = "/tmp/hone-bench-loop-*/bench.sqlite3"
 MIN_POOL_ANSWERS = 64  # fewer base answers than this in a work folder: not a pool yet
@@ -1022,7 +1030,8 @@ def main() -> None:
         "--pool",
         type=Path,
         help=f"the pool's JSONL (cache; default {POOL.relative_to(ROOT)}, with --prompts brief "
-        f"{BRIEF_POOL.relative_to(ROOT)})",
+        f"{brief_pool(5).relative_to(ROOT).with_name('smollm2-brief-N.jsonl')}, N answers per "
+        "prompt)",
     )
     parser.add_argument(
         "--from-work", metavar="DIR", help="(re)build the pool from this loop folder"
@@ -1094,7 +1103,7 @@ def main() -> None:
         raise SystemExit("--svg goes with --report")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     if args.pool is None:
-        args.pool = BRIEF_POOL if args.prompts == "brief" else POOL
+        args.pool = brief_pool(args.samples) if args.prompts == "brief" else POOL
     if not args.learning_rate > 0:
         raise SystemExit(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.epochs < 1:
