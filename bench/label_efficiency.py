@@ -929,7 +929,8 @@ def svg_curves(path: Path, width: int = 640, height: int = 360) -> str:
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{left}" y="16" font-size="12">Held-out reward-model accuracy against labels '
-        f"(taste {setup['taste']}, learning rate {setup.get('learning_rate', LEARNING_RATE):g})"
+        f"({setup['answers']} answers, taste {setup['taste']}, learning rate "
+        f"{setup.get('learning_rate', LEARNING_RATE):g})"
         "</text>",
     ]
     for n in range(round(y_low * 20), round(y_high * 20) + 1):

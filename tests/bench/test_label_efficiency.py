@@ -137,7 +137,9 @@ def test_the_svg_draws_each_seed_and_the_mean_of_the_complete_seeds(tmp_path):
     from xml.etree import ElementTree
 
     run = tmp_path / "run.jsonl"
-    records = [{"kind": "setup", "budget": 64, "taste": "concise", "learning_rate": 1e-3}]
+    records = [
+        {"kind": "setup", "budget": 64, "answers": 8, "taste": "concise", "learning_rate": 1e-3}
+    ]
     for seed, lift in ((0, 0.0), (1, 0.1)):
         for strategy in ("fifo", "uncertainty"):
             for labels, accuracy in ((16, 0.6), (32, 0.7), (64, 0.8)):
