@@ -1031,8 +1031,7 @@ def main() -> None:
         "--pool",
         type=Path,
         help=f"the pool's JSONL (cache; default {POOL.relative_to(ROOT)}, with --prompts brief "
-        f"{brief_pool(5).relative_to(ROOT).with_name('smollm2-brief-N.jsonl')}, N answers per "
-        "prompt)",
+        "var/bench-pool/smollm2-brief-N.jsonl, N answers per prompt)",
     )
     parser.add_argument(
         "--from-work", metavar="DIR", help="(re)build the pool from this loop folder"
