@@ -781,9 +781,9 @@ def prompts_in_order(order: Sequence[int], pairs: Sequence[Pair]) -> list[str]:
 Curves = dict[tuple[str, int], list[tuple[float, float]]]
 
 
-def read_run(path: Path) -> tuple[list[dict[str, Any]], Curves, list[int]]:
-    """A run's JSON lines, its curves of (labels, held-out accuracy) per (strategy, seed), and
-    the seeds that reached the budget with both strategies."""
+def read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Curves, list[int]]:
+    """A run's setup line, all its JSON lines, its curves of (labels, held-out accuracy) per
+    (strategy, seed), and the seeds that reached the budget with both strategies."""
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     setup = next(r for r in lines if r["kind"] == "setup")
     curves: Curves = defaultdict(list)
@@ -797,13 +797,12 @@ def read_run(path: Path) -> tuple[list[dict[str, Any]], Curves, list[int]]:
             curves.get((st, s)) and max(curves[(st, s)])[0] >= setup["budget"] for st in STRATEGIES
         )
     ]
-    return lines, curves, complete
+    return setup, lines, curves, complete
 
 
 def report(path: Path) -> str:
     """Markdown tables from a run's JSON lines (whole or cut short)."""
-    lines, curves, complete = read_run(path)
-    setup = next(r for r in lines if r["kind"] == "setup")
+    setup, lines, curves, complete = read_run(path)
     seeds = sorted({seed for _, seed in curves})
     budget = setup["budget"]
     out = [
@@ -900,8 +899,7 @@ COLOURS = {"fifo": "#7a7a7a", "uncertainty": "#1f6fb4"}
 def svg_curves(path: Path, width: int = 640, height: int = 360) -> str:
     """The curves of a run as an SVG chart: held-out accuracy against labels, each seed a thin
     line, the mean over the complete seeds a thick one, per strategy."""
-    lines, curves, complete = read_run(path)
-    setup = next(r for r in lines if r["kind"] == "setup")
+    setup, _, curves, complete = read_run(path)
     left, right, top, bottom = 56, 16, 28, 44
     points = [p for c in curves.values() for p in c]
     if not points:
