@@ -114,12 +114,14 @@ def extra_prompts(templates: list[str] = TEMPLATES) -> list[dict]:
 
 
 def iteration_record(iteration, seconds: float) -> dict:
-    runs = {r.kind: r.duration_seconds for r in iteration.runs.all()}
+    runs: dict[str, list[float]] = {}  # two reward runs (policy, judge), two generations
+    for run in iteration.runs.order_by("pk"):
+        runs.setdefault(run.kind, []).append(round(run.duration_seconds or 0, 1))
     return {
         "iteration": iteration.number,
         "status": iteration.status,
         "trigger_to_new_comparisons_s": round(seconds, 1),
-        "run_seconds": {k: round(v or 0, 1) for k, v in runs.items()},
+        "run_seconds": runs,
         "rm_heldout_accuracy": iteration.reward_model.heldout_accuracy
         if iteration.reward_model_id
         else None,
