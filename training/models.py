@@ -160,7 +160,7 @@ class PolicyVersion(models.Model):
         on_delete=models.PROTECT,
         related_name="policies",
         help_text="The SFT version at the root of this version's line (none: the base model): "
-        "where the line started, and PPO's KL reference.",
+        "where the line started, and the reference PPO and DPO are held to.",
     )
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

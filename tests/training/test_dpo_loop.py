@@ -94,6 +94,8 @@ def test_dpo_continues_the_active_adapter_and_restart_from_base_starts_anew(
         ("dpo", 2, None),
         ("ppo", 3, None),
     ]
+    # Continuing v1, DPO is held to the root of v1's line, the base model, as PPO would be.
+    assert second.runs.get(kind="dpo").config["reference_adapter"] is None
     assert (
         json.loads((artifact_path(third.policy.adapter_path) / "hone_policy.json").read_text())[
             "init_adapter"

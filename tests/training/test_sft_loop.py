@@ -187,8 +187,9 @@ def test_a_dpo_iteration_starts_from_the_sft_adapter(
     assert [r.kind for r in iteration.runs.order_by("id")][:3] == ["sft", "reward", "dpo"]
     s1 = iteration.sft
     dpo = iteration.runs.get(kind="dpo")
-    # DPO's reference is where it starts (training/ml/dpo.py): here the SFT adapter.
+    # DPO starts from the SFT adapter and is held to it, the root of the line.
     assert (dpo.config["start"], dpo.config["sft"]) == ("sft", 1)
+    assert dpo.config["init_adapter"] == dpo.config["reference_adapter"]
     assert dpo.config["init_adapter"] == str(artifact_path(s1.adapter_path))
     v1 = iteration.policy
     assert (v1.number, v1.status, v1.sft_id, v1.training_run_id) == (1, "active", s1.pk, dpo.pk)

@@ -332,13 +332,13 @@ def _step_dpo(iteration: LoopIteration) -> None:
     project, snapshot = iteration.project, iteration.snapshot
     parent = policy_active(project=project)
     start = _start(iteration, parent)
-    # DPO's reference is where it starts (training/ml/dpo.py): the SFT adapter when it starts
-    # from one, the active version when it continues it, the base model for a new adapter.
     config = stage_config(
         DPOTrainConfig,
         stage_overrides(project, "dpo"),
         base_model=project.base_model,
         init_adapter=start.adapter,
+        # DPO is held to the root of the candidate's line, as PPO: its SFT version, or the base.
+        reference_adapter=sft_adapter_of(start.sft) if start.sft else None,
     )
 
     def train(run: TrainingRun, work: Path, heartbeat: Heartbeat) -> dict[str, Any]:
@@ -372,7 +372,7 @@ def _step_dpo(iteration: LoopIteration) -> None:
 @dataclasses.dataclass(frozen=True)
 class Start:
     """Where an iteration's PPO or DPO starts, and the SFT version at the root of the
-    candidate's line (None: the base model), which is PPO's KL reference."""
+    candidate's line (None: the base model), the reference of PPO and DPO."""
 
     point: str  # "sft": a new line from an SFT version; "parent": the active version; "base"
     adapter: str | None  # the adapter folder it starts from (None: a new adapter on the base)

@@ -1,7 +1,8 @@
 """Direct Preference Optimization (DPO) with LoRA: a policy trained on preference pairs directly.
 
     python -m training.ml.dpo --base var/models/smollm2 --data prefs.jsonl --out var/policy/5
-    python -m training.ml.dpo ... --init-adapter var/policy/1   # continue from an SFT adapter
+    python -m training.ml.dpo ... --init-adapter var/sft/1 --reference-adapter var/sft/1
+    python -m training.ml.dpo ... --init-adapter var/policy/4   # continue, held to the base
 
 DPO (Rafailov et al., 2023, https://arxiv.org/abs/2305.18290) reads the preference JSONL that
 reward training reads (docs/ml-contract.md) and needs no reward model. The implicit reward of an
@@ -12,11 +13,18 @@ of IPO (Azar et al., 2023, https://arxiv.org/abs/2310.12036), per answer token a
 TRL's DPOTrainer trains through its public API, dropout off (its default):
 
 - without `init_adapter`: a new LoRA adapter (`peft_config`); the reference is the base model
-  with the adapter off;
-- with `init_adapter` (an SFT folder, `training.ml.sft`): training continues that adapter and
-  TRL keeps a frozen copy of it as the reference, so DPO moves away from the SFT policy.
+  with the adapter off, and the policy starts exactly at it;
+- with `init_adapter` and `reference_adapter` the same folder (an SFT adapter,
+  `training.ml.sft`): training continues that adapter and TRL keeps a frozen copy of it as the
+  reference, so DPO moves away from the SFT policy, from where it starts;
+- with `init_adapter` and another reference (a policy adapter continued, held to the root of
+  its line as PPO is: the base model, or its SFT adapter): the reference is a second, frozen
+  copy of the base model (TRL's `ref_model`), with the SFT adapter merged into it when there is
+  one. The policy then starts away from its reference: the implicit rewards of the pairs it
+  learned before start with their margins, and the drift from the root no longer adds up
+  freely across iterations. It costs a second copy of the base weights.
 
-Either way the policy starts exactly at the reference. TRL tokenizes the pairs in its
+TRL tokenizes the pairs in its
 conversational format (a string prompt becomes one user message): the prompt tokens are
 `render_prompt(prompt)`'s, as in every stage, and an answer is its text, `<|im_end|>`, and the
 newline the chat template writes after it. Through the template a literal special token in an
@@ -24,8 +32,8 @@ answer would act as that token, so such a pair is refused (DataError naming the 
 `max_length` TRL cuts the end of the answers, and drops a pair whose prompt alone fills it;
 both are counted.
 
-Held-out pairs (whole prompts, `split_by_prompt`) are scored before training (that is the
-reference) and after, by `sft.answer_logprobs`: implicit rewards, accuracy, margins. The output
+Held-out pairs (whole prompts, `split_by_prompt`) are scored under the reference and under the
+trained policy, by `trl_stage.answer_logprobs`: implicit rewards, accuracy, margins. The output
 folder has ppo.py's layout (kind "dpo") plus `heldout.jsonl`; `generate` and `evaluate` load it
 as a policy adapter.
 """
@@ -86,8 +94,15 @@ class DPOTrainConfig(StageConfig):
     init_adapter: str | None = field(
         default=None,
         metadata={
-            "help": "SFT adapter folder to start from, also the reference; none: a new adapter, "
-            "the base model is the reference"
+            "help": "LoRA adapter folder to continue training (an SFT or a policy adapter); the "
+            "reference stays the base unless reference_adapter is set; none: a new adapter"
+        },
+    )
+    reference_adapter: str | None = field(
+        default=None,
+        metadata={
+            "help": "SFT adapter folder of the reference: init_adapter's folder holds DPO to "
+            "where it starts; unset: the base model"
         },
     )
     beta: float = field(
@@ -97,6 +112,18 @@ class DPOTrainConfig(StageConfig):
     loss_type: str = field(default="sigmoid", metadata={"help": "'sigmoid' (DPO) or 'ipo'"})
 
     def validate(self) -> None:
+        if self.reference_adapter is not None and self.init_adapter is None:
+            raise ValueError(
+                "DPOTrainConfig.reference_adapter needs init_adapter: a new adapter starts at the "
+                "base model, which is then its reference (set init_adapter to where the policy "
+                "starts, e.g. the same SFT adapter)"
+            )
+        if self.separate_reference() and self.reference_adapter and self.load_in_4bit:
+            raise ValueError(
+                "DPOTrainConfig.reference_adapter with load_in_4bit must be init_adapter's folder: "
+                "an SFT reference beside a continued adapter is merged into a copy of the base, "
+                "which a 4-bit base cannot take"
+            )
         super().validate()
         if not self.beta > 0:
             raise ValueError(f"DPOTrainConfig.beta must be > 0, got {self.beta}")
@@ -104,6 +131,15 @@ class DPOTrainConfig(StageConfig):
             raise ValueError(
                 f"DPOTrainConfig.loss_type must be one of {list(LOSS_TYPES)}, got {self.loss_type!r}"
             )
+
+    def separate_reference(self) -> bool:
+        """Whether the reference is a second model: a continued adapter held elsewhere than
+        where it starts (the base, or an SFT adapter other than `init_adapter`)."""
+        if self.init_adapter is None:
+            return False
+        if self.reference_adapter is None:
+            return True
+        return Path(self.reference_adapter).resolve() != Path(self.init_adapter).resolve()
 
 
 def train_dpo(
@@ -125,8 +161,9 @@ def train_dpo(
     # ---- 0. check everything first ----
     config.validate()
     check_model_path(config.base_model)
-    if config.init_adapter is not None:
-        check_adapter_path(config.init_adapter)
+    for adapter in (config.init_adapter, config.reference_adapter):
+        if adapter is not None:
+            check_adapter_path(adapter)
     pairs = load_preferences(data_path)
     out = check_out_dir(out_dir)
     train_pairs, heldout_pairs = split_by_prompt(
@@ -143,7 +180,7 @@ def train_dpo(
     tokenizer = load_tokenizer(config.base_model)
     check_special_tokens(tokenizer, pairs, data_path)
 
-    # ---- 1. the trainer; the held-out pairs under the starting policy, which is the reference ----
+    # ---- 1. the trainer; the held-out pairs under the reference ----
     log = MetricsLog(on_metrics)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = build_dpo_trainer(
@@ -162,11 +199,13 @@ def train_dpo(
         check_last_batch(len(trainer.train_dataset), config.batch_size, processes)
         # held-out pairs: every process scores every one (the same numbers in each)
         heldout = [] if trainer.eval_dataset is None else trainer.eval_dataset
-        reference = pair_logprobs(trainer, heldout, config.batch_size)
+        # a new adapter, or one held to where it starts, is its own reference before training
+        held_to = trainer.ref_model or trainer.model
+        reference = pair_logprobs(trainer, held_to, heldout, config.batch_size)
 
         # ---- 2. train, then the held-out pairs under the trained policy ----
         output = trainer.train()
-        policy = pair_logprobs(trainer, heldout, config.batch_size)
+        policy = pair_logprobs(trainer, trainer.model, heldout, config.batch_size)
 
     # ---- 3. report: held-out implicit rewards, what TRL cut or dropped, the last train log ----
     scores = heldout_scores(heldout, reference, policy, config.beta)
@@ -196,6 +235,7 @@ def train_dpo(
             "kind": "dpo",
             "base_model": config.base_model,
             "init_adapter": config.init_adapter,
+            "reference_adapter": config.reference_adapter,
             "config": asdict(config),
             "summary": result,
         }
@@ -232,8 +272,9 @@ def build_dpo_trainer(
     progress_bar: bool = False,
 ) -> Any:
     """TRL's DPOTrainer: the base with a new LoRA (reference: adapter off), or the base with
-    `config.init_adapter` trainable (reference: TRL's frozen copy of it). Held-out pairs are
-    tokenized as `trainer.eval_dataset`. `output_dir` is the trainer's scratch folder."""
+    `config.init_adapter` trainable, its reference TRL's frozen copy of it or a second model
+    (`reference_model`; module docstring). Held-out pairs are tokenized as
+    `trainer.eval_dataset`. `output_dir` is the trainer's scratch folder."""
     from trl import DPOConfig, DPOTrainer
 
     from training.ml.loading import load_causal_lm
@@ -254,6 +295,7 @@ def build_dpo_trainer(
     )
     trainer = DPOTrainer(
         model=model,
+        ref_model=reference_model(config) if config.separate_reference() else None,
         args=args,
         train_dataset=conversational(train_pairs),
         eval_dataset=conversational(heldout_pairs) if heldout_pairs else None,
@@ -262,6 +304,23 @@ def build_dpo_trainer(
         callbacks=list(callbacks),
     )
     return quiet(trainer, progress_bar)
+
+
+def reference_model(config: DPOTrainConfig) -> Any:
+    """The frozen reference of a continued adapter: the base model, with `reference_adapter`
+    merged into it when set (a plain model, as TRL's `ref_model` must be)."""
+    from training.ml.loading import load_causal_lm, merge_adapter
+
+    model, _ = load_causal_lm(
+        config.base_model,
+        adapter=config.reference_adapter,
+        device=trainer_device(),
+        dtype="float32",
+        load_in_4bit=config.load_in_4bit,
+    )
+    if config.reference_adapter is not None:
+        model = merge_adapter(model)
+    return model.requires_grad_(False).eval()
 
 
 def cut(rows: Any, max_length: int) -> int:
@@ -291,16 +350,18 @@ def conversational(pairs: Sequence[PreferencePair]) -> Any:
     )
 
 
-def pair_logprobs(trainer: Any, rows: Any, batch_size: int) -> list[tuple[float, float]]:
-    """(log pi(chosen), log pi(rejected)) of each tokenized row, batched by TRL's collator (so
-    cut at max_length as in training), under the trainer's model as it is now."""
+def pair_logprobs(
+    trainer: Any, model: Any, rows: Any, batch_size: int
+) -> list[tuple[float, float]]:
+    """(log pi(chosen), log pi(rejected)) of each tokenized row, batched by the trainer's
+    collator (so cut at max_length as in training), under `model` as it is now."""
     logprobs: list[tuple[float, float]] = []
     for start in range(0, len(rows), batch_size):
         batch = trainer.data_collator(
             [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
         )
         logps, _ = answer_logprobs(
-            trainer.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+            model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
         )
         chosen, rejected = logps.chunk(2)  # the collator puts the chosen rows first
         logprobs += zip(chosen.tolist(), rejected.tolist(), strict=True)

@@ -149,10 +149,12 @@ def test_reference_logprobs_are_the_base_models_exactly(
     assert (policy - plain).abs().max() > 0.1  # while the trained policy moved away
 
 
-def test_from_an_sft_adapter_the_reference_is_that_adapter(
+def test_from_an_sft_adapter_held_to_it_the_reference_is_that_adapter(
     tiny_model: str, sft_adapter: Path, preference_file: Path, tmp_path: Path
 ) -> None:
-    config = small_config(tiny_model, init_adapter=str(sft_adapter), epochs=1)
+    config = small_config(
+        tiny_model, init_adapter=str(sft_adapter), reference_adapter=str(sft_adapter), epochs=1
+    )
     trainer = trainer_on(config, preference_file, tmp_path)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     sft, _ = load_causal_lm(tiny_model, adapter=sft_adapter, device="cpu")
@@ -167,6 +169,65 @@ def test_from_an_sft_adapter_the_reference_is_that_adapter(
     assert torch.equal(trl_reference, expected)  # and stays tied to it
     assert (expected - logprobs(base, batch)).abs().max() > 0.1  # which is not the base
     assert (logprobs(trainer.model, batch) - expected).abs().max() > 0.1  # the policy moved
+    assert trainer.ref_model is None  # a frozen copy of the adapter, not a second model
+
+
+def test_a_continued_adapter_is_held_to_the_base_model(
+    tiny_model: str, sft_adapter: Path, preference_file: Path, tmp_path: Path
+) -> None:
+    config = small_config(tiny_model, init_adapter=str(sft_adapter), epochs=1)
+    trainer = trainer_on(config, preference_file, tmp_path)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    sft, _ = load_causal_lm(tiny_model, adapter=sft_adapter, device="cpu")
+    base, _ = load_causal_lm(tiny_model, device="cpu")
+
+    start = logprobs(trainer.model, batch)
+    trainer.train()
+    trl_reference = torch.cat(trainer.compute_ref_log_probs(trainer.ref_model, batch))
+    first = next(m for m in trainer.state.log_history if "rewards/margins" in m)
+
+    assert torch.equal(start, logprobs(sft, batch))  # it starts where the adapter was
+    assert torch.equal(trl_reference, logprobs(base, batch))  # and is held to the base
+    assert (start - trl_reference).abs().max() > 0.1
+    assert first["rewards/chosen"] != 0.0  # the first step's implicit rewards: not at the start
+
+
+def test_a_continued_adapter_is_held_to_another_sft_adapter(
+    tiny_model: str, sft_adapter: Path, dpo_run, preference_file: Path, tmp_path: Path
+) -> None:
+    policy = dpo_run[0]  # a DPO adapter from the base model, continued and held to SFT
+    config = small_config(
+        tiny_model, init_adapter=str(policy), reference_adapter=str(sft_adapter), epochs=1
+    )
+    trainer = trainer_on(config, preference_file, tmp_path)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    sft, _ = load_causal_lm(tiny_model, adapter=sft_adapter, device="cpu")
+    continued, _ = load_causal_lm(tiny_model, adapter=policy, device="cpu")
+
+    start = logprobs(trainer.model, batch)
+    trainer.train()
+    trl_reference = torch.cat(trainer.compute_ref_log_probs(trainer.ref_model, batch))
+
+    assert torch.equal(start, logprobs(continued, batch))
+    # the SFT adapter merged into a copy of the base: equal up to float rounding
+    torch.testing.assert_close(trl_reference, logprobs(sft, batch), atol=1e-4, rtol=0)
+    assert (start - trl_reference).abs().max() > 0.1
+
+
+def test_heldout_rewards_of_a_continued_adapter_are_against_the_base(
+    tiny_model: str, sft_adapter: Path, dpo_run, preference_file: Path, tmp_path: Path
+) -> None:
+    from_base = dpo_run[1]
+    config = small_config(tiny_model, init_adapter=str(sft_adapter), epochs=1)
+
+    result = train_dpo(config, preference_file, tmp_path / "out")
+
+    # the same held-out pairs, scored under the same reference: the base model
+    assert result["heldout_logp_margin_before"] == pytest.approx(
+        from_base["heldout_logp_margin_before"], abs=1e-4
+    )
+    record = json.loads((tmp_path / "out" / POLICY_FILE).read_text())
+    assert (record["init_adapter"], record["reference_adapter"]) == (str(sft_adapter), None)
 
 
 def test_dpo_continues_an_sft_adapter_and_saves_one_adapter(
@@ -174,7 +235,13 @@ def test_dpo_continues_an_sft_adapter_and_saves_one_adapter(
 ) -> None:
     data = write_preferences(tmp_path / "prefs.jsonl", pairs=16, seed=4)
     out = tmp_path / "dpo"
-    config = small_config(tiny_model, init_adapter=str(sft_adapter), epochs=1, eval_fraction=0)
+    config = small_config(
+        tiny_model,
+        init_adapter=str(sft_adapter),
+        reference_adapter=str(sft_adapter),
+        epochs=1,
+        eval_fraction=0,
+    )
 
     result = train_dpo(config, data, out)
 
@@ -287,6 +354,31 @@ def test_missing_adapter_folder_is_named(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_missing_reference_adapter_folder_is_named(
+    tiny_model: str, sft_adapter: Path, preference_file: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-sft"
+    config = small_config(tiny_model, init_adapter=str(sft_adapter), reference_adapter=str(missing))
+
+    with pytest.raises(ModelNotFound, match=str(missing)):
+        train_dpo(config, preference_file, tmp_path / "o")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_sft_reference_beside_a_continued_adapter_is_refused_on_a_4bit_base(
+    tiny_model: str, sft_adapter: Path, dpo_run
+) -> None:
+    config = small_config(
+        tiny_model,
+        init_adapter=str(dpo_run[0]),
+        reference_adapter=str(sft_adapter),
+        load_in_4bit=True,
+    )
+
+    with pytest.raises(ValueError, match="^DPOTrainConfig.reference_adapter with load_in_4bit"):
+        config.validate()
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -295,6 +387,7 @@ def test_missing_adapter_folder_is_named(
         ("gradient_accumulation_steps", 0, "DPOTrainConfig.gradient_accumulation_steps must be"),
         ("max_length", 7, "DPOTrainConfig.max_length must be >= 8, got 7"),
         ("lora_dropout", 1.0, r"lora dropout must be in \[0, 1\), got 1.0"),
+        ("reference_adapter", "var/sft/1", "DPOTrainConfig.reference_adapter needs init_adapter"),
     ],
 )
 def test_config_validate_names_the_field_and_value(
