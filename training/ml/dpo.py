@@ -24,13 +24,12 @@ TRL's DPOTrainer trains through its public API, dropout off (its default):
   learned before start with their margins, and the drift from the root no longer adds up
   freely across iterations. It costs a second copy of the base weights.
 
-TRL tokenizes the pairs in its
-conversational format (a string prompt becomes one user message): the prompt tokens are
-`render_prompt(prompt)`'s, as in every stage, and an answer is its text, `<|im_end|>`, and the
-newline the chat template writes after it. Through the template a literal special token in an
-answer would act as that token, so such a pair is refused (DataError naming the line). Over
-`max_length` TRL cuts the end of the answers, and drops a pair whose prompt alone fills it;
-both are counted.
+TRL tokenizes the pairs in its conversational format (a string prompt becomes one user
+message): the prompt tokens are `render_prompt(prompt)`'s, as in every stage, and an answer is
+its text, `<|im_end|>`, and the newline the chat template writes after it. Through the template
+a literal special token in an answer would act as that token, so such a pair is refused
+(DataError naming the line). Over `max_length` TRL cuts the end of the answers, and drops a
+pair whose prompt alone fills it; both are counted.
 
 Held-out pairs (whole prompts, `split_by_prompt`) are scored under the reference and under the
 trained policy, by `trl_stage.answer_logprobs`: implicit rewards, accuracy, margins. The output
