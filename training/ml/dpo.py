@@ -21,8 +21,10 @@ TRL's DPOTrainer trains through its public API, dropout off (its default):
   its line as PPO is: the base model, or its SFT adapter): the reference is a second, frozen
   copy of the base model (TRL's `ref_model`), with the SFT adapter merged into it when there is
   one. The policy then starts away from its reference: the implicit rewards of the pairs it
-  learned before start with their margins, and the drift from the root no longer adds up
-  freely across iterations. It costs a second copy of the base weights.
+  learned before start with their margins, measured from the root the evaluation's KL is
+  measured from. It costs a second copy of the base weights. It does not bound the drift: DPO
+  has no KL term, and the loop benchmark's third DPO candidate ended as far from the base held
+  to it as held to the version it continued (docs/benchmarks.md, "DPO against PPO").
 
 TRL tokenizes the pairs in its conversational format (a string prompt becomes one user
 message): the prompt tokens are `render_prompt(prompt)`'s, as in every stage, and an answer is
