@@ -297,8 +297,7 @@ def _step_ppo(iteration: LoopIteration) -> None:
         base_model=project.base_model,
         reward_model=reward_model_of(reward_model),
         init_adapter=start.adapter,
-        # PPO is held to the root of the candidate's line: its SFT version, or the base.
-        reference_adapter=sft_adapter_of(start.sft) if start.sft else None,
+        reference_adapter=start.reference_adapter,
     )
 
     def train(run: TrainingRun, work: Path, heartbeat: Heartbeat) -> dict[str, Any]:
@@ -337,8 +336,7 @@ def _step_dpo(iteration: LoopIteration) -> None:
         stage_overrides(project, "dpo"),
         base_model=project.base_model,
         init_adapter=start.adapter,
-        # DPO is held to the root of the candidate's line, as PPO: its SFT version, or the base.
-        reference_adapter=sft_adapter_of(start.sft) if start.sft else None,
+        reference_adapter=start.reference_adapter,
     )
 
     def train(run: TrainingRun, work: Path, heartbeat: Heartbeat) -> dict[str, Any]:
@@ -377,6 +375,12 @@ class Start:
     point: str  # "sft": a new line from an SFT version; "parent": the active version; "base"
     adapter: str | None  # the adapter folder it starts from (None: a new adapter on the base)
     sft: SFTVersion | None
+
+    @property
+    def reference_adapter(self) -> str | None:
+        """What PPO and DPO are held to: the root of the line, its SFT version's adapter, or
+        None for the base model."""
+        return sft_adapter_of(self.sft) if self.sft else None
 
     def described(self, parent: PolicyVersion) -> str:
         if self.point == "sft":

@@ -55,6 +55,7 @@ from training.ml.loading import (
     check_adapter_path,
     check_global_batch,
     check_model_path,
+    check_reference_adapter,
     process_count,
 )
 from training.ml.trl_stage import (
@@ -113,12 +114,7 @@ class DPOTrainConfig(StageConfig):
     loss_type: str = field(default="sigmoid", metadata={"help": "'sigmoid' (DPO) or 'ipo'"})
 
     def validate(self) -> None:
-        if self.reference_adapter is not None and self.init_adapter is None:
-            raise ValueError(
-                "DPOTrainConfig.reference_adapter needs init_adapter: a new adapter starts at the "
-                "base model, which is then its reference (set init_adapter to where the policy "
-                "starts, e.g. the same SFT adapter)"
-            )
+        check_reference_adapter("DPOTrainConfig", self.init_adapter, self.reference_adapter)
         if self.separate_reference() and self.reference_adapter and self.load_in_4bit:
             raise ValueError(
                 "DPOTrainConfig.reference_adapter with load_in_4bit must be init_adapter's folder: "

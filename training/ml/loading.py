@@ -280,6 +280,19 @@ LOAD_IN_4BIT_NEEDS = (
 )
 
 
+def check_reference_adapter(
+    config_name: str, init_adapter: str | None, reference_adapter: str | None
+) -> None:
+    """ValueError when a policy stage names a reference adapter but no adapter to start from
+    (PPO and DPO alike): a new adapter starts at the base model, its reference."""
+    if reference_adapter is not None and init_adapter is None:
+        raise ValueError(
+            f"{config_name}.reference_adapter needs init_adapter: a new adapter starts at the "
+            "base model, which is then its reference (set init_adapter to where the policy "
+            "starts, e.g. the same SFT adapter)"
+        )
+
+
 def check_load_in_4bit(load_in_4bit: bool) -> None:
     """ValueError (LOAD_IN_4BIT_NEEDS, and what is missing) when `load_in_4bit` is asked for
     on a machine without a CUDA GPU or without bitsandbytes. Reads no model; every stage

@@ -76,7 +76,7 @@ from torch import nn
 
 from training.ml.data import PromptInput, add_config_arguments, config_from_arguments, load_prompts
 from training.ml.errors import ModelNotFound
-from training.ml.loading import check_load_in_4bit
+from training.ml.loading import check_load_in_4bit, check_reference_adapter
 
 RewardFn = Callable[[list[PromptInput], list[str]], list[float]]
 MetricsFn = Callable[[dict[str, Any]], None]
@@ -201,12 +201,7 @@ class PPOConfig:
         for name in ("gamma", "lam"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.reference_adapter is not None and self.init_adapter is None:
-            raise ValueError(
-                "PPOConfig.reference_adapter needs init_adapter: a new adapter starts at the "
-                "base model, which is then its reference (set init_adapter to where the policy "
-                "starts, e.g. the same SFT adapter)"
-            )
+        check_reference_adapter("PPOConfig", self.init_adapter, self.reference_adapter)
         if self.value_model not in VALUE_MODELS:
             raise ValueError(
                 f"PPOConfig.value_model must be one of {', '.join(VALUE_MODELS)}, "
