@@ -14,10 +14,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from channels.layers import channel_layers
+from django.db import connection
 
 from tests.e2e.conftest import (  # noqa: F401 (fixtures)
     ROOT,
@@ -162,6 +164,21 @@ def login(chromium, asgi_server, client):
     yield open_page
     for context in contexts:
         context.close()
+
+
+def in_thread(function, *args, **kwargs):
+    """Writes that publish events: away from the thread where Playwright runs its loop. The
+    thread's database connection goes back to the pool as the thread ends; left open, each call
+    would keep one of the pool's few connections from the tests that follow."""
+
+    def call():
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result()
 
 
 def screenshot(page, name: str) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
 from feedback.models import Assignment, LabelAudit, PreferenceLabel
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import in_thread, screenshot
 from tests.factories import make_comparisons
 from training.models import PolicyVersion
 from training.services import policy_promote
@@ -30,12 +28,6 @@ ANSWERS = [
     ("Paris is the capital of France.", "The capital of France is Lyon."),
     ("Hello! How can I help you today?", "Hi."),
 ]
-
-
-def in_thread(function, *args, **kwargs):
-    """Writes that publish events: away from the thread where Playwright runs its loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(function, *args, **kwargs).result()
 
 
 def current_assignment(page) -> int:

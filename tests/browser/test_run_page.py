@@ -4,20 +4,12 @@ gets one."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import in_thread, screenshot
 from training import services
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def in_thread(function, *args, **kwargs):
-    """Writes that publish events: away from the thread where Playwright runs its loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(function, *args, **kwargs).result()
 
 
 def ppo_row(step: int, **more: float) -> dict:
