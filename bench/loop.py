@@ -158,6 +158,7 @@ def final_judgement(
     )
     summary = {
         "optimizer": project.optimizer,
+        "restart_from": project.restart_from,
         "final_version": final.number,
         **against_base(args, project, adapter_of(final), "final"),
         "iterations": iterations,
@@ -342,6 +343,13 @@ def main() -> None:
         help="the project's optimizer: PPO against the reward model, or DPO on the pairs",
     )
     parser.add_argument(
+        "--restart-from",
+        choices=["active", "base"],
+        default="active",
+        help="where each candidate starts: the active version's adapter (continued, held to "
+        "the base), or a new adapter on the base each iteration",
+    )
+    parser.add_argument(
         "--final-comparisons",
         type=int,
         help="pairs the last iteration generates (default --comparisons); they are never "
@@ -424,6 +432,7 @@ def main() -> None:
     if cached:
         project = Project.objects.get(slug="bench")
         project.optimizer, project.training_config = args.optimizer, training_config
+        project.restart_from = args.restart_from
         project.save()
     else:
         project = project_create(
@@ -433,6 +442,7 @@ def main() -> None:
             max_new_tokens=64,
             comparisons_per_iteration=args.comparisons,
             optimizer=args.optimizer,
+            restart_from=args.restart_from,
             training_config=training_config,
         )
         if args.prompts == "brief":

@@ -264,7 +264,8 @@ class Project(models.Model):
             "invalid_choice": "Unknown restart_from %(value)r: use 'active' or 'base'."
         },
         help_text="Where PPO or DPO starts: the active version's adapter (KL to the base adds up "
-        "across iterations) or the base model (each candidate a new adapter).",
+        "across iterations) or the base model (each candidate a new adapter; recommended with "
+        "DPO, which has no KL term to slow its drift).",
     )
     # Shortcut control (docs/judgement.md, "Length"): reward models trained so that answer
     # length alone predicts nothing in their labels.
