@@ -83,8 +83,9 @@ bench-ml: venv base-model $(BENCH_TRL)/.installed
 	$(PY) bench/ml.py --base $(BASE_MODEL_DIR)
 
 # Three iterations with PPO. LOOP_ARGS="--optimizer dpo": the same with DPO; add
-# "--sft-demonstrations 64" for an SFT warm start; "--base-cache var/bench-loop-base.sqlite3"
-# lets later runs start from the same sampled pairs of the base.
+# "--sft-demonstrations 64" for an SFT warm start, "--restart-from base" for a new adapter each
+# iteration; "--base-cache var/bench-loop-base.sqlite3" lets later runs start from the same
+# sampled pairs of the base.
 LOOP_ARGS ?=
 bench-loop: venv base-model
 	$(PY) bench/loop.py --base $(BASE_MODEL_DIR) --iterations 3 $(LOOP_ARGS)
