@@ -28,6 +28,7 @@ from training.jobs.runner import (
     connection_release,
     demonstrations_of,
     error_text,
+    reference_adapter_of,
     reward_model_of,
     run_as,
     sft_adapter_of,
@@ -297,7 +298,7 @@ def _step_ppo(iteration: LoopIteration) -> None:
         base_model=project.base_model,
         reward_model=reward_model_of(reward_model),
         init_adapter=start.adapter,
-        reference_adapter=start.reference_adapter,
+        reference_adapter=reference_adapter_of(start.sft),
     )
 
     def train(run: TrainingRun, work: Path, heartbeat: Heartbeat) -> dict[str, Any]:
@@ -336,7 +337,7 @@ def _step_dpo(iteration: LoopIteration) -> None:
         stage_overrides(project, "dpo"),
         base_model=project.base_model,
         init_adapter=start.adapter,
-        reference_adapter=start.reference_adapter,
+        reference_adapter=reference_adapter_of(start.sft),
     )
 
     def train(run: TrainingRun, work: Path, heartbeat: Heartbeat) -> dict[str, Any]:
@@ -375,12 +376,6 @@ class Start:
     point: str  # "sft": a new line from an SFT version; "parent": the active version; "base"
     adapter: str | None  # the adapter folder it starts from (None: a new adapter on the base)
     sft: SFTVersion | None
-
-    @property
-    def reference_adapter(self) -> str | None:
-        """What PPO and DPO are held to: the root of the line, its SFT version's adapter, or
-        None for the base model."""
-        return sft_adapter_of(self.sft) if self.sft else None
 
     def described(self, parent: PolicyVersion) -> str:
         if self.point == "sft":
@@ -467,7 +462,7 @@ def _step_evaluate(iteration: LoopIteration) -> None:
         judge_model=reward_model_of(iteration.judge) if iteration.judge else None,
         candidate_adapter=adapter_of(candidate),
         incumbent_adapter=adapter_of(incumbent),
-        reference_adapter=sft_adapter_of(candidate.sft) if candidate.sft else None,
+        reference_adapter=reference_adapter_of(candidate.sft),
         max_new_tokens=project.max_new_tokens,
         seed=iteration.number,
     )

@@ -205,6 +205,12 @@ def sft_adapter_of(sft: SFTVersion) -> str:
     )
 
 
+def reference_adapter_of(sft: SFTVersion | None) -> str | None:
+    """What a line is held to and its KL measured from: the adapter of the SFT version at its
+    root, or None for the base model (PPO's and DPO's reference, the evaluation's)."""
+    return sft_adapter_of(sft) if sft is not None else None
+
+
 def demonstrations_of(snapshot: DemonstrationSnapshot) -> str:
     """A local path to the demonstration snapshot's JSONL file."""
     return str(services.artifact_local(key=snapshot.path, manifest_sha256=snapshot.manifest_sha256))
