@@ -41,6 +41,11 @@ the `fifo` order against the `uncertainty` rule, with a simulated annotator (`ma
    accuracy against labels per strategy and seed, and the labels each strategy needs to reach
    the accuracy `fifo` reaches with the whole budget (per seed, and on the mean curves), and
    on the mean curves at every level of 0.05 between `fifo`'s first and last accuracy.
+6. **Best-of-n**: the same tables for the win rate against the base of the policy each reward
+   model would steer without any training, best-of-n: on each held-out prompt, the answer the
+   reward model scores highest, against each other answer of that prompt (the base's draws),
+   as the annotator judged them. It stands in for a loop's final win rate at a cost of nothing:
+   the held-out answers are scored for the accuracy anyway.
 """
 
 from __future__ import annotations
@@ -290,6 +295,40 @@ def heldout_accuracy(pairs: Sequence[Pair], rewards: dict[int, float]) -> tuple[
         right += margin > 0
         margins.append(margin)
     return right, len(margins), statistics.fmean(margins) if margins else math.nan
+
+
+def best_of_n_win_rate(pairs: Sequence[Pair], rewards: dict[int, float]) -> float:
+    """The win rate of a best-of-n policy that the reward model steers: per prompt, the answer
+    it scores highest against each other answer of that prompt, as the annotator judged them
+    (a tie is half a win), averaged per prompt, then over the prompts. The other answers are
+    draws of the base, so this is the win rate against the base of a policy that samples the
+    prompt's answers and keeps the one the reward model likes best (the lowest index of equal
+    rewards)."""
+    answers: dict[str, set[int]] = defaultdict(set)
+    for pair in pairs:
+        answers[pair.prompt].update((pair.a, pair.b))
+    best = {
+        prompt: max(sorted(indices), key=lambda i: rewards[i])
+        for prompt, indices in answers.items()
+    }
+    games: dict[str, list[float]] = defaultdict(list)
+    for pair in pairs:
+        pick = best[pair.prompt]
+        if pick in (pair.a, pair.b):
+            won = pair.choice == ("a" if pick == pair.a else "b")
+            games[pair.prompt].append(0.5 if pair.choice == "tie" else float(won))
+    return statistics.fmean(statistics.fmean(g) for g in games.values())
+
+
+def annotator_wins(pairs: Sequence[Pair]) -> dict[int, float]:
+    """Each answer's wins over the other answers of its prompt, as the annotator judged (a tie
+    is half a win): as a reward, the annotator's own best-of-n pick, the ceiling of
+    `best_of_n_win_rate` (every two answers of a prompt are a pair)."""
+    wins: dict[int, float] = defaultdict(float)
+    for pair in pairs:
+        wins[pair.a] += 1.0 if pair.choice == "a" else 0.5 if pair.choice == "tie" else 0.0
+        wins[pair.b] += 1.0 if pair.choice == "b" else 0.5 if pair.choice == "tie" else 0.0
+    return dict(wins)
 
 
 def labels_to_reach(curve: Sequence[tuple[float, float]], target: float) -> float | None:
@@ -638,6 +677,9 @@ def run(args: argparse.Namespace, answers: list[Answer]) -> Path:
         "candidate_prompts": len({pairs[i].prompt for i in candidates}),
         "heldout_pairs": sum(p.choice != "tie" for p in heldout_pairs),
         "heldout_prompts": len({p.prompt for p in heldout_pairs}),
+        "heldout_best_of_n_ceiling": round(
+            best_of_n_win_rate(heldout_pairs, annotator_wins(heldout_pairs)), 4
+        ),
         "taste": args.taste,
         "seeds": args.seeds,
         "seed_labels": args.seed_labels,
@@ -698,6 +740,7 @@ def run(args: argparse.Namespace, answers: list[Answer]) -> Path:
                 picked_uncertainty: float | None = None
                 while True:
                     right, judged, margin = heldout_accuracy(heldout_pairs, rewards)
+                    best_of_n = best_of_n_win_rate(heldout_pairs, rewards)
                     gaps = [
                         abs(len(answers[pairs[i].a].text) - len(answers[pairs[i].b].text))
                         for i in picked
@@ -713,6 +756,7 @@ def run(args: argparse.Namespace, answers: list[Answer]) -> Path:
                             "heldout_pairs": judged,
                             "heldout_accuracy": round(right / judged, 4),
                             "heldout_margin": round(margin, 4),
+                            "heldout_best_of_n": round(best_of_n, 4),
                             "shared": len(labelled) == args.seed_labels,
                             "picked_char_gap": round(statistics.fmean(gaps), 1),
                             "picked_uncertainty": picked_uncertainty,
@@ -722,7 +766,8 @@ def run(args: argparse.Namespace, answers: list[Answer]) -> Path:
                     )
                     print(
                         f"seed {seed} {strategy:<11} {len(labelled):>4} labels: held-out "
-                        f"accuracy {right}/{judged} = {right / judged:.3f} (train "
+                        f"accuracy {right}/{judged} = {right / judged:.3f}, best-of-n win "
+                        f"rate {best_of_n:.3f} (train "
                         f"{info['train_s']} s, score {info['score_s']} s, load "
                         f"{os.getloadavg()[0]:.1f})",
                         flush=True,
@@ -781,15 +826,23 @@ def prompts_in_order(order: Sequence[int], pairs: Sequence[Pair]) -> list[str]:
 Curves = dict[tuple[str, int], list[tuple[float, float]]]
 
 
-def read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Curves, list[int]]:
-    """A run's setup line, all its JSON lines, its curves of (labels, held-out accuracy) per
+METRICS = {
+    "heldout_accuracy": "held-out accuracy",
+    "heldout_best_of_n": "best-of-n win rate against the base",
+}
+
+
+def read_run(
+    path: Path, metric: str = "heldout_accuracy"
+) -> tuple[dict[str, Any], list[dict[str, Any]], Curves, list[int]]:
+    """A run's setup line, all its JSON lines, its curves of (labels, `metric`) per
     (strategy, seed), and the seeds that reached the budget with both strategies."""
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     setup = next(r for r in lines if r["kind"] == "setup")
     curves: Curves = defaultdict(list)
     for r in lines:
-        if r["kind"] == "round":
-            curves[(r["strategy"], r["seed"])].append((r["labels"], r["heldout_accuracy"]))
+        if r["kind"] == "round" and metric in r:
+            curves[(r["strategy"], r["seed"])].append((r["labels"], r[metric]))
     complete = [
         s
         for s in sorted({seed for _, seed in curves})
@@ -801,9 +854,9 @@ def read_run(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Curves, 
 
 
 def report(path: Path) -> str:
-    """Markdown tables from a run's JSON lines (whole or cut short)."""
+    """Markdown tables from a run's JSON lines (whole or cut short): held-out accuracy, then the
+    best-of-n win rate where the run recorded it."""
     setup, lines, curves, complete = read_run(path)
-    seeds = sorted({seed for _, seed in curves})
     budget = setup["budget"]
     out = [
         f"Pool: {setup['answers']} answers to {setup['prompts']} prompts, {setup['pairs']} pairs "
@@ -814,9 +867,37 @@ def report(path: Path) -> str:
         f"{setup['model']}, {setup.get('epochs', EPOCHS)} epochs, learning rate "
         f"{setup.get('learning_rate', LEARNING_RATE):g}.",
         "",
-        "Held-out accuracy against labels:",
-        "",
+        *metric_tables(curves, complete, METRICS["heldout_accuracy"]),
     ]
+    _, _, best_of_n, complete_best = read_run(path, "heldout_best_of_n")
+    if best_of_n:
+        ceiling = setup.get("heldout_best_of_n_ceiling")
+        out += [
+            "",
+            "Best-of-n: per held-out prompt, the answer the reward model scores highest against "
+            "each other answer of the prompt (the base's draws), as the annotator judged; a "
+            "random pick wins 0.5"
+            + (f", the annotator's own pick {ceiling:.3f}" if ceiling is not None else "")
+            + ".",
+            "",
+            *metric_tables(best_of_n, complete_best, METRICS["heldout_best_of_n"]),
+        ]
+    done = next((r for r in lines if r["kind"] == "done"), None)
+    if done:
+        out += [
+            "",
+            f"Run: {done['seconds']:.0f} s, {done['cpu_seconds']:.0f} CPU s, load "
+            f"{setup['load_1m']} at the start, {done['load_1m']} at the end.",
+        ]
+    return "\n".join(out)
+
+
+def metric_tables(curves: Curves, complete: Sequence[int], name: str) -> list[str]:
+    """The tables of one measure: its value against labels per strategy and seed (and the mean
+    of the complete seeds), the labels each strategy needs to reach fifo's last value per seed
+    and on the mean curves, and on the mean curves at every level of 0.05 in between."""
+    seeds = sorted({seed for _, seed in curves})
+    out = [f"{name[0].upper()}{name[1:]} against labels:", ""]
     levels = sorted({labels for c in curves.values() for labels, _ in c})
     out += [
         "| strategy | seed | " + " | ".join(str(n) for n in levels) + " |",
@@ -842,13 +923,13 @@ def report(path: Path) -> str:
         ]
         out.append(f"| **{strategy}** | mean ± s.d. | " + " | ".join(cells) + " |")
     if not complete:
-        return "\n".join([*out, "", "No seed has both strategies up to the budget yet."])
+        return [*out, "", "No seed has both strategies up to the budget yet."]
     out += [
         "",
-        "Labels needed to reach the accuracy fifo reaches with the whole budget, on each curve "
+        f"Labels needed to reach the {name} fifo reaches with the whole budget, on each curve "
         "made non-decreasing (isotonic fit), first crossing interpolated between rounds:",
         "",
-        "| seed | target accuracy | fifo labels | uncertainty labels | saved |",
+        "| seed | target | fifo labels | uncertainty labels | saved |",
         "|---|---:|---:|---:|---:|",
     ]
     saved: list[float | None] = []
@@ -861,10 +942,9 @@ def report(path: Path) -> str:
     fifo_mean, uncertainty_mean = isotonic(means["fifo"]), isotonic(means["uncertainty"])
     out += [
         "",
-        "The same on the mean curves at every level of 0.05 between fifo's first and last "
-        "accuracy:",
+        f"The same on the mean curves at every level of 0.05 between fifo's first and last {name}:",
         "",
-        "| target accuracy | fifo labels | uncertainty labels | saved |",
+        "| target | fifo labels | uncertainty labels | saved |",
         "|---:|---:|---:|---:|",
     ]
     for level in levels_between(min(fifo_mean)[1], max(fifo_mean)[1]):
@@ -882,15 +962,7 @@ def report(path: Path) -> str:
             f"{100 * statistics.fmean(known):.0f}%, s.d. {100 * statistics.stdev(known):.0f}%, "
             f"min {100 * min(known):.0f}%, max {100 * max(known):.0f}%"
         )
-    out += ["", summary + "."]
-    done = next((r for r in lines if r["kind"] == "done"), None)
-    if done:
-        out += [
-            "",
-            f"Run: {done['seconds']:.0f} s, {done['cpu_seconds']:.0f} CPU s, load "
-            f"{setup['load_1m']} at the start, {done['load_1m']} at the end.",
-        ]
-    return "\n".join(out)
+    return [*out, "", summary + "."]
 
 
 COLOURS = {"fifo": "#7a7a7a", "uncertainty": "#1f6fb4"}

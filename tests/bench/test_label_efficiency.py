@@ -123,6 +123,75 @@ def test_heldout_accuracy_counts_the_pairs_whose_chosen_answer_gets_more_reward(
     assert margin == pytest.approx((0.5 - 1.0) / 2)
 
 
+def test_best_of_n_plays_the_reward_models_pick_against_the_other_answers_of_its_prompt():
+    pairs = [
+        bench.Pair("p", 0, 1, "a"),
+        bench.Pair("p", 0, 2, "b"),
+        bench.Pair("p", 1, 2, "tie"),
+        bench.Pair("q", 3, 4, "b"),
+    ]
+
+    # p: answer 0 beats 1, loses to 2 (0.5); q: answer 3 loses to 4 (0.0)
+    assert bench.best_of_n_win_rate(pairs, {0: 9.0, 1: 0.0, 2: 0.0, 3: 1.0, 4: 0.0}) == 0.25
+    # p: answer 2 beats 0 and ties 1 (0.75); q: answer 4 wins (1.0)
+    assert bench.best_of_n_win_rate(pairs, {0: 0.0, 1: 0.0, 2: 5.0, 3: 0.0, 4: 1.0}) == 0.875
+    # equal rewards: the lowest index is the pick
+    assert bench.best_of_n_win_rate(pairs, dict.fromkeys(range(5), 0.0)) == 0.25
+    # the annotator's own pick is the ceiling
+    wins = bench.annotator_wins(pairs)
+    assert wins == {0: 1.0, 1: 0.5, 2: 1.5, 3: 0.0, 4: 1.0}
+    assert bench.best_of_n_win_rate(pairs, wins) == 0.875
+
+
+def test_the_report_gives_the_best_of_n_tables_where_the_run_recorded_them(tmp_path):
+    run = tmp_path / "run.jsonl"
+    setup = {
+        "kind": "setup",
+        "budget": 32,
+        "answers": 8,
+        "prompts": 2,
+        "pairs": 6,
+        "ties": 0,
+        "candidate_pairs": 4,
+        "candidate_prompts": 1,
+        "heldout_pairs": 2,
+        "heldout_prompts": 1,
+        "taste": "concise",
+        "seed_labels": 16,
+        "batch": 16,
+        "model": "top",
+        "heldout_best_of_n_ceiling": 0.9,
+    }
+    records = [setup]
+    for seed in (0, 1):
+        for strategy in ("fifo", "uncertainty"):
+            for labels, accuracy, best in ((16, 0.6, 0.5), (32, 0.7, 0.6)):
+                lift = 0.1 if strategy == "uncertainty" and labels > 16 else 0.0
+                records.append(
+                    {
+                        "kind": "round",
+                        "seed": seed,
+                        "strategy": strategy,
+                        "labels": labels,
+                        "heldout_accuracy": accuracy,
+                        "heldout_best_of_n": best + lift,
+                    }
+                )
+    run.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    text = bench.report(run)
+
+    assert "Held-out accuracy against labels:" in text
+    assert "Best-of-n win rate against the base against labels:" in text
+    assert "the annotator's own pick 0.900" in text
+    # fifo reaches 0.6 at 32 labels; uncertainty reaches it at 16 + 16 * 0.1 / 0.2 = 24
+    assert "| mean curves | 0.600 | 32 | 24 | 25% |" in text
+    # a run recorded before the measure existed: accuracy only
+    old = [{k: v for k, v in r.items() if k != "heldout_best_of_n"} for r in records]
+    run.write_text("".join(json.dumps(r) + "\n" for r in old), encoding="utf-8")
+    assert "Best-of-n" not in bench.report(run)
+
+
 def test_isotonic_pools_the_dips_of_a_curve_into_their_neighbours():
     curve = [(32, 0.60), (64, 0.70), (96, 0.66), (128, 0.80), (160, 0.78), (192, 0.76)]
 
