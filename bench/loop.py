@@ -159,6 +159,7 @@ def final_judgement(
     summary = {
         "optimizer": project.optimizer,
         "restart_from": project.restart_from,
+        **({"dpo": project.training_config.get("dpo", {})} if project.optimizer == "dpo" else {}),
         "final_version": final.number,
         **against_base(args, project, adapter_of(final), "final"),
         "iterations": iterations,
@@ -324,6 +325,17 @@ def main() -> None:
         "on the first iteration's pairs about PPO's budget of steps x learning rate",
     )
     parser.add_argument(
+        "--dpo-beta",
+        type=float,
+        help="DPO's beta (default: DPOTrainConfig's, 0.1): higher holds the policy closer to its "
+        "reference, the loss saturating at a smaller log-prob margin",
+    )
+    parser.add_argument(
+        "--dpo-loss",
+        choices=["sigmoid", "ipo"],
+        help="DPO's loss (default: DPOTrainConfig's, sigmoid); ipo aims at a margin of 1/(2 beta)",
+    )
+    parser.add_argument(
         "--train-taste",
         default="concise",
         help="taste of the labels on train prompts (the policy's reward model learns from "
@@ -425,6 +437,8 @@ def main() -> None:
             "max_length": 384,
             "seed": args.seed,
             **({"learning_rate": args.dpo_learning_rate} if args.dpo_learning_rate else {}),
+            **({"beta": args.dpo_beta} if args.dpo_beta else {}),
+            **({"loss_type": args.dpo_loss} if args.dpo_loss else {}),
         },
         "evaluate": {"batch_size": 16},
         "generate": {"batch_size": 16},
