@@ -395,6 +395,10 @@ def main() -> None:
         "--version", type=int, help="with --judge-only: this policy version, not the active one"
     )
     args = parser.parse_args()
+    for name in ("dpo_learning_rate", "dpo_beta"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.judge_only:
         judge_only(args)
         return
@@ -436,9 +440,15 @@ def main() -> None:
             "batch_size": 8,
             "max_length": 384,
             "seed": args.seed,
-            **({"learning_rate": args.dpo_learning_rate} if args.dpo_learning_rate else {}),
-            **({"beta": args.dpo_beta} if args.dpo_beta else {}),
-            **({"loss_type": args.dpo_loss} if args.dpo_loss else {}),
+            **{
+                key: value
+                for key, value in (
+                    ("learning_rate", args.dpo_learning_rate),
+                    ("beta", args.dpo_beta),
+                    ("loss_type", args.dpo_loss),
+                )
+                if value is not None
+            },
         },
         "evaluate": {"batch_size": 16},
         "generate": {"batch_size": 16},
