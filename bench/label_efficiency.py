@@ -839,6 +839,14 @@ def read_run(
     (strategy, seed), and the seeds that reached the budget with both strategies."""
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     setup = next(r for r in lines if r["kind"] == "setup")
+    return (setup, lines, *curves_of(lines, setup["budget"], metric))
+
+
+def curves_of(
+    lines: Sequence[dict[str, Any]], budget: int, metric: str
+) -> tuple[Curves, list[int]]:
+    """The curves of (labels, `metric`) per (strategy, seed) in a run's lines, and the seeds
+    that reached the budget with both strategies."""
     curves: Curves = defaultdict(list)
     for r in lines:
         if r["kind"] == "round" and metric in r:
@@ -846,11 +854,9 @@ def read_run(
     complete = [
         s
         for s in sorted({seed for _, seed in curves})
-        if all(
-            curves.get((st, s)) and max(curves[(st, s)])[0] >= setup["budget"] for st in STRATEGIES
-        )
+        if all(curves.get((st, s)) and max(curves[(st, s)])[0] >= budget for st in STRATEGIES)
     ]
-    return setup, lines, curves, complete
+    return curves, complete
 
 
 def report(path: Path) -> str:
@@ -869,7 +875,7 @@ def report(path: Path) -> str:
         "",
         *metric_tables(curves, complete, METRICS["heldout_accuracy"]),
     ]
-    _, _, best_of_n, complete_best = read_run(path, "heldout_best_of_n")
+    best_of_n, complete_best = curves_of(lines, budget, "heldout_best_of_n")
     if best_of_n:
         ceiling = setup.get("heldout_best_of_n_ceiling")
         out += [
